@@ -1,0 +1,115 @@
+"""All configuration comes from environment variables, read here and nowhere else.
+
+The Bling URLs are configurable so the same code runs against the real Bling (a user's own app), the local
+sandbox, or any Bling-compatible server.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+_REAL_BLING_API = "https://api.bling.com.br/Api/v3"
+_REAL_BLING_TOKEN_URL = "https://api.bling.com.br/Api/v3/oauth/token"
+_REAL_BLING_AUTHORIZE_URL = "https://www.bling.com.br/Api/v3/oauth/authorize"
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    return int(raw) if raw else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    return float(raw) if raw else default
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    project_id: str
+    # Bling
+    bling_api_base: str
+    bling_token_url: str
+    bling_authorize_url: str
+    bling_client_id: str
+    bling_client_id_secret: str  # Secret Manager resource name, used when bling_client_id is empty
+    bling_client_secret: str
+    bling_client_secret_secret: str
+    bling_http_timeout_s: float
+    # Account-wide request budget shared by every instance of every function (requests per second).
+    rate_budget_per_s: float
+    # Refresh the access token when fewer than this many seconds of validity remain.
+    token_refresh_margin_s: int
+    # Public URL of the auth function, quoted in the ERROR that asks a human to re-authorize.
+    auth_public_url: str
+    # PostgreSQL: DB_HOST for a direct TCP connection, otherwise CLOUD_SQL_INSTANCE through the connector.
+    db_host: str
+    db_port: int
+    db_name: str
+    db_user: str
+    db_password: str
+    db_password_secret: str
+    cloud_sql_instance: str
+    # Pipeline behaviour
+    timezone: str
+    daily_lookback_days: int
+    max_range_days: int
+    list_page_size: int
+    list_page_cap: int
+    ids_per_message: int
+    enrich_max_age_days: int
+    # Firestore collection prefix, so several pipelines (or tests) can share one database.
+    firestore_prefix: str
+    # Topic names (see shared.topology for the defaults and the subscriptions that go with them).
+    topic_schedule: str
+    topic_windows: str
+    topic_nfe: str
+    topic_enrich: str
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    from shared import topology
+
+    return Settings(
+        project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCP_PROJECT") or "demo-local",
+        bling_api_base=_env("BLING_API_BASE", _REAL_BLING_API).rstrip("/"),
+        bling_token_url=_env("BLING_TOKEN_URL", _REAL_BLING_TOKEN_URL),
+        bling_authorize_url=_env("BLING_AUTHORIZE_URL", _REAL_BLING_AUTHORIZE_URL),
+        bling_client_id=_env("BLING_CLIENT_ID"),
+        bling_client_id_secret=_env("BLING_CLIENT_ID_SECRET"),
+        bling_client_secret=_env("BLING_CLIENT_SECRET"),
+        bling_client_secret_secret=_env("BLING_CLIENT_SECRET_SECRET"),
+        bling_http_timeout_s=_env_float("BLING_HTTP_TIMEOUT_S", 30.0),
+        rate_budget_per_s=_env_float("BLING_RATE_BUDGET_PER_S", 2.8),
+        token_refresh_margin_s=_env_int("BLING_TOKEN_REFRESH_MARGIN_S", 600),
+        auth_public_url=_env("AUTH_PUBLIC_URL", "<auth function URL>"),
+        db_host=_env("DB_HOST"),
+        db_port=_env_int("DB_PORT", 5432),
+        db_name=_env("DB_NAME", "bling"),
+        db_user=_env("DB_USER", "bling_etl"),
+        db_password=_env("DB_PASSWORD"),
+        db_password_secret=_env("DB_PASSWORD_SECRET"),
+        cloud_sql_instance=_env("CLOUD_SQL_INSTANCE"),
+        timezone=_env("ETL_TIMEZONE", "America/Sao_Paulo"),
+        daily_lookback_days=_env_int("DAILY_LOOKBACK_DAYS", 7),
+        max_range_days=_env_int("MAX_RANGE_DAYS", 366 * 10),
+        list_page_size=_env_int("LIST_PAGE_SIZE", 100),
+        list_page_cap=_env_int("LIST_PAGE_CAP", 500),
+        ids_per_message=_env_int("IDS_PER_MESSAGE", 10),
+        enrich_max_age_days=_env_int("ENRICH_MAX_AGE_DAYS", 30),
+        firestore_prefix=_env("FIRESTORE_PREFIX", "bling"),
+        topic_schedule=_env("TOPIC_SCHEDULE", topology.SCHEDULE.topic),
+        topic_windows=_env("TOPIC_WINDOWS", topology.WINDOWS.topic),
+        topic_nfe=_env("TOPIC_NFE", topology.NFE.topic),
+        topic_enrich=_env("TOPIC_ENRICH", topology.ENRICH.topic),
+    )
+
+
+def reset_settings_cache() -> None:
+    """Tests change the environment between cases; this makes the next get_settings() read it again."""
+    get_settings.cache_clear()
