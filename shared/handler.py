@@ -1,0 +1,52 @@
+"""The one place where an exception becomes an ack or a nack.
+
+Raise means "Pub/Sub, deliver this again" (functions-framework answers 500 to the push); return means "done or
+dropped". PermanentError (bad input, a record Bling does not have) is logged as ERROR and acknowledged, so it is
+never retried forever. RetryableError is logged as WARNING and re-raised. Anything unexpected is logged with its
+stack and re-raised: the subscription's dead-letter policy stops it after the configured attempts.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable
+
+from shared import log
+from shared.errors import PermanentError, RetryableError
+from shared.messages import PubSubMessage
+
+MessageHandler = Callable[[PubSubMessage], None]
+
+
+def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[Any], None]]:
+    def decorate(handle: MessageHandler) -> Callable[[Any], None]:
+        @functools.wraps(handle)
+        def on_cloud_event(cloud_event: Any) -> None:
+            started = time.monotonic()
+            with log.bind(function=function_name):
+                try:
+                    message = PubSubMessage.from_cloud_event(cloud_event)
+                except PermanentError as exc:
+                    log.error(f"dropped an undecodable Pub/Sub envelope: {exc}")
+                    return
+                with log.bind(message_id=message.message_id, delivery_attempt=message.delivery_attempt):
+                    try:
+                        handle(message)
+                    except PermanentError as exc:
+                        fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
+                        log.error(f"message dropped, it cannot succeed: {exc}", input=message.text_for_log(),
+                                  error_type=type(exc).__name__, **fields)
+                        return
+                    except RetryableError as exc:
+                        fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
+                        log.warning(f"will be redelivered: {exc}", error_type=type(exc).__name__, **fields)
+                        raise
+                    except Exception as exc:
+                        log.exception(f"unexpected failure, will be redelivered: {exc}", exc,
+                                      input=message.text_for_log())
+                        raise
+                    log.debug("message handled", duration_ms=round((time.monotonic() - started) * 1000))
+
+        return on_cloud_event
+
+    return decorate

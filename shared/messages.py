@@ -1,0 +1,175 @@
+"""The messages that travel between functions, and their strict decoding.
+
+Every decoder raises BadMessage with a reason a human can act on; handlers log it with the raw input and
+acknowledge (shared.handler). Encoders produce plain JSON so a message can also be typed by hand with
+`gcloud pubsub topics publish`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime
+import json
+from typing import Any
+
+from shared.errors import BadMessage
+
+
+@dataclasses.dataclass(frozen=True)
+class PubSubMessage:
+    data: bytes
+    attributes: dict[str, str]
+    message_id: str
+    publish_time: str = ""
+    delivery_attempt: int | None = None
+
+    @classmethod
+    def from_cloud_event(cls, cloud_event: Any) -> "PubSubMessage":
+        """Read only data/attributes/messageId: the fields both Eventarc and a raw push carry."""
+        envelope = cloud_event.data if hasattr(cloud_event, "data") else cloud_event
+        message = (envelope or {}).get("message") or {}
+        raw = message.get("data") or ""
+        try:
+            data = base64.b64decode(raw, validate=True) if raw else b""
+        except (binascii.Error, ValueError) as exc:
+            raise BadMessage(f"message data is not base64: {exc}") from None
+        attempt = envelope.get("deliveryAttempt") if isinstance(envelope, dict) else None
+        return cls(data=data, attributes=dict(message.get("attributes") or {}),
+                   message_id=str(message.get("messageId") or message.get("message_id") or ""),
+                   publish_time=str(message.get("publishTime") or ""),
+                   delivery_attempt=int(attempt) if isinstance(attempt, int) else None)
+
+    def text_for_log(self, limit: int = 500) -> str:
+        return self.data[:limit].decode("utf-8", errors="replace")
+
+
+def decode_json_object(data: bytes) -> dict[str, Any]:
+    if not data or not data.strip():
+        raise BadMessage("message is empty; expected a JSON object")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadMessage(f"message is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadMessage(f"message must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _require_only(body: dict[str, Any], required: set[str], optional: set[str] = frozenset()) -> None:
+    missing = required - body.keys()
+    unknown = body.keys() - required - optional
+    if missing:
+        raise BadMessage(f"missing keys: {sorted(missing)}")
+    if unknown:
+        raise BadMessage(f"unknown keys: {sorted(unknown)}")
+
+
+def parse_iso_date(value: Any, what: str) -> datetime.date:
+    if not isinstance(value, str):
+        raise BadMessage(f"{what} must be a date string YYYY-MM-DD, got {value!r}")
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise BadMessage(f"{what} is not a valid date YYYY-MM-DD: {value!r}") from None
+
+
+def _str(body: dict[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise BadMessage(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _positive_int(value: Any, what: str) -> int:
+    # bool is an int in Python; a JSON true is not an id.
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise BadMessage(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """A closed range of emission dates (São Paulo calendar days) that the lister pages through."""
+
+    run_id: str
+    start: datetime.date
+    end: datetime.date
+
+    @property
+    def key(self) -> str:
+        return f"{self.start.isoformat()}..{self.end.isoformat()}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    @classmethod
+    def parse(cls, data: bytes) -> "Window":
+        body = decode_json_object(data)
+        _require_only(body, {"run_id", "start", "end"})
+        window = cls(run_id=_str(body, "run_id"), start=parse_iso_date(body["start"], "start"),
+                     end=parse_iso_date(body["end"], "end"))
+        if window.end < window.start:
+            raise BadMessage(f"window end {window.end} is before start {window.start}")
+        if (window.end - window.start).days > 365:
+            raise BadMessage(f"window {window.key} is longer than Bling's one-year limit")
+        return window
+
+
+@dataclasses.dataclass(frozen=True)
+class NoteRef:
+    """An NF-e as the list shows it: enough to decide whether its detail must be fetched."""
+
+    id: int
+    situacao: int
+
+
+@dataclasses.dataclass(frozen=True)
+class NfeBatch:
+    run_id: str
+    window: str
+    notes: tuple[NoteRef, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "window": self.window,
+                "notes": [{"id": n.id, "situacao": n.situacao} for n in self.notes]}
+
+    @classmethod
+    def parse(cls, data: bytes) -> "NfeBatch":
+        body = decode_json_object(data)
+        _require_only(body, {"run_id", "window", "notes"})
+        notes = body["notes"]
+        if not isinstance(notes, list) or not notes or len(notes) > 1000:
+            raise BadMessage("notes must be a non-empty list of {id, situacao}")
+        refs = []
+        for note in notes:
+            if not isinstance(note, dict) or set(note) != {"id", "situacao"}:
+                raise BadMessage(f"each note must be {{id, situacao}}, got {note!r}")
+            refs.append(NoteRef(id=_positive_int(note["id"], "note id"),
+                                situacao=_positive_int(note["situacao"], "note situacao")))
+        return cls(run_id=_str(body, "run_id"), window=_str(body, "window"), notes=tuple(refs))
+
+
+@dataclasses.dataclass(frozen=True)
+class EnrichRequest:
+    run_id: str
+    contact_ids: tuple[int, ...]
+    skus: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "contact_ids": list(self.contact_ids), "skus": list(self.skus)}
+
+    @classmethod
+    def parse(cls, data: bytes) -> "EnrichRequest":
+        body = decode_json_object(data)
+        _require_only(body, {"run_id", "contact_ids", "skus"})
+        contact_ids, skus = body["contact_ids"], body["skus"]
+        if not isinstance(contact_ids, list) or not isinstance(skus, list):
+            raise BadMessage("contact_ids and skus must be lists")
+        if not contact_ids and not skus:
+            raise BadMessage("nothing to enrich: contact_ids and skus are both empty")
+        for sku in skus:
+            if not isinstance(sku, str) or not sku.strip() or len(sku) > 120:
+                raise BadMessage(f"each sku must be a non-empty string of at most 120 characters, got {sku!r}")
+        ids = tuple(_positive_int(c, "contact id") for c in contact_ids)
+        return cls(run_id=_str(body, "run_id"), contact_ids=ids, skus=tuple(skus))

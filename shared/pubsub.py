@@ -1,0 +1,46 @@
+"""Publishing JSON messages, waiting for every future before the function returns.
+
+A function that returns before its publishes complete can lose them (the CPU is throttled after the response), so
+publish_json() blocks until Pub/Sub has accepted every message. The client is created on first use and reused.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from concurrent import futures
+from typing import Any, Iterable
+
+from shared.config import get_settings
+
+_publisher = None
+_lock = threading.Lock()
+
+
+def publisher():
+    global _publisher
+    with _lock:
+        if _publisher is None:
+            from google.cloud import pubsub_v1
+
+            _publisher = pubsub_v1.PublisherClient()
+        return _publisher
+
+
+def reset_client() -> None:
+    global _publisher
+    _publisher = None
+
+
+def topic_path(topic: str) -> str:
+    return publisher().topic_path(get_settings().project_id, topic)
+
+
+def publish_json(topic: str, payloads: Iterable[dict[str, Any]], timeout_s: float = 60.0,
+                 **attributes: str) -> list[str]:
+    path = topic_path(topic)
+    pending = [publisher().publish(path, json.dumps(p, separators=(",", ":")).encode(), **attributes)
+               for p in payloads]
+    done, not_done = futures.wait(pending, timeout=timeout_s, return_when=futures.ALL_COMPLETED)
+    if not_done:
+        raise TimeoutError(f"{len(not_done)} of {len(pending)} publishes to {topic} did not complete")
+    return [f.result() for f in pending]
