@@ -1,0 +1,104 @@
+"""Database access: one connection per instance, created on first use, and a transaction helper.
+
+Functions run with concurrency 1, so one connection per instance is the pool (the Cloud SQL connection budget is
+max_instances × 1; see infra/functions.tf). Locally and in tests DB_HOST points at a PostgreSQL server and pg8000
+connects directly; in production CLOUD_SQL_INSTANCE goes through the Cloud SQL Python Connector with lazy refresh
+(the CPU is throttled between invocations, so no background refresh).
+
+A broken connection (database restarted, network cut) is dropped and the error surfaces as RetryableError, so
+Pub/Sub delivers the message again and the next attempt reconnects.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Iterator
+
+import pg8000.dbapi
+
+from shared import secrets
+from shared.config import get_settings
+from shared.errors import ConfigurationError, RetryableError
+
+_connection: pg8000.dbapi.Connection | None = None
+_connector = None
+_lock = threading.RLock()
+
+# SQLSTATE classes that mean "try again": connection exceptions, serialization failures/deadlocks, the server
+# shutting down or out of resources.
+_RETRYABLE_SQLSTATE_PREFIXES = ("08", "40", "53", "57P")
+
+
+def connect() -> pg8000.dbapi.Connection:
+    settings = get_settings()
+    password = secrets.resolve(settings.db_password, settings.db_password_secret, "DB password", required=False)
+    if settings.db_host:
+        return pg8000.dbapi.connect(host=settings.db_host, port=settings.db_port, database=settings.db_name,
+                                    user=settings.db_user, password=password or None, timeout=30,
+                                    application_name="bling-etl")
+    if settings.cloud_sql_instance:
+        global _connector
+        if _connector is None:
+            from google.cloud.sql.connector import Connector
+
+            _connector = Connector(refresh_strategy="lazy")
+        return _connector.connect(settings.cloud_sql_instance, "pg8000", user=settings.db_user,
+                                  password=password, db=settings.db_name)
+    raise ConfigurationError("no database configured: set DB_HOST (direct) or CLOUD_SQL_INSTANCE (connector)")
+
+
+def _is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, (pg8000.dbapi.InterfaceError, OSError, ConnectionError)):
+        return True
+    code = exc.args[0].get("C", "") if exc.args and isinstance(exc.args[0], dict) else ""
+    return code.startswith(_RETRYABLE_SQLSTATE_PREFIXES)
+
+
+def reset_connection() -> None:
+    global _connection
+    with _lock:
+        if _connection is not None:
+            with contextlib.suppress(Exception):
+                _connection.close()
+        _connection = None
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[pg8000.dbapi.Cursor]:
+    """A cursor inside one transaction: commit on success, rollback on any error.
+
+    Connection-level failures become RetryableError (after dropping the connection); other database errors
+    propagate unchanged, so a constraint violation caused by bad data is not retried as if it were transient.
+    """
+    global _connection
+    with _lock:
+        try:
+            if _connection is None:
+                _connection = connect()
+            cursor = _connection.cursor()
+        except Exception as exc:
+            reset_connection()
+            if _is_retryable(exc):
+                raise RetryableError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+            raise
+        try:
+            yield cursor
+            _connection.commit()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                _connection.rollback()
+            if _is_retryable(exc):
+                reset_connection()
+                raise RetryableError(f"database error, will retry: {type(exc).__name__}: {exc}") from exc
+            raise
+
+
+def fetch_all(sql: str, params: tuple | list | dict = ()) -> list[tuple[Any, ...]]:
+    with transaction() as cur:
+        cur.execute(sql, params)
+        return list(cur.fetchall()) if cur.description else []
+
+
+def execute(sql: str, params: tuple | list | dict = ()) -> None:
+    with transaction() as cur:
+        cur.execute(sql, params)
