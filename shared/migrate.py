@@ -44,7 +44,8 @@ def apply_all(directory: pathlib.Path = MIGRATIONS_DIR) -> list[str]:
                 if row[0] != checksum:
                     raise SystemExit(f"{path.name} changed after it was applied; add a new migration instead")
                 continue
-            cur.execute(sql)
+            # Simple-query protocol: a migration file holds many statements (the extended protocol takes one).
+            cur.connection.execute_simple(sql)
             cur.execute("INSERT INTO schema_migrations (filename, checksum) VALUES (%s, %s)", (path.name, checksum))
             applied_now.append(path.name)
             log.info("migration applied", migration=path.name)
