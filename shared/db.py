@@ -1,7 +1,8 @@
-"""Database access: one connection per instance, created on first use, and a transaction helper.
+"""Database access: one connection per thread, created on first use, and a transaction helper.
 
-Functions run with concurrency 1, so one connection per instance is the pool (the Cloud SQL connection budget is
-max_instances × 1; see infra/functions.tf). Locally and in tests DB_HOST points at a PostgreSQL server and pg8000
+Functions run with concurrency 1, so in production one connection per instance is the pool (the Cloud SQL
+connection budget is max_instances × 1; see infra/functions.tf). Locally functions-framework serves concurrent
+pushes on threads, each thread standing for one instance, hence one connection per thread. Locally and in tests DB_HOST points at a PostgreSQL server and pg8000
 connects directly; in production CLOUD_SQL_INSTANCE goes through the Cloud SQL Python Connector with lazy refresh
 (the CPU is throttled between invocations, so no background refresh).
 
@@ -20,9 +21,9 @@ from shared import secrets
 from shared.config import get_settings
 from shared.errors import ConfigurationError, RetryableError
 
-_connection: pg8000.dbapi.Connection | None = None
+_local = threading.local()
 _connector = None
-_lock = threading.RLock()
+_connector_lock = threading.Lock()
 
 # SQLSTATE classes that mean "try again": connection exceptions, serialization failures/deadlocks, the server
 # shutting down or out of resources.
@@ -38,10 +39,11 @@ def connect() -> pg8000.dbapi.Connection:
                                     application_name="bling-etl")
     if settings.cloud_sql_instance:
         global _connector
-        if _connector is None:
-            from google.cloud.sql.connector import Connector
+        with _connector_lock:
+            if _connector is None:
+                from google.cloud.sql.connector import Connector
 
-            _connector = Connector(refresh_strategy="lazy")
+                _connector = Connector(refresh_strategy="lazy")
         return _connector.connect(settings.cloud_sql_instance, "pg8000", user=settings.db_user,
                                   password=password, db=settings.db_name)
     raise ConfigurationError("no database configured: set DB_HOST (direct) or CLOUD_SQL_INSTANCE (connector)")
@@ -55,12 +57,12 @@ def _is_retryable(exc: Exception) -> bool:
 
 
 def reset_connection() -> None:
-    global _connection
-    with _lock:
-        if _connection is not None:
-            with contextlib.suppress(Exception):
-                _connection.close()
-        _connection = None
+    """Drop this thread's connection (after a failure, or in tests after the database was restarted)."""
+    connection = getattr(_local, "connection", None)
+    _local.connection = None
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 @contextlib.contextmanager
@@ -70,27 +72,26 @@ def transaction() -> Iterator[pg8000.dbapi.Cursor]:
     Connection-level failures become RetryableError (after dropping the connection); other database errors
     propagate unchanged, so a constraint violation caused by bad data is not retried as if it were transient.
     """
-    global _connection
-    with _lock:
-        try:
-            if _connection is None:
-                _connection = connect()
-            cursor = _connection.cursor()
-        except Exception as exc:
+    try:
+        connection = getattr(_local, "connection", None)
+        if connection is None:
+            connection = _local.connection = connect()
+        cursor = connection.cursor()
+    except Exception as exc:
+        reset_connection()
+        if _is_retryable(exc):
+            raise RetryableError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        raise
+    try:
+        yield cursor
+        connection.commit()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            connection.rollback()
+        if _is_retryable(exc):
             reset_connection()
-            if _is_retryable(exc):
-                raise RetryableError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
-            raise
-        try:
-            yield cursor
-            _connection.commit()
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                _connection.rollback()
-            if _is_retryable(exc):
-                reset_connection()
-                raise RetryableError(f"database error, will retry: {type(exc).__name__}: {exc}") from exc
-            raise
+            raise RetryableError(f"database error, will retry: {type(exc).__name__}: {exc}") from exc
+        raise
 
 
 def fetch_all(sql: str, params: tuple | list | dict = ()) -> list[tuple[Any, ...]]:
