@@ -1,0 +1,47 @@
+"""lister: pages Bling's GET /nfe for one window and publishes the NF-e ids in batches for the detail function.
+
+A redelivered window resumes from its Firestore checkpoint; a window already listed in this run is acknowledged
+without calling Bling. Reaching the page cap marks the window failed (ERROR) instead of pretending it is complete.
+"""
+import functions_framework
+
+from shared import audit, listing, log, pubsub
+from shared.bling.client import count_calls, get_client
+from shared.config import get_settings
+from shared.handler import pubsub_handler
+from shared.messages import NfeBatch, NoteRef, PubSubMessage, Window
+
+
+@functions_framework.cloud_event
+@pubsub_handler("lister")
+def on_window(message: PubSubMessage) -> None:
+    window = Window.parse(message.data)
+    settings = get_settings()
+    with log.bind(run_id=window.run_id, window=window.key):
+        audit.ensure_window(window)
+
+        def fetch_page(params):
+            return get_client().get("/nfe", params).get("data")
+
+        def publish(notes: list[NoteRef]) -> None:
+            audit.record_listed(window, notes)
+            pubsub.publish_json(settings.topic_nfe, (
+                NfeBatch(window.run_id, window.key, tuple(batch)).to_json()
+                for batch in listing.batches(notes, settings.ids_per_message)))
+
+        with count_calls() as calls:
+            try:
+                result = listing.list_window(window, fetch_page, publish, listing.CheckpointStore(),
+                                             settings.list_page_size, settings.list_page_cap)
+            except listing.ListingIncomplete as exc:
+                audit.window_listing_progress(window, "failed", 0, calls.requests, calls.throttled, str(exc))
+                raise
+            except Exception:
+                audit.window_listing_progress(window, "listing", 0, calls.requests, calls.throttled)
+                raise
+        if result.already_done:
+            log.info("window already listed in this run; nothing to do", event="window_skipped")
+            return
+        audit.window_listing_progress(window, "listed", result.pages, calls.requests, calls.throttled)
+        log.info(f"window listed: {result.notes} NF-e in {result.pages} page(s)", event="window_listed",
+                 nfe_listed=result.notes, pages=result.pages, api_calls=calls.requests)

@@ -1,0 +1,25 @@
+"""scheduler: turns a daily, month or range request into window messages for the lister.
+
+Bad input (not JSON, unknown keys, `2021-13`, end before start, a 20-year range) is logged once as ERROR with
+the input and acknowledged: nothing is published and nothing is stored.
+"""
+import functions_framework
+
+from shared import audit, log, pubsub
+from shared.config import get_settings
+from shared.handler import pubsub_handler
+from shared.messages import PubSubMessage
+from shared.schedule import parse_schedule_request, run_id_for, split_into_windows
+
+
+@functions_framework.cloud_event
+@pubsub_handler("scheduler")
+def on_schedule(message: PubSubMessage) -> None:
+    request = parse_schedule_request(message.data)
+    run_id = run_id_for(request, message.message_id)
+    windows = split_into_windows(request, run_id)
+    with log.bind(run_id=run_id):
+        audit.record_run(run_id, request.kind, request.body, request.start, request.end, windows)
+        pubsub.publish_json(get_settings().topic_windows, (w.to_json() for w in windows))
+        log.info(f"{request.kind} run planned: {len(windows)} window(s) from {request.start} to {request.end}",
+                 event="run_planned", kind=request.kind, windows=[w.key for w in windows])

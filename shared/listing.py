@@ -1,0 +1,146 @@
+"""Listing the NF-e of one window from GET /nfe, page by page, with a checkpoint per page.
+
+Two passes per window, because Bling leaves cancelled invoices out of a listing that does not send `situacao`:
+one without it, one with `situacao=2`. Both send `tipo=1` (outgoing only) and datetime bounds
+`YYYY-MM-DD 00:00:00` … `YYYY-MM-DD 23:59:59`, never bare dates.
+
+Pages are read until an empty page. Bling gives no totals, and pages can repeat items of the previous page or
+carry more than `limite` items, so "fewer than limite" never ends a pass; ids are de-duplicated, and a pass that
+brings two pages in a row with nothing new is treated as Bling repeating itself and ends with a WARNING. A page
+cap guards against endless paging; reaching it fails the window loudly instead of silently truncating it.
+
+Checkpoint rule (Singer's bookmark rule): the checkpoint moves to page N+1 only after page N's ids are recorded
+and published, so a redelivered window resumes at the first page whose ids may not have gone out.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any, Callable, Iterable
+
+from shared import firestore_client, log
+from shared.bling.errors import BlingPermanentError
+from shared.messages import NoteRef, Window
+
+SITUACAO_CANCELADA = 2
+# (name, value of the situacao parameter): None = Bling's default listing, which omits cancelled invoices.
+PASSES: tuple[tuple[str, int | None], ...] = (("default", None), ("cancelled", SITUACAO_CANCELADA))
+_PAGES_WITHOUT_NEW_IDS_TO_STOP = 2
+
+
+class ListingIncomplete(BlingPermanentError):
+    """The page cap was reached: the window is not fully listed and must not be reported as complete."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    pass_index: int = 0
+    next_page: int = 1
+    done: bool = False
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"pass_index": self.pass_index, "next_page": self.next_page, "done": self.done,
+                "updated_at": datetime.datetime.now(tz=datetime.timezone.utc)}
+
+
+class CheckpointStore:
+    """Firestore document `<prefix>_checkpoints/<run_id>|<window>`, one per window of a run."""
+
+    def _doc(self, window: Window):
+        return firestore_client.collection("checkpoints").document(f"{window.run_id}|{window.key}")
+
+    def load(self, window: Window) -> Checkpoint:
+        snapshot = self._doc(window).get()
+        if not snapshot.exists:
+            return Checkpoint()
+        doc = snapshot.to_dict()
+        return Checkpoint(int(doc.get("pass_index", 0)), int(doc.get("next_page", 1)), bool(doc.get("done")))
+
+    def save(self, window: Window, checkpoint: Checkpoint) -> None:
+        self._doc(window).set(checkpoint.to_doc())
+
+
+@dataclasses.dataclass
+class ListingResult:
+    pages: int = 0
+    notes: int = 0
+    already_done: bool = False
+
+
+def note_refs_from_page(data: Any) -> list[NoteRef]:
+    """The ids and situações of a page; items that are not outgoing invoices or make no sense are left out loudly."""
+    if not isinstance(data, list):
+        raise BlingPermanentError(200, "INVALID_RESPONSE", "GET /nfe answered without a data list",
+                                  f"data is {type(data).__name__}", path="/nfe")
+    refs = []
+    for item in data:
+        nfe_id = item.get("id") if isinstance(item, dict) else None
+        situacao = item.get("situacao") if isinstance(item, dict) else None
+        if not _is_positive_int(nfe_id) or not _is_positive_int(situacao):
+            log.error("GET /nfe returned an item without a valid id/situacao; left out", item=str(item)[:500])
+            continue
+        if item.get("tipo") not in (1, "1", None):
+            continue  # an incoming invoice (tipo 0) never enters the tables
+        refs.append(NoteRef(id=nfe_id, situacao=situacao))
+    return refs
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def list_params(window: Window, page: int, page_size: int, situacao: int | None) -> list[tuple[str, str]]:
+    params = [("pagina", str(page)), ("limite", str(page_size)), ("tipo", "1"),
+              ("dataEmissaoInicial", f"{window.start.isoformat()} 00:00:00"),
+              ("dataEmissaoFinal", f"{window.end.isoformat()} 23:59:59")]
+    if situacao is not None:
+        params.append(("situacao", str(situacao)))
+    return params
+
+
+def list_window(window: Window, fetch_page: Callable[[list[tuple[str, str]]], Any],
+                publish: Callable[[list[NoteRef]], None], checkpoints: CheckpointStore,
+                page_size: int, page_cap: int) -> ListingResult:
+    """Page through both passes from the checkpoint on; `publish` records and sends one page's new ids."""
+    checkpoint = checkpoints.load(window)
+    result = ListingResult()
+    if checkpoint.done:
+        result.already_done = True
+        return result
+    seen: dict[int, int] = {}
+    for pass_index in range(checkpoint.pass_index, len(PASSES)):
+        pass_name, situacao = PASSES[pass_index]
+        page = checkpoint.next_page if pass_index == checkpoint.pass_index else 1
+        pages_without_new = 0
+        while True:
+            if page > page_cap:
+                raise ListingIncomplete(200, "PAGE_CAP", f"{pass_name} listing passed {page_cap} pages",
+                                        "raise LIST_PAGE_CAP or use smaller windows", path="/nfe")
+            data = fetch_page(list_params(window, page, page_size, situacao))
+            result.pages += 1
+            if data == []:
+                break  # the only reliable end of a listing: Bling gives no totals
+            refs = note_refs_from_page(data)
+            new = [r for r in refs if seen.get(r.id) != r.situacao]
+            seen.update((r.id, r.situacao) for r in refs)
+            log.debug("page listed", page=page, listing=pass_name, items=len(refs), new=len(new))
+            if new:
+                publish(new)
+                result.notes += len(new)
+                pages_without_new = 0
+            else:
+                pages_without_new += 1
+            checkpoints.save(window, Checkpoint(pass_index, page + 1))
+            if pages_without_new >= _PAGES_WITHOUT_NEW_IDS_TO_STOP:
+                log.warning("Bling kept repeating ids already listed; ending this listing", listing=pass_name,
+                            page=page)
+                break
+            page += 1
+        checkpoints.save(window, Checkpoint(pass_index + 1, 1))
+    checkpoints.save(window, Checkpoint(len(PASSES), 1, done=True))
+    return result
+
+
+def batches(items: list[NoteRef], size: int) -> Iterable[list[NoteRef]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
