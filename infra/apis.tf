@@ -1,0 +1,31 @@
+# eventarc.googleapis.com is deliberately absent: the workers have no event_trigger, Pub/Sub pushes to them through
+# subscriptions declared in pubsub.tf (docs/decisions/002-push-subscriptions-with-dead-letters.md).
+locals {
+  apis = toset([
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "sqladmin.googleapis.com",
+    "storage.googleapis.com",
+  ])
+}
+
+resource "google_project_service" "api" {
+  for_each = local.apis
+
+  project = var.project_id
+  service = each.key
+
+  # Other workloads of the project may use the same APIs: destroying this stack must not switch them off.
+  disable_on_destroy         = false
+  disable_dependent_services = false
+}

@@ -1,0 +1,100 @@
+# The five functions: four workers pushed by Pub/Sub (pubsub.tf) and the public OAuth function.
+#
+# Instance limits, connections and the Bling budget (defaults of var.function_max_instances):
+#   Every instance serves one request at a time (concurrency 1) and keeps a pool of one Cloud SQL connection.
+#   DB connections at full scale-out: scheduler 2 + lister 2 + detail 5 + enrich 3 = 12.
+#   db-f1-micro allows 25, of which Cloud SQL reserves 3 for its superuser: 22 usable.
+#   12 + 1 (migrations from Cloud Build) + 2 (an operator's psql) = 15, leaving 7 for max_instance_count's brief
+#   overshoot during a traffic surge (Cloud Functions may exceed it for a short time).
+#   Bling allows 3 requests/s per account. All instances share one budget of BLING_RATE_BUDGET_PER_S (2.8/s)
+#   through Firestore, so more instances do not mean more requests: lister + detail + enrich = 10 instances at most
+#   wait their turn on the same budget. At ~1,200 NF-e a year the daily run needs a few dozen requests; the limits
+#   exist for backfills, where detail (one request per NF-e) is the widest stage.
+
+locals {
+  env_common = {
+    GOOGLE_CLOUD_PROJECT = var.project_id
+    ETL_TIMEZONE         = var.timezone
+    LOG_EXECUTION_ID     = "true" # read by functions-framework: adds labels.execution_id to every log line
+  }
+
+  env_firestore = {
+    FIRESTORE_PREFIX = var.firestore_prefix
+  }
+
+  env_db = {
+    CLOUD_SQL_INSTANCE = google_sql_database_instance.main.connection_name
+    DB_NAME            = google_sql_database.main.name
+    DB_USER            = google_sql_user.etl.name
+  }
+
+  env_bling = {
+    BLING_RATE_BUDGET_PER_S = tostring(var.bling_rate_budget_per_s)
+    AUTH_PUBLIC_URL         = local.auth_public_url
+  }
+
+  function_env = {
+    for name, f in local.functions : name => merge(
+      local.env_common,
+      f.uses_firestore ? local.env_firestore : {},
+      f.uses_db ? local.env_db : {},
+      f.uses_bling ? local.env_bling : {},
+    )
+  }
+}
+
+resource "google_cloudfunctions2_function" "function" {
+  for_each = local.functions
+
+  project     = var.project_id
+  location    = var.region
+  name        = "${var.name_prefix}-${each.key}"
+  description = each.value.description
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = each.value.entry_point
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.bundle[each.key].name
+      }
+    }
+  }
+
+  # No event_trigger: the workers are HTTP functions that Pub/Sub pushes to (ADR 002); functions-framework turns the
+  # push body into a CloudEvent for their @cloud_event handlers.
+  service_config {
+    available_memory                 = var.function_memory
+    timeout_seconds                  = each.value.timeout_s
+    min_instance_count               = 0
+    max_instance_count               = each.value.max_instances
+    max_instance_request_concurrency = 1
+    ingress_settings                 = each.value.public ? "ALLOW_ALL" : var.worker_ingress
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.function[each.key].email
+    environment_variables            = local.function_env[each.key]
+
+    dynamic "secret_environment_variables" {
+      for_each = toset(local.function_secrets[each.key])
+
+      content {
+        key        = local.secrets[secret_environment_variables.key].env
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.secret[secret_environment_variables.key].secret_id
+        version    = local.secrets[secret_environment_variables.key].version
+      }
+    }
+  }
+
+  # An instance starts only if its account can already read its secrets and reach its dependencies.
+  depends_on = [
+    google_project_service.api,
+    google_secret_manager_secret_iam_member.function_accessor,
+    google_project_iam_member.function_cloudsql_client,
+    google_project_iam_member.function_firestore_user,
+    google_project_iam_member.build,
+  ]
+}

@@ -1,0 +1,132 @@
+variable "project_id" {
+  description = "The Google Cloud project that hosts the pipeline."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, Cloud SQL, the scheduler job and the source bucket."
+  type        = string
+  default     = "southamerica-east1"
+}
+
+variable "firestore_location" {
+  description = "Location of the (default) Firestore database; a region such as southamerica-east1 or a multi-region such as nam5. Cannot change after creation."
+  type        = string
+  default     = "southamerica-east1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of the function, service account, Cloud SQL instance and bucket names. Topic and subscription names are fixed by shared/topology.py and do not take it."
+  type        = string
+  default     = "bling"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,11}$", var.name_prefix))
+    error_message = "name_prefix must be 2-12 characters of lowercase letters, digits and hyphens, starting with a letter (service account ids are at most 30 characters)."
+  }
+}
+
+variable "firestore_prefix" {
+  description = "Prefix of the Firestore collection names (env FIRESTORE_PREFIX); the TTL policies are set on <prefix>_oauth_states, <prefix>_rate_ticks and <prefix>_messages."
+  type        = string
+  default     = "bling"
+}
+
+variable "function_memory" {
+  description = "Memory of every function instance, in Cloud Run notation (256M, 512M, 1G)."
+  type        = string
+  default     = "512M"
+}
+
+variable "function_max_instances" {
+  description = <<-EOT
+    Maximum instances per function. Every instance runs one request at a time and holds at most one Cloud SQL
+    connection, so the sum over the DB-using functions (scheduler, lister, detail, enrich) must stay well below the
+    instance's max_connections (25 on db-f1-micro): see the arithmetic in functions.tf before raising these.
+  EOT
+  type = object({
+    scheduler = optional(number, 2)
+    lister    = optional(number, 2)
+    detail    = optional(number, 5)
+    enrich    = optional(number, 3)
+    auth      = optional(number, 2)
+  })
+  default = {}
+}
+
+variable "worker_ingress" {
+  description = "Ingress of the Pub/Sub-pushed functions. ALLOW_INTERNAL_ONLY admits Pub/Sub push from the same project and nothing from the internet; every request also needs roles/run.invoker, which only the push invoker service account has."
+  type        = string
+  default     = "ALLOW_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB", "ALLOW_ALL"], var.worker_ingress)
+    error_message = "worker_ingress must be ALLOW_INTERNAL_ONLY, ALLOW_INTERNAL_AND_GCLB or ALLOW_ALL."
+  }
+}
+
+variable "bling_rate_budget_per_s" {
+  description = "Requests per second to the Bling API shared by every instance of every function (env BLING_RATE_BUDGET_PER_S). Bling allows 3 per second per account, including other integrations of the same account."
+  type        = number
+  default     = 2.8
+
+  validation {
+    condition     = var.bling_rate_budget_per_s > 0 && var.bling_rate_budget_per_s <= 3
+    error_message = "bling_rate_budget_per_s must be in (0, 3]: Bling blocks the account above 3 requests per second."
+  }
+}
+
+variable "timezone" {
+  description = "Time zone of the daily schedule and of the date windows (env ETL_TIMEZONE)."
+  type        = string
+  default     = "America/Sao_Paulo"
+}
+
+variable "daily_schedule" {
+  description = "Cron expression of the bling-daily Cloud Scheduler job, in var.timezone."
+  type        = string
+  default     = "0 6 * * *"
+}
+
+variable "secret_versions" {
+  description = <<-EOT
+    Secret Manager version each function reads at instance start. "latest" picks up a rotated value on the next
+    cold start; pin a number (for example "3") to make a rotation an explicit `terraform apply`.
+  EOT
+  type = object({
+    bling_client_id     = optional(string, "latest")
+    bling_client_secret = optional(string, "latest")
+    db_password         = optional(string, "latest")
+  })
+  default = {}
+}
+
+variable "db_tier" {
+  description = "Machine tier of the Cloud SQL instance. db-f1-micro has max_connections 25; see functions.tf before changing instance counts."
+  type        = string
+  default     = "db-f1-micro"
+}
+
+variable "db_disk_size_gb" {
+  description = "Initial disk size of the Cloud SQL instance in GB (it grows automatically)."
+  type        = number
+  default     = 10
+}
+
+variable "db_deletion_protection" {
+  description = "Refuse to delete the Cloud SQL instance (Terraform and API). Set to false only to tear the pipeline down."
+  type        = bool
+  default     = true
+}
+
+variable "db_backup_start_time" {
+  description = "Start of the daily Cloud SQL backup window, HH:MM in UTC."
+  type        = string
+  default     = "05:00"
+}
+
+variable "alert_email" {
+  description = "Email address that receives the alerts (function errors, dead letters). Empty: the alert policies exist but notify nobody."
+  type        = string
+  default     = ""
+}
