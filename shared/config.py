@@ -44,6 +44,17 @@ class Settings:
     rate_budget_per_s: float
     # Refresh the access token when fewer than this many seconds of validity remain.
     token_refresh_margin_s: int
+    # Rate ledger (docs/decisions/001): "firestore" (always, in functions and integration tests) or "local"
+    # (in-process pacing, only for pure unit tests); a send may start at most this fraction of a tick late.
+    rate_ledger: str
+    rate_tick_slack: float
+    # Token refresh (docs/decisions/003): lease length, token-endpoint timeout, and the per-process cap on
+    # token-endpoint calls per 60 s (Bling blocks the IP for 1 h at 20 calls in 60 s).
+    token_lease_s: float
+    token_http_timeout_s: float
+    token_calls_per_min: int
+    # How long a state issued by the auth function's /start stays valid.
+    oauth_state_ttl_s: int
     # Public URL of the auth function, quoted in the ERROR that asks a human to re-authorize.
     auth_public_url: str
     # PostgreSQL: DB_HOST for a direct TCP connection, otherwise CLOUD_SQL_INSTANCE through the connector.
@@ -87,6 +98,12 @@ def get_settings() -> Settings:
         bling_http_timeout_s=_env_float("BLING_HTTP_TIMEOUT_S", 30.0),
         rate_budget_per_s=_env_float("BLING_RATE_BUDGET_PER_S", 2.8),
         token_refresh_margin_s=_env_int("BLING_TOKEN_REFRESH_MARGIN_S", 600),
+        rate_ledger=_env("BLING_RATE_LEDGER", "firestore").lower(),
+        rate_tick_slack=_env_float("BLING_RATE_TICK_SLACK", 0.15),
+        token_lease_s=_env_float("BLING_TOKEN_LEASE_S", 30.0),
+        token_http_timeout_s=_env_float("BLING_TOKEN_HTTP_TIMEOUT_S", 15.0),
+        token_calls_per_min=_env_int("BLING_TOKEN_CALLS_PER_MIN", 5),
+        oauth_state_ttl_s=_env_int("OAUTH_STATE_TTL_S", 600),
         auth_public_url=_env("AUTH_PUBLIC_URL", "<auth function URL>"),
         db_host=_env("DB_HOST"),
         db_port=_env_int("DB_PORT", 5432),
