@@ -1,0 +1,172 @@
+"""Enrichment: the contacts and products that stored invoices reference, fetched only when missing or stale.
+
+Contacts: GET /contatos/{id}; a 404 is stored as encontrado=false so it is not asked again every day.
+
+Products: NF-e items carry only the SKU (`codigo`), so SKUs are resolved with
+GET /produtos?codigos[]=A&codigos[]=B…&criterio=5 (5 = all: active, inactive and deleted; the default criterion
+only returns recently created ones). A result is accepted only when its `codigo` equals the SKU exactly — Bling
+may return near matches, and the singular `codigo=` parameter other integrations used is ignored by Bling, which
+then returns an unrelated page. SKUs still unknown are asked once more per stock filter (the spec says
+`filtroSaldoEstoque` defaults to "positive"; whether Bling applies that default is unverified, and a product out
+of stock must not be reported unknown). What is still unknown is recorded as such, never guessed. A resolved
+product's full record comes from GET /produtos/{id}.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any, Iterable
+
+from shared import db, jsonutil, log
+from shared.bling.client import get_client
+from shared.bling.errors import BlingNotFound
+from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
+
+_SKUS_PER_LOOKUP = 50
+_LOOKUP_PAGE_SIZE = 100
+_LOOKUP_PAGE_CAP = 10
+# Extra passes for SKUs the default lookup did not find: zero stock, then negative stock.
+_STOCK_FILTER_RETRIES = ("0", "2")
+
+
+def _stale_before(max_age_days: int) -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.timezone.utc) - datetime.timedelta(days=max_age_days)
+
+
+def contacts_to_fetch(contact_ids: Iterable[int], max_age_days: int) -> list[int]:
+    ids = sorted(set(contact_ids))
+    if not ids:
+        return []
+    fresh = {row[0] for row in db.fetch_all("SELECT id FROM contato WHERE id = ANY(%s) AND atualizado_em >= %s",
+                                             (ids, _stale_before(max_age_days)))}
+    return [i for i in ids if i not in fresh]
+
+
+def skus_to_resolve(skus: Iterable[str], max_age_days: int) -> list[str]:
+    wanted = sorted(set(skus))
+    if not wanted:
+        return []
+    fresh = {row[0] for row in db.fetch_all(
+        "SELECT codigo FROM produto_sku WHERE codigo = ANY(%s) AND verificado_em >= %s",
+        (wanted, _stale_before(max_age_days)))}
+    return [s for s in wanted if s not in fresh]
+
+
+def load_contact(contact_id: int) -> bool:
+    try:
+        contact = get_client().get(f"/contatos/{contact_id}").get("data")
+    except BlingNotFound:
+        contact = None
+    if not isinstance(contact, dict) or as_int(contact.get("id")) != contact_id:
+        log.warning("contact not found in Bling; recorded as not found", contato_id=contact_id)
+        _store_contact(contact_id, None)
+        return False
+    _store_contact(contact_id, contact)
+    return True
+
+
+def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
+    c = contact or {}
+    geral = nested(c, "endereco", "geral") or {}
+    values = (contact_id, contact is not None, as_text(c.get("nome")), as_text(c.get("codigo")),
+              as_text(c.get("situacao")), as_text(c.get("numeroDocumento")), as_text(c.get("telefone")),
+              as_text(c.get("celular")), as_text(c.get("fantasia")), as_text(c.get("tipo")),
+              as_int(c.get("indicadorIe")), as_text(c.get("ie")), as_text(c.get("rg")),
+              as_text(c.get("inscricaoMunicipal")), as_text(c.get("email")), as_text(c.get("emailNotaFiscal")),
+              as_text(geral.get("endereco")), as_text(geral.get("numero")), as_text(geral.get("complemento")),
+              as_text(geral.get("bairro")), as_text(geral.get("cep")), as_text(geral.get("municipio")),
+              as_text(geral.get("uf")), as_text(nested(c, "pais", "nome")), as_id(nested(c, "vendedor", "id")),
+              jsonutil.dumps(contact) if contact is not None else None)
+    columns = ("id, encontrado, nome, codigo, situacao, numero_documento, telefone, celular, fantasia, tipo, "
+               "indicador_ie, ie, rg, inscricao_municipal, email, email_nota_fiscal, endereco, numero, complemento, "
+               "bairro, cep, municipio, uf, pais, vendedor_id, raw")
+    updates = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in columns.split(",")[1:])
+    with db.transaction() as cur:
+        cur.execute(f"INSERT INTO contato ({columns}) VALUES ({', '.join(['%s'] * 25)}, %s::jsonb) "
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}, atualizado_em = now()", values)
+
+
+def find_products_by_sku(skus: list[str]) -> dict[str, dict[str, Any]]:
+    """SKU → list item of the product whose codigo is exactly that SKU (only exact matches)."""
+    found: dict[str, dict[str, Any]] = {}
+    for extra in [None, *_STOCK_FILTER_RETRIES]:
+        missing = [s for s in skus if s not in found]
+        for start in range(0, len(missing), _SKUS_PER_LOOKUP):
+            chunk = missing[start:start + _SKUS_PER_LOOKUP]
+            for item in _lookup(chunk, extra):
+                sku = item.get("codigo")
+                if sku in chunk and _preferred(item, found.get(sku)):
+                    found[sku] = item
+        if len(found) == len(skus):
+            break
+    return found
+
+
+def _preferred(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """Two products with one SKU: prefer the active one, then the lowest id, so the choice is stable."""
+    if current is None:
+        return True
+    rank = lambda p: (p.get("situacao") != "A", as_int(p.get("id")) or 0)  # noqa: E731
+    return rank(candidate) < rank(current)
+
+
+def _lookup(skus: list[str], stock_filter: str | None) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for page in range(1, _LOOKUP_PAGE_CAP + 1):
+        params = [("codigos[]", s) for s in skus] + [("criterio", "5"), ("pagina", str(page)),
+                                                    ("limite", str(_LOOKUP_PAGE_SIZE))]
+        if stock_filter is not None:
+            params.append(("filtroSaldoEstoque", stock_filter))
+        data = get_client().get("/produtos", params).get("data")
+        if not isinstance(data, list) or not data:
+            break
+        new = [d for d in data if isinstance(d, dict) and as_id(d.get("id")) and d["id"] not in seen]
+        if not new:
+            break
+        seen.update(d["id"] for d in new)
+        items.extend(new)
+    return items
+
+
+def load_product(sku: str, listed: dict[str, Any] | None) -> bool:
+    """Store the product behind a SKU (full record) or record the SKU as unknown to Bling."""
+    if listed is None:
+        _store_sku(sku, None)
+        log.warning("SKU unknown to Bling; recorded as not found", sku=sku, event="sku_unknown")
+        return False
+    product_id = as_id(listed.get("id"))
+    try:
+        detail = get_client().get(f"/produtos/{product_id}").get("data")
+    except BlingNotFound:
+        detail = None
+    if not isinstance(detail, dict) or as_id(detail.get("id")) != product_id or detail.get("codigo") != sku:
+        detail = None
+    _store_product(product_id, listed, detail)
+    _store_sku(sku, product_id)
+    return True
+
+
+def _store_product(product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None) -> None:
+    p = detail or listed
+    cost = nested(p, "fornecedor", "precoCusto") if detail else listed.get("precoCusto")
+    values = (product_id, as_text(p.get("codigo")), as_text(p.get("nome")), as_text(p.get("tipo")),
+              as_text(p.get("situacao")), as_text(p.get("formato")), as_decimal(p.get("preco")), as_decimal(cost),
+              as_text(p.get("unidade")), as_text(p.get("gtin")), as_text(p.get("marca")),
+              as_text(nested(p, "tributacao", "ncm")), as_text(nested(p, "tributacao", "cest")),
+              as_id(nested(p, "categoria", "id")),
+              as_id(listed.get("idProdutoPai")) or as_id(nested(p, "variacao", "produtoPai", "id")),
+              as_text(p.get("descricaoCurta")), jsonutil.dumps(p))
+    columns = ("id, codigo, nome, tipo, situacao, formato, preco, preco_custo, unidade, gtin, marca, ncm, cest, "
+               "categoria_id, id_produto_pai, descricao_curta, raw")
+    updates = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in columns.split(",")[1:])
+    with db.transaction() as cur:
+        cur.execute(f"INSERT INTO produto ({columns}) VALUES ({', '.join(['%s'] * 16)}, %s::jsonb) "
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}, atualizado_em = now()", values)
+
+
+def _store_sku(sku: str, product_id: int | None) -> None:
+    with db.transaction() as cur:
+        cur.execute("""INSERT INTO produto_sku (codigo, produto_id, encontrado) VALUES (%s, %s, %s)
+                       ON CONFLICT (codigo) DO UPDATE SET produto_id = EXCLUDED.produto_id,
+                           encontrado = EXCLUDED.encontrado, verificado_em = now()""",
+                    (sku, product_id, product_id is not None))

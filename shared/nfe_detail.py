@@ -1,0 +1,92 @@
+"""The detail step: for each listed NF-e, fetch GET /nfe/{id} only when needed and store it.
+
+"Needed" means not stored yet, or stored with another situação than the listing shows (a cancellation, an
+authorization). So a re-run of a loaded window costs list calls only. Each invoice is written in its own
+transaction together with its audit outcome; a failure of one invoice (404, garbage) is recorded and logged and
+does not hold back the others, while a transient failure (429, 5xx, database down) re-raises so Pub/Sub delivers
+the batch again — the invoices already stored are then skipped without calling Bling.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from shared import audit, db, log, nfe_store, payment_forms
+from shared.bling.client import count_calls, get_client
+from shared.bling.errors import BlingPermanentError
+from shared.config import get_settings
+from shared.errors import PermanentError
+from shared.messages import EnrichRequest, NfeBatch, NoteRef
+
+
+class InvalidInvoice(PermanentError):
+    """GET /nfe/{id} answered 200 with something that is not an invoice we can store."""
+
+
+@dataclasses.dataclass
+class BatchResult:
+    outcomes: dict[int, str] = dataclasses.field(default_factory=dict)
+    contact_ids: list[int] = dataclasses.field(default_factory=list)
+    skus: list[str] = dataclasses.field(default_factory=list)
+
+    def enrich_request(self, run_id: str) -> EnrichRequest | None:
+        if not self.contact_ids and not self.skus:
+            return None
+        return EnrichRequest(run_id, tuple(self.contact_ids), tuple(self.skus))
+
+
+def process_batch(batch: NfeBatch) -> BatchResult:
+    result = BatchResult()
+    with db.transaction() as cur:
+        stored = nfe_store.stored_situacoes(cur, [n.id for n in batch.notes])
+    for note in batch.notes:
+        with log.bind(nfe_id=note.id):
+            if stored.get(note.id) == note.situacao:
+                _record(batch, note.id, "unchanged", 0)
+                result.outcomes[note.id] = "unchanged"
+                continue
+            result.outcomes[note.id] = _load_one(batch, note, result)
+    return result
+
+
+def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
+    settings = get_settings()
+    with count_calls() as calls:
+        try:
+            nfe = _fetch(note.id)
+            if nfe.get("tipo") != 1:
+                _record(batch, note.id, "skipped", calls.requests, "incoming invoice (tipo 0) is not loaded")
+                log.info("incoming invoice skipped", event="nfe_skipped", tipo=nfe.get("tipo"))
+                return "skipped"
+            forms_calls = payment_forms.ensure_known(nfe_store.payment_form_ids(nfe))
+            with db.transaction() as cur:
+                outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id)
+                audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
+        except PermanentError as exc:
+            fields = exc.log_fields() if isinstance(exc, BlingPermanentError) else {}
+            log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **fields)
+            _record(batch, note.id, "failed", calls.requests, str(exc)[:500])
+            return "failed"
+    contato_id = nfe_store.header_row(nfe, settings.timezone, batch.run_id)["contato_id"]
+    if contato_id and contato_id not in result.contact_ids:
+        result.contact_ids.append(contato_id)
+    result.skus.extend(s for s in nfe_store.item_skus(nfe) if s not in result.skus)
+    log.info(f"NF-e stored ({outcome})", event="nfe_stored", outcome=outcome, situacao=nfe.get("situacao"),
+             api_calls=calls.requests, payment_form_calls=forms_calls)
+    return outcome
+
+
+def _fetch(nfe_id: int) -> dict[str, Any]:
+    nfe = get_client().get(f"/nfe/{nfe_id}").get("data")
+    if not isinstance(nfe, dict):
+        raise InvalidInvoice(f"GET /nfe/{nfe_id} answered without a data object")
+    if nfe.get("id") != nfe_id:
+        raise InvalidInvoice(f"GET /nfe/{nfe_id} answered with invoice id {nfe.get('id')!r}")
+    if not isinstance(nfe.get("situacao"), int) or isinstance(nfe.get("situacao"), bool):
+        raise InvalidInvoice(f"GET /nfe/{nfe_id} answered without an integer situacao")
+    return nfe
+
+
+def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None) -> None:
+    with db.transaction() as cur:
+        audit.record_outcome(cur, batch.run_id, batch.window, nfe_id, outcome, api_calls, detail)

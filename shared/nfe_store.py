@@ -1,0 +1,138 @@
+"""Upserting one NF-e (header, item lines, parcelas) in a single transaction, and reading what is stored.
+
+Items and parcelas are replaced as a whole on every upsert, keyed by their line number: the same SKU on two lines
+stays two rows, and a line Bling removed disappears. The previous situação, read under a row lock, tells whether
+this was a new invoice, an update, or a cancellation.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from shared import jsonutil
+from shared.bling_values import (as_bool, as_date, as_decimal, as_id, as_int, as_list, as_local_datetime, as_text,
+                                 nested)
+
+SITUACAO_CANCELADA = 2
+
+_NFE_COLUMNS = (
+    "id", "tipo", "situacao", "numero", "serie", "data_emissao", "data_emissao_raw", "data_operacao",
+    "data_operacao_raw", "chave_acesso", "contato_id", "contato_nome", "contato_tipo_pessoa",
+    "contato_numero_documento", "contato_ie", "contato_rg", "contato_contribuinte", "contato_telefone",
+    "contato_email", "contato_endereco", "contato_numero", "contato_complemento", "contato_bairro", "contato_cep",
+    "contato_municipio", "contato_uf", "contato_pais", "natureza_operacao_id", "loja_id", "loja_numero",
+    "valor_nota", "valor_frete", "finalidade", "tipo_nota", "xml", "link_danfe", "link_pdf",
+    "optante_simples_nacional", "numero_pedido_loja", "vendedor_id", "transporte_frete_por_conta",
+    "transportador_nome", "transportador_numero_documento", "ultima_execucao",
+)
+_ITEM_COLUMNS = (
+    "nfe_id", "linha", "codigo", "descricao", "unidade", "quantidade", "valor", "valor_total", "tipo", "peso_bruto",
+    "peso_liquido", "numero_pedido_compra", "classificacao_fiscal", "cest", "codigo_servico", "origem",
+    "informacoes_adicionais", "gtin", "cfop",
+)
+_PARCELA_COLUMNS = ("nfe_id", "linha", "data", "valor", "observacoes", "caut", "forma_pagamento_id")
+
+
+def header_row(nfe: dict[str, Any], timezone: str, run_id: str) -> dict[str, Any]:
+    contato = nfe.get("contato") if isinstance(nfe.get("contato"), dict) else {}
+    endereco = contato.get("endereco") if isinstance(contato.get("endereco"), dict) else {}
+    transporte = nfe.get("transporte") if isinstance(nfe.get("transporte"), dict) else {}
+    return {
+        "id": as_int(nfe.get("id")), "tipo": as_int(nfe.get("tipo")), "situacao": as_int(nfe.get("situacao")),
+        "numero": as_text(nfe.get("numero")), "serie": as_int(nfe.get("serie")),
+        "data_emissao": as_local_datetime(nfe.get("dataEmissao"), timezone),
+        "data_emissao_raw": as_text(nfe.get("dataEmissao")),
+        "data_operacao": as_local_datetime(nfe.get("dataOperacao"), timezone),
+        "data_operacao_raw": as_text(nfe.get("dataOperacao")),
+        "chave_acesso": as_text(nfe.get("chaveAcesso")),
+        "contato_id": as_id(contato.get("id")), "contato_nome": as_text(contato.get("nome")),
+        "contato_tipo_pessoa": as_text(contato.get("tipoPessoa")),
+        "contato_numero_documento": as_text(contato.get("numeroDocumento")),
+        "contato_ie": as_text(contato.get("ie")), "contato_rg": as_text(contato.get("rg")),
+        "contato_contribuinte": as_int(contato.get("contribuinte")),
+        "contato_telefone": as_text(contato.get("telefone")), "contato_email": as_text(contato.get("email")),
+        "contato_endereco": as_text(endereco.get("endereco")), "contato_numero": as_text(endereco.get("numero")),
+        "contato_complemento": as_text(endereco.get("complemento")),
+        "contato_bairro": as_text(endereco.get("bairro")), "contato_cep": as_text(endereco.get("cep")),
+        "contato_municipio": as_text(endereco.get("municipio")), "contato_uf": as_text(endereco.get("uf")),
+        "contato_pais": as_text(endereco.get("pais")),
+        "natureza_operacao_id": as_id(nested(nfe, "naturezaOperacao", "id")),
+        "loja_id": as_id(nested(nfe, "loja", "id")), "loja_numero": as_text(nested(nfe, "loja", "numero")),
+        "valor_nota": as_decimal(nfe.get("valorNota")), "valor_frete": as_decimal(nfe.get("valorFrete")),
+        "finalidade": as_int(nfe.get("finalidade")), "tipo_nota": as_text(nfe.get("tipoNota")),
+        "xml": as_text(nfe.get("xml")), "link_danfe": as_text(nfe.get("linkDanfe")),
+        "link_pdf": as_text(nfe.get("linkPDF")),
+        "optante_simples_nacional": as_bool(nfe.get("optanteSimplesNacional")),
+        "numero_pedido_loja": as_text(nfe.get("numeroPedidoLoja")),
+        "vendedor_id": as_id(nested(nfe, "vendedor", "id")),
+        "transporte_frete_por_conta": as_int(transporte.get("fretePorConta")),
+        "transportador_nome": as_text(nested(transporte, "transportador", "nome")),
+        "transportador_numero_documento": as_text(nested(transporte, "transportador", "numeroDocumento")),
+        "ultima_execucao": run_id,
+    }
+
+
+def item_rows(nfe_id: int, nfe: dict[str, Any]) -> list[tuple]:
+    rows = []
+    for line, item in enumerate(as_list(nfe.get("itens")), start=1):
+        rows.append((nfe_id, line, as_text(item.get("codigo")), as_text(item.get("descricao")),
+                     as_text(item.get("unidade")), as_decimal(item.get("quantidade")), as_decimal(item.get("valor")),
+                     as_decimal(item.get("valorTotal")), as_text(item.get("tipo")),
+                     as_decimal(item.get("pesoBruto")), as_decimal(item.get("pesoLiquido")),
+                     as_text(item.get("numeroPedidoCompra")), as_text(item.get("classificacaoFiscal")),
+                     as_text(item.get("cest")), as_text(item.get("codigoServico")), as_int(item.get("origem")),
+                     as_text(item.get("informacoesAdicionais")), as_text(item.get("gtin")),
+                     as_text(item.get("cfop")), jsonutil.dumps(item.get("impostos"))))
+    return rows
+
+
+def parcela_rows(nfe_id: int, nfe: dict[str, Any]) -> list[tuple]:
+    return [(nfe_id, line, as_date(p.get("data")), as_decimal(p.get("valor")), as_text(p.get("observacoes")),
+             as_text(p.get("caut")), as_id(nested(p, "formaPagamento", "id")))
+            for line, p in enumerate(as_list(nfe.get("parcelas")), start=1)]
+
+
+def payment_form_ids(nfe: dict[str, Any]) -> set[int]:
+    return {i for p in as_list(nfe.get("parcelas")) if (i := as_id(nested(p, "formaPagamento", "id")))}
+
+
+def item_skus(nfe: dict[str, Any]) -> list[str]:
+    skus = []
+    for item in as_list(nfe.get("itens")):
+        sku = as_text(item.get("codigo"))
+        if sku and sku.strip() and sku not in skus:
+            skus.append(sku)
+    return skus
+
+
+def stored_situacoes(cur, ids: list[int]) -> dict[int, int]:
+    cur.execute("SELECT id, situacao FROM nfe WHERE id = ANY(%s)", (ids,))
+    return {row[0]: row[1] for row in cur.fetchall()}
+
+
+def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str) -> str:
+    """Write one invoice inside the caller's transaction; returns new, updated or cancelled."""
+    header = header_row(nfe, timezone, run_id)
+    nfe_id = header["id"]
+    cur.execute("SELECT situacao FROM nfe WHERE id = %s FOR UPDATE", (nfe_id,))
+    previous = cur.fetchone()
+    columns = ", ".join(_NFE_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(_NFE_COLUMNS))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _NFE_COLUMNS if c != "id")
+    cur.execute(f"INSERT INTO nfe ({columns}, raw) VALUES ({placeholders}, %s::jsonb) "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}, raw = EXCLUDED.raw, atualizado_em = now()",
+                [header[c] for c in _NFE_COLUMNS] + [jsonutil.dumps(nfe)])
+    cur.execute("DELETE FROM nfe_item WHERE nfe_id = %s", (nfe_id,))
+    cur.execute("DELETE FROM nfe_parcela WHERE nfe_id = %s", (nfe_id,))
+    items = item_rows(nfe_id, nfe)
+    if items:
+        cur.executemany(f"INSERT INTO nfe_item ({', '.join(_ITEM_COLUMNS)}, impostos) "
+                        f"VALUES ({', '.join(['%s'] * len(_ITEM_COLUMNS))}, %s::jsonb)", items)
+    parcelas = parcela_rows(nfe_id, nfe)
+    if parcelas:
+        cur.executemany(f"INSERT INTO nfe_parcela ({', '.join(_PARCELA_COLUMNS)}) "
+                        f"VALUES ({', '.join(['%s'] * len(_PARCELA_COLUMNS))})", parcelas)
+    if previous is None:
+        return "new"
+    if header["situacao"] == SITUACAO_CANCELADA and previous[0] != SITUACAO_CANCELADA:
+        return "cancelled"
+    return "updated"

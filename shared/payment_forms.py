@@ -1,0 +1,75 @@
+"""Payment forms (formas de pagamento) referenced by parcelas, fetched once each and cached.
+
+Parcelas carry only `formaPagamento.id`; the type (PIX, boleto, cartão…) needs GET /formas-pagamentos/{id}. The
+table is the cache shared by all instances, with a per-process set in front of it. A form Bling answers 404 for
+is stored with encontrada=false, so the parcela keeps its foreign key and nobody asks again.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable
+
+from shared import db, jsonutil, log
+from shared.bling.client import get_client
+from shared.bling.errors import BlingNotFound
+from shared.bling_values import as_bool, as_int, as_text
+
+# Bling API v3 enum FormasPagamentosDadosBaseDTO.tipoPagamento.
+TIPO_PAGAMENTO = {
+    1: "Dinheiro", 2: "Cheque", 3: "Cartão de Crédito", 4: "Cartão de Débito", 5: "Cartão da Loja",
+    10: "Vale Alimentação", 11: "Vale Refeição", 12: "Vale Presente", 13: "Vale Combustível",
+    14: "Duplicata Mercantil", 15: "Boleto Bancário", 16: "Depósito Bancário", 17: "Pagamento Instantâneo (PIX) - Dinâmico",
+    18: "Transferência bancária, Carteira Digital", 19: "Programa de fidelidade, Cashback, Crédito Virtual",
+    20: "Pagamento Instantâneo (PIX) – Estático", 21: "Crédito em Loja",
+    22: "Pagamento Eletrônico não Informado - falha de hardware do sistema emissor", 90: "Sem pagamento",
+    99: "Outros",
+}
+
+_known: set[int] = set()
+_known_lock = threading.Lock()
+
+
+def ensure_known(form_ids: Iterable[int]) -> int:
+    """Make sure every id has a forma_pagamento row; returns the number of Bling calls made."""
+    wanted = set(form_ids)
+    with _known_lock:
+        wanted -= _known
+    if not wanted:
+        return 0
+    stored = {row[0] for row in db.fetch_all("SELECT id FROM forma_pagamento WHERE id = ANY(%s)", (list(wanted),))}
+    calls = 0
+    for form_id in sorted(wanted - stored):
+        calls += 1
+        try:
+            form = get_client().get(f"/formas-pagamentos/{form_id}").get("data")
+        except BlingNotFound:
+            log.warning("payment form not found in Bling; stored as not found", forma_pagamento_id=form_id)
+            form = None
+        _store(form_id, form if isinstance(form, dict) else None)
+    with _known_lock:
+        _known.update(wanted)
+    return calls
+
+
+def _store(form_id: int, form: dict[str, Any] | None) -> None:
+    form = form or {}
+    tipo = as_int(form.get("tipoPagamento"))
+    with db.transaction() as cur:
+        cur.execute(
+            """INSERT INTO forma_pagamento (id, descricao, tipo_pagamento, tipo_pagamento_descricao, situacao, fixa,
+                                            padrao, finalidade, encontrada, raw)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+               ON CONFLICT (id) DO UPDATE SET descricao = EXCLUDED.descricao,
+                   tipo_pagamento = EXCLUDED.tipo_pagamento,
+                   tipo_pagamento_descricao = EXCLUDED.tipo_pagamento_descricao, situacao = EXCLUDED.situacao,
+                   fixa = EXCLUDED.fixa, padrao = EXCLUDED.padrao, finalidade = EXCLUDED.finalidade,
+                   encontrada = EXCLUDED.encontrada, raw = EXCLUDED.raw, atualizado_em = now()""",
+            (form_id, as_text(form.get("descricao")), tipo, TIPO_PAGAMENTO.get(tipo), as_int(form.get("situacao")),
+             as_bool(form.get("fixa")), as_int(form.get("padrao")), as_int(form.get("finalidade")), bool(form),
+             jsonutil.dumps(form) if form else None))
+
+
+def forget_cache() -> None:
+    """Tests truncate the tables between cases; the per-process cache must forget too."""
+    with _known_lock:
+        _known.clear()
