@@ -401,6 +401,7 @@ def _gen_products(rng: random.Random, n: int, today: datetime.datetime, recent_s
     span = int((today - start).total_seconds())
     recent_from = today - datetime.timedelta(days=recent_days)
     seq = 0
+    odd_code_done = False
 
     def created_at(force_recent: bool) -> str:
         if force_recent or rng.random() < recent_share:
@@ -439,7 +440,9 @@ def _gen_products(rng: random.Random, n: int, today: datetime.datetime, recent_s
             continue
         pid = ids()
         # One code with a space and a slash: it must be URL-encoded to be found.
-        code = "PARAF 3/8" if idx == 6 else f"SKU-{seq:05d}"
+        code = f"SKU-{seq:05d}"
+        if idx >= 6 and not odd_code_done:
+            code, odd_code_done = "PARAF 3/8", True
         products[pid] = _product_record(rng, pid, f"{base} {seq}", code, unidade, ncm, preco, situacao, "S")
         meta[pid] = {"created_at": created_at(recent), "deleted": deleted, "idProdutoPai": None}
     return products, meta
