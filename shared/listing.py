@@ -60,6 +60,19 @@ class CheckpointStore:
         self._doc(window).set(checkpoint.to_doc())
 
 
+class MemoryCheckpoints(CheckpointStore):
+    """For one-off listings (reconciliation) that must not touch the pipeline's checkpoints."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, Checkpoint] = {}
+
+    def load(self, window: Window) -> Checkpoint:
+        return self._saved.get(window.key, Checkpoint())
+
+    def save(self, window: Window, checkpoint: Checkpoint) -> None:
+        self._saved[window.key] = checkpoint
+
+
 @dataclasses.dataclass
 class ListingResult:
     pages: int = 0

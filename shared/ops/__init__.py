@@ -1,0 +1,1 @@
+"""Commands for operators: reconciliation against Bling, and dead-letter replay."""

@@ -1,0 +1,157 @@
+"""Reconciliation: does PostgreSQL hold every outgoing NF-e that Bling lists, with the same situação?
+
+    python -m shared.ops.reconcile --month 2026-01
+    python -m shared.ops.reconcile --start 2021-01-01 --end 2021-12-31 [--repair] [--json]
+
+For each month window it lists Bling's ids (both passes, like the lister, costing list calls only) and compares
+them with the invoices stored with an emission date in that window: missing (listed, not stored), unexpected
+(stored, not listed: deleted in Bling, or its date changed) and situação differences. Then quality checks over
+the same invoices: items whose NF-e is missing, contacts not resolved, SKUs neither resolved nor recorded as
+unknown, payment forms not resolved, and invoices whose parcelas do not add up to valorNota (flagged, not
+"fixed": freight, discounts and taxes make honest differences possible).
+
+--repair publishes what is missing to the pipeline's topics (detail batches for missing or changed invoices,
+enrichment for unresolved references); the functions then load them as usual. Exit status 1 when any gap remains.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+from typing import Any
+
+from shared import audit, db, listing, log, pubsub
+from shared.bling.client import get_client
+from shared.config import get_settings
+from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
+from shared.schedule import parse_schedule_request, split_into_windows
+
+
+@dataclasses.dataclass
+class WindowReport:
+    window: str
+    listed: int = 0
+    stored: int = 0
+    missing: list[int] = dataclasses.field(default_factory=list)
+    unexpected: list[int] = dataclasses.field(default_factory=list)
+    situacao_differs: list[dict[str, int]] = dataclasses.field(default_factory=list)
+    items_without_nfe: int = 0
+    unresolved_contacts: list[int] = dataclasses.field(default_factory=list)
+    unresolved_skus: list[str] = dataclasses.field(default_factory=list)
+    unresolved_payment_forms: list[int] = dataclasses.field(default_factory=list)
+    payments_differ_from_total: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def gaps(self) -> int:
+        return (len(self.missing) + len(self.unexpected) + len(self.situacao_differs) + self.items_without_nfe
+                + len(self.unresolved_contacts) + len(self.unresolved_skus) + len(self.unresolved_payment_forms))
+
+
+def bling_ids(window: Window) -> dict[int, int]:
+    found: dict[int, int] = {}
+    settings = get_settings()
+
+    def fetch_page(params):
+        return get_client().get("/nfe", params).get("data")
+
+    def collect(notes: list[NoteRef]) -> None:
+        found.update((n.id, n.situacao) for n in notes)
+
+    listing.list_window(window, fetch_page, collect, listing.MemoryCheckpoints(), settings.list_page_size,
+                        settings.list_page_cap)
+    return found
+
+
+def stored_ids(window: Window) -> dict[int, int]:
+    tz = get_settings().timezone
+    rows = db.fetch_all("""SELECT id, situacao FROM nfe
+                           WHERE (data_emissao AT TIME ZONE %s)::date BETWEEN %s AND %s""",
+                        (tz, window.start, window.end))
+    return {r[0]: r[1] for r in rows}
+
+
+def quality(report: WindowReport, ids: list[int]) -> None:
+    if not ids:
+        return
+    report.items_without_nfe = db.fetch_all(
+        "SELECT count(*) FROM nfe_item i WHERE i.nfe_id = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM nfe n WHERE n.id = i.nfe_id)", (ids,))[0][0]
+    report.unresolved_contacts = [r[0] for r in db.fetch_all(
+        "SELECT DISTINCT n.contato_id FROM nfe n LEFT JOIN contato c ON c.id = n.contato_id "
+        "WHERE n.id = ANY(%s) AND n.contato_id IS NOT NULL AND c.id IS NULL ORDER BY 1", (ids,))]
+    report.unresolved_skus = [r[0] for r in db.fetch_all(
+        "SELECT DISTINCT i.codigo FROM nfe_item i LEFT JOIN produto_sku s ON s.codigo = i.codigo "
+        "WHERE i.nfe_id = ANY(%s) AND i.codigo IS NOT NULL AND s.codigo IS NULL ORDER BY 1", (ids,))]
+    report.unresolved_payment_forms = [r[0] for r in db.fetch_all(
+        "SELECT DISTINCT p.forma_pagamento_id FROM nfe_parcela p JOIN forma_pagamento f "
+        "ON f.id = p.forma_pagamento_id WHERE p.nfe_id = ANY(%s) AND NOT f.encontrada ORDER BY 1", (ids,))]
+    report.payments_differ_from_total = [
+        {"nfe_id": r[0], "valor_nota": str(r[1]), "soma_parcelas": str(r[2])} for r in db.fetch_all(
+            "SELECT n.id, n.valor_nota, sum(p.valor) FROM nfe n JOIN nfe_parcela p ON p.nfe_id = n.id "
+            "WHERE n.id = ANY(%s) GROUP BY n.id, n.valor_nota HAVING sum(p.valor) <> n.valor_nota ORDER BY 1",
+            (ids,))]
+
+
+def reconcile_window(window: Window) -> tuple[WindowReport, dict[int, int]]:
+    in_bling, in_db = bling_ids(window), stored_ids(window)
+    report = WindowReport(window=window.key, listed=len(in_bling), stored=len(in_db))
+    report.missing = sorted(set(in_bling) - set(in_db))
+    report.unexpected = sorted(set(in_db) - set(in_bling))
+    report.situacao_differs = [{"nfe_id": i, "bling": in_bling[i], "stored": in_db[i]}
+                               for i in sorted(set(in_bling) & set(in_db)) if in_bling[i] != in_db[i]]
+    quality(report, sorted(set(in_db) | set(in_bling)))
+    return report, in_bling
+
+
+def repair(window: Window, report: WindowReport, in_bling: dict[int, int]) -> int:
+    settings = get_settings()
+    to_load = [NoteRef(i, in_bling[i]) for i in report.missing] + [
+        NoteRef(d["nfe_id"], d["bling"]) for d in report.situacao_differs]
+    published = 0
+    if to_load:
+        audit.ensure_window(window)
+        audit.record_listed(window, to_load)
+        payloads = [NfeBatch(window.run_id, window.key, tuple(b)).to_json()
+                    for b in listing.batches(to_load, settings.ids_per_message)]
+        published += len(pubsub.publish_json(settings.topic_nfe, payloads))
+    if report.unresolved_contacts or report.unresolved_skus:
+        request = EnrichRequest(window.run_id, tuple(report.unresolved_contacts), tuple(report.unresolved_skus))
+        published += len(pubsub.publish_json(settings.topic_enrich, [request.to_json()]))
+    return published
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--month")
+    parser.add_argument("--start")
+    parser.add_argument("--end")
+    parser.add_argument("--repair", action="store_true", help="publish what is missing to the pipeline")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    body = {"month": args.month} if args.month else {"start": args.start, "end": args.end}
+    request = parse_schedule_request(json.dumps(body).encode())
+    run_id = f"reconcile-{datetime.datetime.now(tz=datetime.timezone.utc):%Y%m%dT%H%M%S}"
+    reports = []
+    with log.bind(function="reconcile", run_id=run_id):
+        for window in split_into_windows(request, run_id):
+            with log.bind(window=window.key):
+                report, in_bling = reconcile_window(window)
+                if args.repair and report.gaps:
+                    log.info("repair published", messages=repair(window, report, in_bling))
+                reports.append(report)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) | {"gaps": r.gaps} for r in reports], indent=2))
+    else:
+        print(f"{'window':<24}{'bling':>7}{'stored':>8}{'missing':>9}{'unexpected':>11}{'situacao':>9}"
+              f"{'contacts?':>10}{'skus?':>7}{'pay≠total':>10}")
+        for r in reports:
+            print(f"{r.window:<24}{r.listed:>7}{r.stored:>8}{len(r.missing):>9}{len(r.unexpected):>11}"
+                  f"{len(r.situacao_differs):>9}{len(r.unresolved_contacts):>10}{len(r.unresolved_skus):>7}"
+                  f"{len(r.payments_differ_from_total):>10}")
+    return 1 if any(r.gaps for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

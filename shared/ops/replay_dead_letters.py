@@ -1,0 +1,70 @@
+"""Re-publish dead letters to the topic they came from, after the cause is fixed.
+
+    python -m shared.ops.replay_dead_letters --topic bling-nfe [--max 1000] [--dry-run]
+    python -m shared.ops.replay_dead_letters --all
+
+Dead letters wait in the pull subscription `<topic>-dead-letter-hold`. Each one is published again to `<topic>`
+with its data and attributes (minus Pub/Sub's CloudPubSubDeadLetter* bookkeeping), and acknowledged only after
+the publish is confirmed, so a crash in between replays a message twice (harmless: every function is idempotent)
+rather than losing it. Works against the emulator (PUBSUB_EMULATOR_HOST) and production alike.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shared import log, pubsub, topology
+from shared.config import get_settings
+
+_DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
+
+
+def replay(route: topology.Route, max_messages: int, dry_run: bool) -> int:
+    from google.cloud import pubsub_v1
+
+    settings = get_settings()
+    subscriber = pubsub_v1.SubscriberClient()
+    subscription = subscriber.subscription_path(settings.project_id, route.dead_letter_subscription)
+    replayed = 0
+    with subscriber:
+        while replayed < max_messages:
+            response = subscriber.pull(request={"subscription": subscription,
+                                                "max_messages": min(100, max_messages - replayed)}, timeout=30)
+            if not response.received_messages:
+                break
+            for received in response.received_messages:
+                message = received.message
+                attributes = {k: v for k, v in message.attributes.items()
+                              if not k.startswith(_DEAD_LETTER_ATTRIBUTE_PREFIX)}
+                log.info("replaying dead letter", topic=route.topic, dead_letter_message_id=message.message_id,
+                         data=message.data[:300].decode("utf-8", errors="replace"), dry_run=dry_run)
+                if dry_run:
+                    continue
+                future = pubsub.publisher().publish(pubsub.topic_path(route.topic), message.data, **attributes)
+                future.result(timeout=60)
+                subscriber.acknowledge(request={"subscription": subscription, "ack_ids": [received.ack_id]})
+                replayed += 1
+            if dry_run:
+                break
+    return replayed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--topic", choices=[r.topic for r in topology.ROUTES])
+    target.add_argument("--all", action="store_true")
+    parser.add_argument("--max", type=int, default=10_000)
+    parser.add_argument("--dry-run", action="store_true", help="show what would be replayed; acknowledge nothing")
+    args = parser.parse_args(argv)
+    routes = topology.ROUTES if args.all else [r for r in topology.ROUTES if r.topic == args.topic]
+    with log.bind(function="replay_dead_letters"):
+        for route in routes:
+            count = replay(route, args.max, args.dry_run)
+            log.info(f"{count} dead letter(s) replayed to {route.topic}", topic=route.topic, replayed=count)
+            print(f"{route.topic}: {count} replayed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
