@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The Terraform checks that work without network access to the providers (part of `make test`):
+#   1. terraform fmt -check        when terraform is installed (it is not installable on every machine: skipped then)
+#   2. checkov, built-in GCP checks + the project's policies in infra/policies (never skipped)
+# `terraform init/validate/plan` need the google provider from the registry and are left to Cloud Build.
+#
+# checkov lives in its own venv (.venv-checkov/, created here on first use) because it installs bc-python-hcl2,
+# which shadows the `hcl2` module that tests/infra uses from the main venv.
+#
+# Built-in checks that fail for good reasons are skipped where the resource is declared (#checkov:skip=ID:reason),
+# never here. Exit status: non-zero if any check fails.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CHECKOV_VERSION="3.3.30"
+CHECKOV_VENV="${CHECKOV_VENV:-$REPO/.venv-checkov}"
+cd "$REPO"
+
+status=0
+
+# --- terraform fmt --------------------------------------------------------------------------------------------------
+if command -v terraform >/dev/null 2>&1; then
+  # A TF_CLI_CONFIG_FILE that names a missing file makes terraform warn on every run; fmt needs no configuration.
+  tf_config="$(mktemp)"
+  trap 'rm -f "$tf_config"' EXIT
+  if TF_CLI_CONFIG_FILE="$tf_config" terraform fmt -check -recursive -diff infra; then
+    echo "terraform fmt: ok"
+  else
+    echo "terraform fmt: FAILED (run: terraform fmt -recursive infra)" >&2
+    status=1
+  fi
+else
+  echo "terraform fmt: skipped: terraform not installed"
+fi
+
+# --- checkov --------------------------------------------------------------------------------------------------------
+install_checkov() {
+  echo "checkov: creating $CHECKOV_VENV (first run only)"
+  rm -rf "$CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION" \
+    || { echo "checkov: $CHECKOV_VERSION not installable, taking the version pip finds" >&2;
+         "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check checkov; }
+}
+
+(
+  # Two runs at once (make test and a test that calls this script) must not build the venv twice.
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"${TMPDIR:-/tmp}/checkov-venv-$(printf '%s' "$CHECKOV_VENV" | cksum | cut -d' ' -f1).lock"
+    flock 9
+  fi
+  if ! "$CHECKOV_VENV/bin/checkov" --version >/dev/null 2>&1; then
+    install_checkov
+  fi
+)
+
+echo "checkov: $("$CHECKOV_VENV/bin/checkov" --version)"
+if "$CHECKOV_VENV/bin/checkov" -d infra --framework terraform --skip-download \
+    --external-checks-dir infra/policies --compact --quiet; then
+  echo "checkov: ok"
+else
+  echo "checkov: FAILED" >&2
+  status=1
+fi
+
+exit "$status"
