@@ -402,6 +402,10 @@ def _gen_products(rng: random.Random, n: int, today: datetime.datetime, recent_s
     recent_from = today - datetime.timedelta(days=recent_days)
     seq = 0
     odd_code_done = False
+    # (situacao, deleted, recent, with variations); situacao None = random
+    forced_kinds: list[tuple[str | None, bool, bool, bool]] = [
+        (None, False, False, False), ("I", False, False, False), ("I", True, False, False),
+        ("A", False, True, False), ("A", False, True, False), ("A", False, False, True)]
 
     def created_at(force_recent: bool) -> str:
         if force_recent or rng.random() < recent_share:
@@ -417,11 +421,12 @@ def _gen_products(rng: random.Random, n: int, today: datetime.datetime, recent_s
         base, unidade, ncm = rng.choice(_PRODUCT_BASES)
         preco = _money(rng, 2.5, 1800)
         idx = len(products)
-        # Fixed positions make sure every kind exists even in the smallest dataset.
-        force = {1: ("I", False), 2: ("I", True)}.get(idx)
-        situacao, deleted = force or status()
-        recent = idx in (3, 4)
-        if (idx == 5 or rng.random() < 0.12) and n - len(products) >= 3:
+        # The first top-level products are forced, so every kind exists even in the smallest dataset:
+        # an inactive one, a deleted one, two active recent ones (criterio=1), then a product with variations.
+        forced = forced_kinds.pop(0) if forced_kinds else None
+        situacao, deleted = forced[:2] if forced and forced[0] else status()
+        recent = bool(forced and forced[2])
+        if (forced and forced[3] or rng.random() < 0.12) and n - len(products) >= 3:
             pid = ids()
             code = f"VAR-{seq:04d}"
             products[pid] = _product_record(rng, pid, f"{base} {seq}", code, unidade, ncm, preco, situacao, "V")
