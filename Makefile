@@ -1,0 +1,21 @@
+# Entry points: `make test` (the whole suite, what CI runs) and `make demo` (the pipeline end to end, locally).
+.PHONY: setup test demo psql clean-stack
+
+VENV_PY := .venv/bin/python
+
+setup:
+	@bash local/setup.sh
+
+test: setup
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV_PY) -m local.demo $(DEMO_ARGS)
+
+# Open psql on the data the last `make demo` left in .stack/demo/pgdata (starts the cluster, stops it after).
+psql: setup
+	$(VENV_PY) -m local.psql
+
+# Remove the run directories (logs, throwaway clusters) of earlier stacks.
+clean-stack:
+	rm -rf .stack

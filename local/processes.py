@@ -1,0 +1,158 @@
+"""Small process helpers for the local stack: free ports, readiness polls, and child processes stopped by PID.
+
+Every child runs in its own session (process group), so a Ctrl-C in the terminal does not reach it before we
+stop it in order, and so stopping can fall back to killing the whole group (gunicorn workers, a JVM exec'd by a
+launcher script) when the leader does not exit in time.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1 (bind to 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could bind the port again: nobody listens on it (connections left in TIME_WAIT by the
+    stopped server do not count, as servers bind with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def pid_alive(pid: int) -> bool:
+    """True when the process exists and is not a zombie (an exited daemon reparented to a non-reaping PID 1)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1,
+               alive: Callable[[], str | None] | None = None) -> None:
+    """Poll check() until it is true; raise TimeoutError naming `what`. alive() returns a reason to stop early."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        if alive is not None:
+            problem = alive()
+            if problem:
+                raise RuntimeError(f"{what}: {problem}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout_s:.0f}s")
+        time.sleep(interval_s)
+
+
+def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return 200 <= response.status < 300
+    except urllib.error.HTTPError:
+        return False
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ManagedProcess:
+    """A child process with its output in a log file, stopped by PID: SIGTERM, wait, then SIGKILL the group."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike | None = None, stop_timeout_s: float = 10.0):
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = Path(log_path)
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.stop_timeout_s = stop_timeout_s
+        self.popen: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def start(self) -> "ManagedProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab", buffering=0)
+        try:
+            self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                          env=self.env, cwd=self.cwd, start_new_session=True)
+        finally:
+            log.close()
+        return self
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def exit_problem(self) -> str | None:
+        """For wait_until(alive=...): why the process is gone, with the end of its log."""
+        if self.popen is not None and self.popen.poll() is not None:
+            return f"exited with code {self.popen.returncode}; log {self.log_path}:\n{tail(self.log_path)}"
+        return None
+
+    def stop(self) -> None:
+        if self.popen is None:
+            return
+        popen, pid = self.popen, self.popen.pid
+        if popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            try:
+                popen.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                popen.wait(timeout=10)
+        # Whatever the leader left behind in its own process group (gunicorn workers, a JVM): kill it too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        self.popen = popen  # keep it: pid stays readable for "nothing left running" checks
+
+
+def run(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout_s: float = 120.0,
+        cwd: str | os.PathLike | None = None, what: str | None = None) -> str:
+    """Run a short command; raise RuntimeError with its output when it fails."""
+    result = subprocess.run(list(argv), env=dict(env) if env is not None else None, cwd=cwd,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            timeout=timeout_s, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what or argv[0]} failed (exit {result.returncode}): {' '.join(argv)}\n{result.stdout}")
+    return result.stdout
