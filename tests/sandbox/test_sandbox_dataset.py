@@ -109,3 +109,16 @@ def test_json_round_trip_is_exact():
 def test_custom_arguments():
     ds = generate_dataset(3, {"2025-12": 5}, 8, 10, cancelled_share=0, incoming_share=0, unknown_sku_share=0)
     assert len(ds.nfe) == 5 and not ds.cancelled_ids() and not ds.unknown_skus
+
+
+def test_history_profile_scaled_down():
+    ds = build_profile("history", seed=1, scale=0.03)
+    months = {n["dataEmissao"][:7] for n in ds.nfe.values()}
+    assert any(m.startswith("2021-") for m in months) and "2026-02" in months
+    # Months with a single note still get the 00:00:00 first-day edge.
+    per_month: dict[str, list[str]] = {}
+    for n in ds.nfe.values():
+        if n["tipo"] == 1:
+            per_month.setdefault(n["dataEmissao"][:7], []).append(n["dataEmissao"])
+    assert all(f"{m}-01 00:00:00" in stamps for m, stamps in per_month.items())
+    assert len(ds.contacts) == 42 and len(ds.products) == 30

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.sandbox.conftest import Api
+from tests.sandbox.helpers import Api
 
 
 def faults(api: Api, **spec) -> None:

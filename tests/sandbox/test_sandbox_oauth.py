@@ -6,7 +6,7 @@ import urllib.parse
 
 import requests
 
-from tests.sandbox.conftest import Api, basic
+from tests.sandbox.helpers import Api, basic
 
 INVALID_TOKEN = {"error": {"type": "invalid_token", "message": "invalid_token",
                            "description": "The access token provided has expired"}}

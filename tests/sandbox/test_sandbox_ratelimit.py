@@ -7,7 +7,7 @@ import time
 import requests
 
 from local.sandbox.ratelimit import AccountLimiter, max_in_window
-from tests.sandbox.conftest import Api
+from tests.sandbox.helpers import Api
 
 SECOND_BODY = {"error": {"type": "TOO_MANY_REQUESTS", "message": "Limite de requisições atingido.",
                          "description": "O limite de requisições por segundo foi atingido, tente novamente mais tarde.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import requests
 
 from local.sandbox.dataset import PRODUCT_LIST_KEYS
-from tests.sandbox.conftest import Api
+from tests.sandbox.helpers import Api
 from tests.sandbox.spec_utils import properties, required
 
 
