@@ -524,6 +524,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                      "O método HTTP utilizado não é permitido.").body)
             return
         with app.lock:
+            now = time.monotonic()
             app.token_times.append(now)
             app.guard.note_token_call(now)
             if app.guard.is_blocked(now):
@@ -541,10 +542,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _api(self, method: str, subpath: str, query: dict[str, list[str]]) -> None:
         app = self.app
-        now = time.monotonic()
         kind, handler, raw_id = match_route(subpath)
-        record = RequestRecord(t_mono=now, t_wall=time.time(), kind=kind, method=method, path=subpath)
-        status, body, decision, sleep_s = self._api_decide(method, query, record, handler, raw_id, now)
+        record = RequestRecord(t_mono=0.0, t_wall=0.0, kind=kind, method=method, path=subpath)
+        status, body, decision, sleep_s = self._api_decide(record)
         if sleep_s > 0:
             time.sleep(sleep_s)
         if decision.reset:
@@ -561,12 +561,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._finish(record, status)
         self._json(status, body, truncate=truncate)
 
-    def _api_decide(self, method: str, query: dict[str, list[str]], record: RequestRecord,
-                    handler: str | None, raw_id: str | None,
-                    now: float) -> tuple[int, Any, Decision, float]:
-        """Everything decided at arrival, under the lock: (status, body or None when accepted, faults, sleep)."""
+    def _api_decide(self, record: RequestRecord) -> tuple[int, Any, Decision, float]:
+        """Everything decided at arrival, under the lock: (status, body or None when accepted, faults, sleep).
+
+        The arrival time is read inside the lock, so the limiter and the request log see arrivals in order.
+        """
         app = self.app
         with app.lock:
+            now = record.t_mono = time.monotonic()
+            record.t_wall = time.time()
             app.records.append(record)
             if app.guard.is_blocked(now):
                 return 403, _IP_BLOCK_BODY, Decision(), 0.0
