@@ -268,7 +268,8 @@ def generate_dataset(seed: int, invoices_by_month: dict[str, int], contacts: int
     """Build a dataset.
 
     invoices_by_month: "YYYY-MM" -> number of OUTGOING (tipo 1) notes, cancelled ones included. Incoming notes
-        (tipo 0) come on top: round(n * incoming_share) per month.
+        (tipo 0) come on top: round(n * incoming_share) per month. Each month's first outgoing note is emitted at
+        day 1 00:00:00 and (when n >= 2) its last at the last day 23:59:59; those edge notes are never cancelled.
     contacts / products: how many records (products include variation parents and their variations).
     cancelled_share, unknown_sku_share, payment_mismatch_share, duplicate_line_share: how often each trap occurs;
         each occurs at least once when its share is > 0 and there is room for it.
