@@ -14,7 +14,7 @@ demo: setup
 
 # Open psql on the data the last `make demo` left in .stack/demo/pgdata (starts the cluster, stops it after).
 psql: setup
-	$(VENV_PY) -m local.psql
+	$(VENV_PY) -m local.psql $(PSQL_ARGS)
 
 # Remove the run directories (logs, throwaway clusters) of earlier stacks.
 clean-stack:

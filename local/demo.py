@@ -1,0 +1,160 @@
+"""make demo: the whole pipeline on this machine, from the first OAuth consent to verified rows in PostgreSQL.
+
+1. starts the local stack (PostgreSQL, Pub/Sub + Firestore emulators, the Bling sandbox with the `demo` profile,
+   every function as a functions-framework process, push subscriptions with dead letters);
+2. authorizes through the auth function exactly like a user's browser would (/start → Bling authorize → /callback);
+3. publishes {"month": "2026-01"} and {"month": "2026-02"} to bling-schedule;
+4. waits until the functions are quiet and the database has stopped changing;
+5. checks with local/verify.py that PostgreSQL holds exactly what the sandbox truth says for those months;
+6. prints a summary, leaves the data in .stack/demo/pgdata (open it with `make psql`) and stops everything.
+
+Exit code 0 only when the verification passes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from local import verify
+from local.stack import STACK_DIR, LocalStack, MissingDependency
+
+MONTHS = ("2026-01", "2026-02")
+EXAMPLE_QUERIES = (
+    ("NF-e per month and situação",
+     "SELECT to_char(data_emissao AT TIME ZONE 'America/Sao_Paulo', 'YYYY-MM') AS mes, s.descricao, count(*), "
+     "sum(valor_nota) FROM nfe JOIN nfe_situacao s ON s.codigo = nfe.situacao GROUP BY 1, 2 ORDER BY 1, 2;"),
+    ("Best-selling products (authorized notes only)",
+     "SELECT i.codigo, coalesce(p.nome, '(SKU unknown to Bling)') AS nome, sum(i.quantidade) AS qtd, "
+     "sum(i.valor_total) AS total FROM nfe_item i JOIN nfe n ON n.id = i.nfe_id LEFT JOIN produto_sku s "
+     "ON s.codigo = i.codigo LEFT JOIN produto p ON p.id = s.produto_id WHERE n.situacao <> 2 "
+     "GROUP BY 1, 2 ORDER BY total DESC LIMIT 10;"),
+    ("Payments by form",
+     "SELECT f.descricao, count(*) AS parcelas, sum(pa.valor) AS total FROM nfe_parcela pa "
+     "JOIN forma_pagamento f ON f.id = pa.forma_pagamento_id GROUP BY 1 ORDER BY total DESC;"),
+)
+
+
+def log(message: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def table(rows: list[tuple[str, Any]], title: str) -> str:
+    width = max(len(k) for k, _ in rows)
+    lines = [title, "-" * (width + 14)]
+    lines += [f"{k:<{width}}  {v:>10}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rate", type=float, default=3.0, help="the sandbox's requests per second")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the pipeline")
+    parser.add_argument("--quiet", type=float, default=8.0, help="seconds without function logs = settled")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    log("starting the local stack (PostgreSQL, Pub/Sub + Firestore emulators, Bling sandbox, functions)...")
+    try:
+        stack = LocalStack("demo", profile=args.profile, seed=args.seed, rate_per_s=args.rate,
+                           latency_s=args.latency_ms / 1000.0, keep_pgdata=True, min_backoff_s=1, max_backoff_s=10)
+        stack.start()
+    except MissingDependency as exc:
+        print(f"demo: missing system tool: {exc}", file=sys.stderr)
+        return 2
+    ok = False
+    try:
+        log(f"stack up in {stack.elapsed_s():.1f}s; logs in {stack.run_dir / 'logs'}")
+        for name, fn in stack.functions.items():
+            log(f"  function {name:<10} {fn.url}")
+        log(f"  Bling sandbox      {stack.sandbox.api_base}")
+
+        log(f"authorizing like a user: GET {stack.auth_url}/start → Bling authorize → callback")
+        status = stack.authorize()
+        log(f"auth status: {status}")
+        if not status.get("token_stored") or status.get("reauth_required"):
+            raise RuntimeError(f"the auth function did not store a usable token: {status}")
+
+        truth = verify.fetch_truth(stack.sandbox.url)
+        pipeline_start = time.monotonic()
+        for month in MONTHS:
+            stack.publish("bling-schedule", {"month": month})
+            log(f"published {{\"month\": \"{month}\"}} to bling-schedule")
+        log("waiting for the pipeline to settle...")
+        wait_error = None
+        try:
+            verify.wait_for_pipeline(stack, truth, MONTHS, quiet_s=args.quiet, timeout_s=args.timeout)
+        except TimeoutError as exc:
+            wait_error = exc
+            log(f"WARNING: {exc}")
+        pipeline_s = time.monotonic() - pipeline_start
+
+        truth = verify.fetch_truth(stack.sandbox.url)
+        conn = stack.postgres.connect()
+        try:
+            report = verify.verify(conn, truth, MONTHS)
+            duplicates = verify.duplicate_report(conn)
+            extra = db_extra_counts(conn)
+        finally:
+            conn.close()
+        stats = stack.sandbox.stats()
+        dead = {topic: len(msgs) for topic, msgs in stack.dead_letters(timeout_s=1).items() if msgs}
+        errors = [e for e in stack.log_lines() if e.get("severity") in ("ERROR", "CRITICAL")]
+
+        counts = report.counts
+        print()
+        print(table([("NF-e (outgoing, incl. cancelled)", counts["nfe"]),
+                     ("  of which cancelled", extra["cancelled"]),
+                     ("item lines", counts["nfe_item"]), ("payments (parcelas)", counts["nfe_parcela"]),
+                     ("payment forms", counts["forma_pagamento"]), ("contacts", counts["contato"]),
+                     ("products", counts["produto"]), ("SKUs checked", counts["produto_sku"]),
+                     ("  of which unknown to Bling", extra["unknown_skus"])],
+                    "Loaded into PostgreSQL"))
+        print()
+        by_kind = [(f"  {k}", v) for k, v in sorted(stats.get("requests_by_kind", {}).items()) if v]
+        print(table([("API calls (total)", stats.get("requests_total", 0)), *by_kind,
+                     ("token endpoint calls", stats.get("token_calls", 0)),
+                     ("429 responses", stats.get("responses_429", 0)),
+                     ("max requests in any 1 s", stats.get("max_requests_in_any_1s", 0)),
+                     ("dead letters", sum(dead.values())), ("ERROR log lines", len(errors)),
+                     ("pipeline seconds", f"{pipeline_s:.1f}"),
+                     ("total seconds", f"{time.monotonic() - started:.1f}")], "Bling sandbox and run"))
+        print()
+        print(report.summary())
+        for d in duplicates:
+            print("DUPLICATE:", d)
+        if dead:
+            print(f"dead letters by topic: {dead}")
+        ok = report.ok and not duplicates and wait_error is None
+    except Exception as exc:  # noqa: BLE001 - report, stop the stack, exit non-zero
+        log(f"FAILED: {type(exc).__name__}: {exc}")
+        log(f"function logs: {stack.run_dir / 'logs'}")
+    finally:
+        stack.stop()
+
+    print()
+    print(f"The data stays in {STACK_DIR / 'demo' / 'pgdata'} (server stopped). Query it with:")
+    print("    make psql          # starts that cluster on a free port, opens psql, stops it when you quit")
+    print("Example queries:")
+    for title, sql in EXAMPLE_QUERIES:
+        print(f"  -- {title}\n  {sql}")
+    print()
+    log("verification PASSED" if ok else "verification FAILED")
+    return 0 if ok else 1
+
+
+def db_extra_counts(conn) -> dict[str, int]:
+    cur = conn.cursor()
+    cur.execute("SELECT (SELECT count(*) FROM nfe WHERE situacao = 2), "
+                "(SELECT count(*) FROM produto_sku WHERE NOT encontrado)")
+    cancelled, unknown = cur.fetchone()
+    conn.rollback()
+    return {"cancelled": cancelled, "unknown_skus": unknown}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

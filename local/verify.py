@@ -1,0 +1,392 @@
+"""Does PostgreSQL hold exactly what the Bling sandbox's truth says, for the given months?
+
+Written independently of the pipeline's own mapping code (it does not import shared.*), against the truth dict of
+`GET /__admin/truth` and the schema in migrations/. Checked:
+  nfe          exactly the outgoing (tipo 1) NF-e issued in the months, cancelled ones included, no incoming ones,
+               no others; header fields (situacao, numero, serie, chave, contato, amounts, emission date)
+  nfe_item     line by line in Bling's order, exact Decimal quantities and values
+  nfe_parcela  line by line (date, value, forma_pagamento_id), and each forma_pagamento row present and right
+  contato      every contact the NF-e reference (encontrado=false exactly for ids Bling does not know)
+  produto_sku  every SKU of the items: resolved to the product whose codigo is exactly that SKU, or recorded as
+               unknown (encontrado=false) when no product has it; produto rows right
+Text comparisons treat '' and NULL as the same (an empty Bling field may be stored as NULL).
+
+    python -m local.verify --truth-url http://127.0.0.1:PORT --months 2026-01 2026-02   (DB_* from the env)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import decimal
+import json
+import os
+import sys
+import urllib.request
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+D = decimal.Decimal
+TIMEZONE = "America/Sao_Paulo"
+TABLES = ("nfe", "nfe_item", "nfe_parcela", "forma_pagamento", "contato", "produto", "produto_sku")
+
+
+# ------------------------------------------------------------------------------------------------ truth
+
+def fetch_truth(sandbox_url: str, timeout_s: float = 60) -> dict[str, Any]:
+    """GET <sandbox>/__admin/truth with exact decimals and int keys."""
+    with urllib.request.urlopen(sandbox_url.rstrip("/") + "/__admin/truth", timeout=timeout_s) as response:
+        return normalize_truth(json.loads(response.read(), parse_float=D))
+
+
+def normalize_truth(truth: dict[str, Any]) -> dict[str, Any]:
+    """JSON object keys are strings; the id-keyed maps get int keys back."""
+    out = dict(truth)
+    for key in ("nfe", "contacts", "products", "payment_forms", "product_meta"):
+        if isinstance(out.get(key), dict):
+            out[key] = {int(k): v for k, v in out[key].items()}
+    return out
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value)
+    return text if text != "" else None
+
+
+def _dec(value: Any) -> D | None:
+    if value is None or isinstance(value, bool):
+        return None
+    return D(str(value)) if not isinstance(value, D) else value
+
+
+def _id(value: Any) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+@dataclasses.dataclass
+class Expected:
+    months: list[str]
+    nfe: dict[int, dict[str, Any]]
+    incoming_ids: set[int]
+    contact_ids: set[int]
+    skus: set[str]
+    sku_to_products: dict[str, list[int]]  # SKU -> ids of products whose codigo is exactly the SKU
+    payment_form_ids: set[int]
+
+    @property
+    def item_lines(self) -> int:
+        return sum(len(n.get("itens") or []) for n in self.nfe.values())
+
+    @property
+    def parcelas(self) -> int:
+        return sum(len(n.get("parcelas") or []) for n in self.nfe.values())
+
+    @property
+    def known_skus(self) -> set[str]:
+        return {s for s in self.skus if self.sku_to_products.get(s)}
+
+
+def expected_from_truth(truth: dict[str, Any], months: Iterable[str]) -> Expected:
+    months = sorted(set(months))
+    in_months = {i: n for i, n in truth["nfe"].items() if str(n.get("dataEmissao", ""))[:7] in months}
+    outgoing = {i: n for i, n in in_months.items() if n.get("tipo") == 1}
+    incoming = {i for i, n in truth["nfe"].items() if n.get("tipo") != 1}
+    contact_ids = {cid for n in outgoing.values() if (cid := _id(_get(n, "contato", "id")))}
+    skus = {str(it["codigo"]) for n in outgoing.values() for it in n.get("itens") or []
+            if it.get("codigo") not in (None, "") and str(it["codigo"]).strip()}
+    by_code: dict[str, list[int]] = {}
+    for pid, product in truth["products"].items():
+        by_code.setdefault(str(product.get("codigo")), []).append(pid)
+    forms = {fid for n in outgoing.values() for p in n.get("parcelas") or []
+             if (fid := _id(_get(p, "formaPagamento", "id")))}
+    return Expected(months=months, nfe=outgoing, incoming_ids=incoming, contact_ids=contact_ids, skus=skus,
+                    sku_to_products={s: sorted(by_code.get(s, [])) for s in skus}, payment_form_ids=forms)
+
+
+# ------------------------------------------------------------------------------------------------ database
+
+def connect_from_env():
+    import pg8000.dbapi
+
+    return pg8000.dbapi.connect(host=os.environ.get("DB_HOST", "127.0.0.1"),
+                                port=int(os.environ.get("DB_PORT", "5432")),
+                                database=os.environ.get("DB_NAME", "bling"),
+                                user=os.environ.get("DB_USER", "bling_etl"),
+                                password=os.environ.get("DB_PASSWORD") or None, timeout=30)
+
+
+def _rows(conn, sql: str, params: tuple = ()) -> list[tuple]:
+    cur = conn.cursor()
+    cur.execute(sql, params)
+    rows = list(cur.fetchall()) if cur.description else []
+    conn.rollback()  # read-only; never leave a transaction open
+    return rows
+
+
+def db_counts(conn) -> dict[str, int]:
+    return {t: _rows(conn, f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
+
+
+def progress(conn) -> dict[str, Any]:
+    """Counts plus the audit state: used to decide that the pipeline has settled."""
+    out: dict[str, Any] = dict(db_counts(conn))
+    try:
+        out["windows_by_status"] = dict(_rows(conn, "SELECT status, count(*) FROM etl_window GROUP BY status"))
+        out["window_nfe_by_result"] = dict(_rows(conn, "SELECT resultado, count(*) FROM etl_window_nfe "
+                                                       "GROUP BY resultado"))
+    except Exception:  # noqa: BLE001 - the audit tables are optional for this purpose
+        conn.rollback()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+@dataclasses.dataclass
+class Report:
+    months: list[str]
+    problems: list[str] = dataclasses.field(default_factory=list)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    expected_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    max_problems: int = 200
+    _dropped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, message: str) -> None:
+        if len(self.problems) < self.max_problems:
+            self.problems.append(message)
+        else:
+            self._dropped += 1
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"OK: the database equals the sandbox truth for {', '.join(self.months)}"
+        more = f"\n  ... and {self._dropped} more" if self._dropped else ""
+        return (f"MISMATCH: {len(self.problems) + self._dropped} problem(s) for {', '.join(self.months)}:\n  "
+                + "\n  ".join(self.problems) + more)
+
+
+def _same_text(a: Any, b: Any) -> bool:
+    return _text(a) == _text(b)
+
+
+def _same_dec(db_value: Any, truth_value: Any) -> bool:
+    expected = _dec(truth_value)
+    if db_value is None or expected is None:
+        return db_value is None and expected is None
+    return isinstance(db_value, D) and db_value == expected
+
+
+def _compare(report: Report, where: str, pairs: Iterable[tuple[str, Any, Any, str]]) -> None:
+    for name, got, want, kind in pairs:
+        same = _same_dec(got, want) if kind == "dec" else _same_text(got, want) if kind == "text" else got == want
+        if not same:
+            report.add(f"{where}: {name} is {got!r}, truth says {want!r}")
+
+
+def verify(conn, truth: dict[str, Any], months: Iterable[str]) -> Report:
+    truth = normalize_truth(truth)
+    exp = expected_from_truth(truth, months)
+    report = Report(months=exp.months)
+    report.counts = db_counts(conn)
+    report.expected_counts = {"nfe": len(exp.nfe), "nfe_item": exp.item_lines, "nfe_parcela": exp.parcelas,
+                              "contato": len(exp.contact_ids), "produto_sku": len(exp.skus),
+                              "produto": len({exp.sku_to_products[s][0] for s in exp.known_skus}),
+                              "forma_pagamento": len(exp.payment_form_ids)}
+    tz = ZoneInfo(TIMEZONE)
+
+    # -- NF-e headers
+    rows = _rows(conn, "SELECT id, tipo, situacao, numero, serie, chave_acesso, contato_id, valor_nota, valor_frete,"
+                       " data_emissao_raw, data_emissao, raw IS NOT NULL FROM nfe")
+    stored = {r[0]: r for r in rows}
+    for nfe_id in sorted(set(exp.nfe) - set(stored)):
+        n = exp.nfe[nfe_id]
+        report.add(f"nfe {nfe_id} (numero {n.get('numero')}, {n.get('dataEmissao')}, situacao {n.get('situacao')}) "
+                   "missing")
+    for nfe_id in sorted(set(stored) - set(exp.nfe)):
+        why = ("an incoming NF-e (tipo 0)" if nfe_id in exp.incoming_ids else
+               "not in these months" if nfe_id in truth["nfe"] else "unknown to Bling")
+        report.add(f"nfe {nfe_id} stored but should not be: {why}")
+    for nfe_id in sorted(set(stored) & set(exp.nfe)):
+        n, r = exp.nfe[nfe_id], stored[nfe_id]
+        emitted = datetime.datetime.strptime(n["dataEmissao"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
+        _compare(report, f"nfe {nfe_id}", [
+            ("tipo", r[1], 1, "eq"), ("situacao", r[2], n.get("situacao"), "eq"),
+            ("numero", r[3], n.get("numero"), "text"), ("serie", r[4], n.get("serie"), "eq"),
+            ("chave_acesso", r[5], n.get("chaveAcesso"), "text"),
+            ("contato_id", r[6], _id(_get(n, "contato", "id")), "eq"),
+            ("valor_nota", r[7], n.get("valorNota"), "dec"), ("valor_frete", r[8], n.get("valorFrete"), "dec"),
+            ("data_emissao_raw", r[9], n.get("dataEmissao"), "text"), ("data_emissao", r[10], emitted, "eq"),
+            ("raw present", r[11], True, "eq")])
+
+    # -- items, line by line
+    items: dict[int, list[tuple]] = {}
+    for r in _rows(conn, "SELECT nfe_id, linha, codigo, descricao, unidade, quantidade, valor, valor_total "
+                         "FROM nfe_item ORDER BY nfe_id, linha"):
+        items.setdefault(r[0], []).append(r)
+    for nfe_id in sorted(set(exp.nfe) & set(stored)):
+        want = exp.nfe[nfe_id].get("itens") or []
+        got = items.get(nfe_id, [])
+        if [r[1] for r in got] != list(range(1, len(got) + 1)) or len(got) != len(want):
+            report.add(f"nfe {nfe_id}: item lines {[r[1] for r in got]}, truth has {len(want)} line(s)")
+        for line, (it, r) in enumerate(zip(want, got), start=1):
+            _compare(report, f"nfe_item {nfe_id}/{line}", [
+                ("codigo", r[2], it.get("codigo"), "text"), ("descricao", r[3], it.get("descricao"), "text"),
+                ("unidade", r[4], it.get("unidade"), "text"), ("quantidade", r[5], it.get("quantidade"), "dec"),
+                ("valor", r[6], it.get("valor"), "dec"), ("valor_total", r[7], it.get("valorTotal"), "dec")])
+    for nfe_id in sorted(set(items) - set(exp.nfe)):
+        report.add(f"nfe_item rows for nfe {nfe_id}, which should not be stored")
+
+    # -- parcelas and payment forms
+    parcelas: dict[int, list[tuple]] = {}
+    for r in _rows(conn, "SELECT nfe_id, linha, data, valor, forma_pagamento_id FROM nfe_parcela "
+                         "ORDER BY nfe_id, linha"):
+        parcelas.setdefault(r[0], []).append(r)
+    for nfe_id in sorted(set(exp.nfe) & set(stored)):
+        want = exp.nfe[nfe_id].get("parcelas") or []
+        got = parcelas.get(nfe_id, [])
+        if len(got) != len(want):
+            report.add(f"nfe {nfe_id}: {len(got)} parcela(s) stored, truth has {len(want)}")
+        for line, (p, r) in enumerate(zip(want, got), start=1):
+            want_date = (datetime.date.fromisoformat(p["data"]) if p.get("data") and p["data"] != "0000-00-00"
+                         else None)
+            _compare(report, f"nfe_parcela {nfe_id}/{line}", [
+                ("linha", r[1], line, "eq"), ("data", r[2], want_date, "eq"), ("valor", r[3], p.get("valor"), "dec"),
+                ("forma_pagamento_id", r[4], _id(_get(p, "formaPagamento", "id")), "eq")])
+    forms = {r[0]: r for r in _rows(conn, "SELECT id, descricao, tipo_pagamento, encontrada FROM forma_pagamento")}
+    for fid in sorted(exp.payment_form_ids):
+        f = truth["payment_forms"].get(fid)
+        r = forms.get(fid)
+        if r is None:
+            report.add(f"forma_pagamento {fid} missing")
+        elif f is None:
+            _compare(report, f"forma_pagamento {fid}", [("encontrada", r[3], False, "eq")])
+        else:
+            _compare(report, f"forma_pagamento {fid}", [
+                ("descricao", r[1], f.get("descricao"), "text"), ("tipo_pagamento", r[2], f.get("tipoPagamento"),
+                                                                  "eq"),
+                ("encontrada", r[3], True, "eq")])
+
+    # -- contacts
+    contacts = {r[0]: r for r in _rows(conn, "SELECT id, encontrado, nome, numero_documento, email FROM contato")}
+    for cid in sorted(exp.contact_ids):
+        c = truth["contacts"].get(cid)
+        r = contacts.get(cid)
+        if r is None:
+            report.add(f"contato {cid} missing" + (f" ({c.get('nome')})" if c else " (unknown to Bling)"))
+        elif c is None:
+            _compare(report, f"contato {cid}", [("encontrado", r[1], False, "eq")])
+        else:
+            _compare(report, f"contato {cid}", [
+                ("encontrado", r[1], True, "eq"), ("nome", r[2], c.get("nome"), "text"),
+                ("numero_documento", r[3], c.get("numeroDocumento"), "text"), ("email", r[4], c.get("email"), "text")])
+
+    # -- SKUs and products
+    skus = {r[0]: r for r in _rows(conn, "SELECT codigo, produto_id, encontrado FROM produto_sku")}
+    products = {r[0]: r for r in _rows(conn, "SELECT id, codigo, nome, situacao, preco, preco_custo FROM produto")}
+    unknown_truth = set(truth.get("unknown_skus") or [])
+    for sku in sorted(exp.skus):
+        r = skus.get(sku)
+        candidates = exp.sku_to_products[sku]
+        if r is None:
+            report.add(f"produto_sku {sku!r} missing" + (" (an unknown SKU must be recorded as unknown)"
+                                                         if not candidates else ""))
+            continue
+        if not candidates:
+            _compare(report, f"produto_sku {sku!r} (unknown to Bling)", [("encontrado", r[2], False, "eq"),
+                                                                         ("produto_id", r[1], None, "eq")])
+            continue
+        if not r[2] or r[1] not in candidates:
+            report.add(f"produto_sku {sku!r}: produto_id {r[1]} encontrado={r[2]}, truth: product(s) {candidates}")
+            continue
+        p, pr = truth["products"][r[1]], products.get(r[1])
+        if pr is None:
+            report.add(f"produto {r[1]} (SKU {sku!r}) missing")
+            continue
+        _compare(report, f"produto {r[1]}", [
+            ("codigo", pr[1], sku, "text"), ("nome", pr[2], p.get("nome"), "text"),
+            ("situacao", pr[3], p.get("situacao"), "text"), ("preco", pr[4], p.get("preco"), "dec"),
+            ("preco_custo", pr[5], _get(p, "fornecedor", "precoCusto"), "dec")])
+    return report
+
+
+def is_complete(conn, truth: dict[str, Any], months: Iterable[str]) -> bool:
+    """Cheap "has everything arrived": every expected NF-e, contact, SKU and payment form has a row."""
+    exp = expected_from_truth(normalize_truth(truth), months)
+    have_nfe = {r[0] for r in _rows(conn, "SELECT id FROM nfe")}
+    have_contacts = {r[0] for r in _rows(conn, "SELECT id FROM contato")}
+    have_skus = {r[0] for r in _rows(conn, "SELECT codigo FROM produto_sku")}
+    have_forms = {r[0] for r in _rows(conn, "SELECT id FROM forma_pagamento")}
+    return (set(exp.nfe) <= have_nfe and exp.contact_ids <= have_contacts and exp.skus <= have_skus
+            and exp.payment_form_ids <= have_forms)
+
+
+def wait_for_pipeline(stack, truth: dict[str, Any], months: Iterable[str], quiet_s: float = 8.0,
+                      timeout_s: float = 600.0) -> float:
+    """Block until a LocalStack's functions are quiet, every expected row is present, and the database did not
+    change between two consecutive quiet checks. Returns seconds waited; TimeoutError otherwise."""
+    months = list(months)
+    last: list[Any] = [None]
+
+    def settled() -> bool:
+        conn = stack.postgres.connect()  # a new connection each time: the database may have been restarted
+        try:
+            snapshot = progress(conn)
+            stable = snapshot == last[0]
+            last[0] = snapshot
+            return stable and is_complete(conn, truth, months)
+        finally:
+            conn.close()
+
+    return stack.wait_for_quiet(quiet_s=quiet_s, timeout_s=timeout_s, predicate=settled, poll_s=1.0)
+
+
+def duplicate_report(conn) -> list[str]:
+    """Rows that share what should be unique (belt and braces on top of the primary keys)."""
+    problems = []
+    checks = {"nfe": "id", "nfe_item": "nfe_id, linha", "nfe_parcela": "nfe_id, linha", "contato": "id",
+              "produto": "id", "produto_sku": "codigo", "forma_pagamento": "id", "nfe (chave_acesso)": "chave_acesso"}
+    for label, key in checks.items():
+        table = label.split(" ")[0]
+        rows = _rows(conn, f"SELECT {key}, count(*) FROM {table} WHERE ({key}) IS NOT NULL GROUP BY {key} "
+                           "HAVING count(*) > 1 LIMIT 5")
+        if rows:
+            problems.append(f"{label}: duplicated {key}: {rows}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.verify", description=__doc__.split("\n")[0])
+    parser.add_argument("--truth-url", required=True, help="the sandbox base URL (serves /__admin/truth)")
+    parser.add_argument("--months", nargs="+", required=True, help="YYYY-MM ...")
+    args = parser.parse_args(argv)
+    conn = connect_from_env()
+    try:
+        report = verify(conn, fetch_truth(args.truth_url), args.months)
+        dups = duplicate_report(conn)
+    finally:
+        conn.close()
+    print(report.summary())
+    for d in dups:
+        print("DUPLICATE:", d)
+    return 0 if report.ok and not dups else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
