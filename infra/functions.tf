@@ -98,3 +98,12 @@ resource "google_cloudfunctions2_function" "function" {
     google_project_iam_member.build,
   ]
 }
+
+# AUTH_PUBLIC_URL and the redirect URI registered in Bling are computed before the auth function exists; after apply,
+# warn if Cloud Functions reports another address for it.
+check "auth_public_url_matches_the_deployed_function" {
+  assert {
+    condition     = google_cloudfunctions2_function.function["auth"].url == local.auth_public_url
+    error_message = "The auth function's URL (${google_cloudfunctions2_function.function["auth"].url}) differs from AUTH_PUBLIC_URL (${local.auth_public_url}): the Bling redirect URI and the re-authorization messages would point to the wrong address."
+  }
+}
