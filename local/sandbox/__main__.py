@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port-file", help="write the listening port here")
     p.add_argument("--client-id", default="sandbox-client")
     p.add_argument("--client-secret", default="sandbox-secret")
-    p.add_argument("--redirect-uri", default="http://127.0.0.1/callback")
+    p.add_argument("--redirect-uri", default="", help="the app's registered redirect URI "
+                   "(default http://127.0.0.1/callback)")
     p.add_argument("--code-ttl", type=float, default=60.0, help="authorization code lifetime, seconds")
     p.add_argument("--access-ttl", type=float, default=21600.0, help="access token lifetime, seconds")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     dataset = build_profile(args.profile, args.seed, args.scale)
     server = SandboxServer(dataset, client_id=args.client_id, client_secret=args.client_secret,
-                           redirect_uri=args.redirect_uri, rate_per_s=args.rate, daily_limit=args.daily_limit,
+                           redirect_uri=args.redirect_uri or "http://127.0.0.1/callback", rate_per_s=args.rate, daily_limit=args.daily_limit,
                            latency_s=args.latency_ms / 1000.0, code_ttl_s=args.code_ttl,
                            access_ttl_s=args.access_ttl, host=args.host, port=args.port, verbose=args.verbose)
     stop = threading.Event()
