@@ -1,0 +1,67 @@
+"""Drives the four Pub/Sub handlers in-process, the way push subscriptions would, over the real emulators.
+
+Each handler is imported from functions/<name>/main.py and called with a push envelope; what it publishes is
+pulled from the capture subscriptions and handed to the next handler until every topic is drained. Delivery
+options model Pub/Sub's at-least-once behaviour: every message twice, or in shuffled order.
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import itertools
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from shared import topology
+
+REPO = Path(__file__).resolve().parents[2]
+_ids = itertools.count(1)
+_loaded: dict[str, Any] = {}
+
+
+def handler(function: str):
+    if function not in _loaded:
+        path = REPO / "functions" / function / "main.py"
+        spec = importlib.util.spec_from_file_location(f"fn_{function}_main", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _loaded[function] = module
+    return getattr(_loaded[function], topology.ALL_FUNCTIONS[function])
+
+
+def envelope(payload: Any, message_id: str | None = None) -> dict[str, Any]:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return {"message": {"data": base64.b64encode(raw).decode(), "messageId": message_id or f"m-{next(_ids)}",
+                        "attributes": {}}}
+
+
+class Pipeline:
+    def __init__(self, capture, duplicate: bool = False, shuffle_seed: int | None = None):
+        self.capture = capture
+        self.duplicate = duplicate
+        self.rng = random.Random(shuffle_seed) if shuffle_seed is not None else None
+        self.delivered: dict[str, int] = {r.topic: 0 for r in topology.ROUTES}
+
+    def deliver(self, topic: str, payload: Any, message_id: str | None = None) -> None:
+        route = next(r for r in topology.ROUTES if r.topic == topic)
+        event = envelope(payload, message_id)
+        for _ in range(2 if self.duplicate else 1):
+            handler(route.function)(event)
+            self.delivered[topic] += 1
+
+    def run(self, schedule_payload: Any, max_rounds: int = 50) -> None:
+        self.deliver(topology.SCHEDULE.topic, schedule_payload)
+        self.drain(max_rounds)
+
+    def drain(self, max_rounds: int = 50) -> None:
+        for _ in range(max_rounds):
+            pending = [(r.topic, m) for r in topology.ROUTES[1:] for m in self.capture.pull(r.topic, timeout_s=0.5)]
+            if not pending:
+                return
+            if self.rng:
+                self.rng.shuffle(pending)
+            for topic, message in pending:
+                self.deliver(topic, message["data"], message_id=message.get("id"))
+        raise AssertionError("the pipeline did not settle")
