@@ -53,14 +53,14 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
     settings = get_settings()
     with count_calls() as calls:
         try:
-            nfe = _fetch(note.id)
-            if nfe.get("tipo") != 1:
+            nfe, raw = _fetch(note)
+            if nfe.get("tipo") not in (1, "1"):
                 _record(batch, note.id, "skipped", calls.requests, "incoming invoice (tipo 0) is not loaded")
                 log.info("incoming invoice skipped", event="nfe_skipped", tipo=nfe.get("tipo"))
                 return "skipped"
             forms_calls = payment_forms.ensure_known(nfe_store.payment_form_ids(nfe))
             with db.transaction() as cur:
-                outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id)
+                outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw)
                 audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
         except PermanentError as exc:
             fields = exc.log_fields() if isinstance(exc, BlingPermanentError) else {}
@@ -76,15 +76,28 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
     return outcome
 
 
-def _fetch(nfe_id: int) -> dict[str, Any]:
-    nfe = get_client().get(f"/nfe/{nfe_id}").get("data")
-    if not isinstance(nfe, dict):
-        raise InvalidInvoice(f"GET /nfe/{nfe_id} answered without a data object")
-    if nfe.get("id") != nfe_id:
-        raise InvalidInvoice(f"GET /nfe/{nfe_id} answered with invoice id {nfe.get('id')!r}")
-    if not isinstance(nfe.get("situacao"), int) or isinstance(nfe.get("situacao"), bool):
-        raise InvalidInvoice(f"GET /nfe/{nfe_id} answered without an integer situacao")
-    return nfe
+def _fetch(note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the detail made whole from the listing where Bling left a key out, the detail exactly as Bling sent it).
+
+    Garbage is refused, not guessed; the raw JSON stored is always what Bling sent."""
+    raw = get_client().get(f"/nfe/{note.id}").get("data")
+    if not isinstance(raw, dict):
+        raise InvalidInvoice(f"GET /nfe/{note.id} answered without a data object")
+    nfe = dict(raw)
+    if nfe.get("id") is None:
+        nfe["id"] = note.id
+    elif nfe.get("id") != note.id:
+        raise InvalidInvoice(f"GET /nfe/{note.id} answered with invoice id {nfe.get('id')!r}")
+    # The listing asked for tipo=1 and showed this situação: a detail without them is still this invoice.
+    if nfe.get("tipo") is None:
+        log.warning("NF-e detail without tipo; the listing (tipo=1) says outgoing")
+        nfe["tipo"] = 1
+    situacao = nfe.get("situacao")
+    if isinstance(situacao, bool) or not isinstance(situacao, int):
+        log.warning("NF-e detail without an integer situacao; using the listing's", listed=note.situacao,
+                    received=str(situacao)[:50])
+        nfe["situacao"] = note.situacao
+    return nfe, raw
 
 
 def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None) -> None:

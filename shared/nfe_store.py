@@ -109,8 +109,10 @@ def stored_situacoes(cur, ids: list[int]) -> dict[int, int]:
     return {row[0]: row[1] for row in cur.fetchall()}
 
 
-def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str) -> str:
-    """Write one invoice inside the caller's transaction; returns new, updated or cancelled."""
+def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[str, Any] | None = None) -> str:
+    """Write one invoice inside the caller's transaction; returns new, updated or cancelled.
+
+    `raw` is the JSON exactly as Bling sent it, when `nfe` had gaps filled in from the listing."""
     header = header_row(nfe, timezone, run_id)
     nfe_id = header["id"]
     cur.execute("SELECT situacao FROM nfe WHERE id = %s FOR UPDATE", (nfe_id,))
@@ -120,7 +122,7 @@ def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str) -> str:
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _NFE_COLUMNS if c != "id")
     cur.execute(f"INSERT INTO nfe ({columns}, raw) VALUES ({placeholders}, %s::jsonb) "
                 f"ON CONFLICT (id) DO UPDATE SET {updates}, raw = EXCLUDED.raw, atualizado_em = now()",
-                [header[c] for c in _NFE_COLUMNS] + [jsonutil.dumps(nfe)])
+                [header[c] for c in _NFE_COLUMNS] + [jsonutil.dumps(raw if raw is not None else nfe)])
     cur.execute("DELETE FROM nfe_item WHERE nfe_id = %s", (nfe_id,))
     cur.execute("DELETE FROM nfe_parcela WHERE nfe_id = %s", (nfe_id,))
     items = item_rows(nfe_id, nfe)

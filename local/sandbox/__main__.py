@@ -41,8 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     dataset = build_profile(args.profile, args.seed, args.scale)
+    redirect_uri = args.redirect_uri or "http://127.0.0.1/callback"
     server = SandboxServer(dataset, client_id=args.client_id, client_secret=args.client_secret,
-                           redirect_uri=args.redirect_uri or "http://127.0.0.1/callback", rate_per_s=args.rate, daily_limit=args.daily_limit,
+                           redirect_uri=redirect_uri, rate_per_s=args.rate, daily_limit=args.daily_limit,
                            latency_s=args.latency_ms / 1000.0, code_ttl_s=args.code_ttl,
                            access_ttl_s=args.access_ttl, host=args.host, port=args.port, verbose=args.verbose)
     stop = threading.Event()

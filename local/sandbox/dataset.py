@@ -300,7 +300,8 @@ def _gen_payment_forms(rng: random.Random) -> dict[int, dict[str, Any]]:
         card = tipo in (3, 4)
         forms[fid] = {
             "id": fid, "descricao": descricao, "tipoPagamento": tipo, "situacao": 1, "fixa": tipo == 1,
-            "padrao": 1 if i == 0 else 0, "finalidade": 1, "juros": dec("0"), "multa": dec("2") if tipo == 15 else dec("0"),
+            "padrao": 1 if i == 0 else 0, "finalidade": 1, "juros": dec("0"),
+            "multa": dec("2") if tipo == 15 else dec("0"),
             "condicao": condicao, "destino": 1, "utilizaDiasUteis": tipo == 15,
             "taxas": {"aliquota": dec(aliquota), "valor": dec("0"), "prazo": 30 if card else 0},
             "dadosCartao": {"bandeira": 1 if card else 99, "tipo": 1 if tipo == 3 else 2,
@@ -345,7 +346,8 @@ def _gen_contacts(rng: random.Random, n: int) -> dict[int, dict[str, Any]]:
             "emailNotaFiscal": f"nfe{i + 1}@exemplo.com.br" if company else "", "orgaoPublico": "N",
             "endereco": {"geral": geral, "cobranca": geral if rng.random() < 0.8 else _address(rng, True)},
             "vendedor": {"id": 0}, "dadosAdicionais": {
-                "dataNascimento": "" if company else f"{rng.randint(1950, 2004)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                "dataNascimento": "" if company
+                else f"{rng.randint(1950, 2004)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
                 "sexo": "" if company else rng.choice(("M", "F")), "naturalidade": "" if company else "Brasileira"},
             "financeiro": {"limiteCredito": dec(rng.choice(("0", "0", "1500", "5000.5"))),
                            "condicaoPagamento": rng.choice(("", "30", "30 60")), "categoria": {"id": 0}},

@@ -43,7 +43,8 @@ def _default(obj: Any) -> Any:
 
 def dumps(obj: Any, *, indent: int | None = None) -> bytes:
     """UTF-8 JSON (non-ASCII kept as is, as Bling does) with Decimals written as bare numbers."""
-    text = json.dumps(obj, ensure_ascii=False, default=_default, indent=indent, separators=None if indent else (",", ":"))
+    separators = None if indent else (",", ":")
+    text = json.dumps(obj, ensure_ascii=False, default=_default, indent=indent, separators=separators)
     return _MARKED.sub(r"\1", text).encode("utf-8")
 
 

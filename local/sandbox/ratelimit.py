@@ -95,7 +95,8 @@ class IpGuard:
         while calls and now - calls[0] >= self.rules.token_window_s:
             calls.popleft()
         if len(calls) > self.rules.token_calls:
-            self._block(now, self.rules.token_block_s, f"{len(calls)} /oauth/token calls in {self.rules.token_window_s:g}s")
+            reason = f"{len(calls)} /oauth/token calls in {self.rules.token_window_s:g}s"
+            self._block(now, self.rules.token_block_s, reason)
 
     def note_response(self, now: float, is_error: bool) -> None:
         if not self.rules.enabled:

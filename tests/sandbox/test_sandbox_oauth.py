@@ -59,7 +59,8 @@ def test_code_exchange_then_reuse_revokes_user(make_server):
     assert again.status_code == 400
     assert again.json() == {"error": {
         "type": "VALIDATION_ERROR", "message": "Invalid authorization code",
-        "description": "This authorization code has already been used, for security reasons the user has been revoked."}}
+        "description": "This authorization code has already been used, "
+                       "for security reasons the user has been revoked."}}
     # Every token of the client is dead now.
     assert api_status(server, pair["access_token"]) == 401
     assert api_status(server, other["access_token"]) == 401

@@ -10,7 +10,8 @@ from local.sandbox.ratelimit import AccountLimiter, max_in_window
 from tests.sandbox.helpers import Api
 
 SECOND_BODY = {"error": {"type": "TOO_MANY_REQUESTS", "message": "Limite de requisições atingido.",
-                         "description": "O limite de requisições por segundo foi atingido, tente novamente mais tarde.",
+                         "description": "O limite de requisições por segundo foi atingido, "
+                                        "tente novamente mais tarde.",
                          "limit": 3, "period": "second"}}
 
 
@@ -70,7 +71,8 @@ def test_daily_limit(make_server):
     r = api.get("/nfe")
     assert r.status_code == 429
     assert r.json()["error"] == {"type": "TOO_MANY_REQUESTS", "message": "Limite de requisições atingido.",
-                                 "description": "O limite de requisições por dia foi atingido, tente novamente amanhã.",
+                                 "description": "O limite de requisições por dia foi atingido, "
+                                                "tente novamente amanhã.",
                                  "limit": 3, "period": "day"}
 
 
