@@ -5,7 +5,7 @@ All faults are off by default and set as a whole with `POST /__admin/faults` (an
 | key | effect |
 |---|---|
 | `status_5xx_share` | share of requests answered 500/502/503 with an HTML body (as a load balancer) |
-| `storm_429` | `{"every_n": N, "length": M}`: of every N requests the last M get a 429; or a number = share of requests |
+| `storm_429` | `{"every_n": N, "length": M}`: of every N requests the last M get a 429; a number: a share |
 | `slow_share`, `slow_s` | share of requests delayed by `slow_s` extra seconds |
 | `reset_share` | share of requests whose connection is closed without any response |
 | `truncated_json_share` | share of 200 answers whose JSON body is cut in half (Content-Length matches the cut) |
