@@ -41,10 +41,12 @@ locals {
   # One entry per folder under functions/ (shared.topology.ALL_FUNCTIONS).
   #   timeout_s:    Pub/Sub-pushed workers get 540 s, the event-driven maximum, equal to the push ack deadline, so
   #                 Pub/Sub never redelivers a message whose first run is still going. auth answers a browser: 60 s.
-  #   publishes_to: topics the function publishes follow-up messages to (roles/pubsub.publisher on each).
+  #   publishes_to: topics the function publishes follow-up messages to (roles/pubsub.publisher on each). The
+  #                 scheduler (daily run) and auth (after a new authorization) also re-publish parked messages
+  #                 (shared/parking.py) to the worker topics they came from.
   #   uses_db:      connects to Cloud SQL (cloudsql.client, DB_* env, DB password secret).
   #   uses_bling:   calls the Bling API (client id/secret secrets, rate budget, AUTH_PUBLIC_URL for re-auth errors).
-  #   uses_firestore: OAuth tokens, rate ticks, message dedupe (roles/datastore.user).
+  #   uses_firestore: OAuth tokens, rate ticks, checkpoints, parked messages (roles/datastore.user).
   #   public:       reachable by anyone (allUsers invoker). Only the OAuth callback.
   functions = {
     scheduler = {
@@ -52,10 +54,10 @@ locals {
       description    = "Turns a bling-schedule message (daily / month / range) into date windows on bling-windows."
       timeout_s      = 540
       max_instances  = var.function_max_instances.scheduler
-      publishes_to   = ["bling-windows"]
+      publishes_to   = ["bling-windows", "bling-nfe", "bling-enrich"]
       uses_db        = true
       uses_bling     = false
-      uses_firestore = false
+      uses_firestore = true
       public         = false
     }
     lister = {
@@ -96,7 +98,7 @@ locals {
       description    = "Bling OAuth: /start sends the user to Bling, /callback stores the tokens, /status shows them."
       timeout_s      = 60
       max_instances  = var.function_max_instances.auth
-      publishes_to   = []
+      publishes_to   = ["bling-windows", "bling-nfe", "bling-enrich"]
       uses_db        = false
       uses_bling     = true
       uses_firestore = true

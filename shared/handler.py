@@ -4,6 +4,8 @@ Raise means "Pub/Sub, deliver this again" (functions-framework answers 500 to th
 dropped". PermanentError (bad input, a record Bling does not have) is logged as ERROR and acknowledged, so it is
 never retried forever. RetryableError is logged as WARNING and re-raised. Anything unexpected is logged with its
 stack and re-raised: the subscription's dead-letter policy stops it after the configured attempts.
+DailyLimitReached and ReauthorizationRequired park the message instead (shared.parking): retrying cannot help
+before tomorrow or before a human re-authorizes, and the work must not end in the dead-letter topic meanwhile.
 """
 from __future__ import annotations
 
@@ -11,14 +13,16 @@ import functools
 import time
 from typing import Any, Callable
 
-from shared import log
-from shared.errors import PermanentError, RetryableError
+from shared import log, parking, topology
+from shared.errors import DailyLimitReached, PermanentError, ReauthorizationRequired, RetryableError
 from shared.messages import PubSubMessage
 
 MessageHandler = Callable[[PubSubMessage], None]
 
 
 def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[Any], None]]:
+    topic = next(r.topic for r in topology.ROUTES if r.function == function_name)
+
     def decorate(handle: MessageHandler) -> Callable[[Any], None]:
         @functools.wraps(handle)
         def on_cloud_event(cloud_event: Any) -> None:
@@ -36,6 +40,12 @@ def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[A
                         fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
                         log.error(f"message dropped, it cannot succeed: {exc}", input=message.text_for_log(),
                                   error_type=type(exc).__name__, **fields)
+                        return
+                    except (DailyLimitReached, ReauthorizationRequired) as exc:
+                        parking.park(topic, message, type(exc).__name__)
+                        until = "tomorrow" if isinstance(exc, DailyLimitReached) else "re-authorization"
+                        log.warning(f"message parked until {until}: {exc}", event="message_parked",
+                                    error_type=type(exc).__name__)
                         return
                     except RetryableError as exc:
                         fields = exc.log_fields() if hasattr(exc, "log_fields") else {}

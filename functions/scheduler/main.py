@@ -5,7 +5,7 @@ the input and acknowledged: nothing is published and nothing is stored.
 """
 import functions_framework
 
-from shared import audit, log, pubsub
+from shared import audit, log, parking, pubsub
 from shared.config import get_settings
 from shared.handler import pubsub_handler
 from shared.messages import PubSubMessage
@@ -16,6 +16,9 @@ from shared.schedule import parse_schedule_request, run_id_for, split_into_windo
 @pubsub_handler("scheduler")
 def on_schedule(message: PubSubMessage) -> None:
     request = parse_schedule_request(message.data)
+    if request.kind == "daily":
+        # Work parked yesterday because Bling's daily quota was spent goes out again with today's run.
+        parking.release_all()
     run_id = run_id_for(request, message.message_id)
     windows = split_into_windows(request, run_id)
     with log.bind(run_id=run_id):

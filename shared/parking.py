@@ -1,0 +1,40 @@
+"""Parked messages: work that cannot run now for a reason that retries cannot fix soon.
+
+Two such reasons: Bling's daily quota is spent (it resets tomorrow), or the authorization was revoked (a human
+must re-authorize). Retrying would only burn the subscription's delivery attempts and end in the dead-letter
+topic, so the handler parks the message in Firestore (`<prefix>_parked/<message id>`) and acknowledges it.
+Parked messages are published again to their topic by the next daily scheduler run and right after a new
+authorization is stored, so the work resumes without anyone replaying anything.
+"""
+from __future__ import annotations
+
+import datetime
+
+from shared import firestore_client, log, pubsub
+from shared.messages import PubSubMessage
+
+
+def _collection():
+    return firestore_client.collection("parked")
+
+
+def park(topic: str, message: PubSubMessage, reason: str) -> None:
+    # Keyed by message id: a redelivery of the same message parks it once.
+    _collection().document(message.message_id or f"anon-{datetime.datetime.now().timestamp()}").set({
+        "topic": topic, "data": message.data, "attributes": message.attributes, "reason": reason,
+        "parked_at": datetime.datetime.now(tz=datetime.timezone.utc)})
+
+
+def release_all(limit: int = 10_000) -> int:
+    """Publish every parked message to its topic again, deleting each after its publish is confirmed."""
+    released = 0
+    for snapshot in _collection().limit(limit).stream():
+        doc = snapshot.to_dict()
+        future = pubsub.publisher().publish(pubsub.topic_path(doc["topic"]), doc["data"],
+                                            **(doc.get("attributes") or {}))
+        future.result(timeout=60)
+        snapshot.reference.delete()
+        released += 1
+    if released:
+        log.info(f"{released} parked message(s) published again", event="parked_released", released=released)
+    return released
