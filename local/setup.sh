@@ -14,6 +14,13 @@ SDK="${GCLOUD_SDK_ROOT:-/usr/lib/google-cloud-sdk}"
 problems=()
 
 say() { printf 'setup: %s\n' "$*"; }
+# pip, with the machine's pip.conf noise about absent local find-links dropped (full output kept on failure).
+run_pip() {
+  local out; out=$(mktemp)
+  if ! "$@" >"$out" 2>&1; then cat "$out" >&2; rm -f "$out"; return 1; fi
+  grep -v "is ignored: it is neither a file nor a directory" "$out" || true
+  rm -f "$out"
+}
 
 # 1. Python virtualenv -------------------------------------------------------------------------------------------
 need_pip=0
@@ -26,8 +33,8 @@ elif [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ] || [ requirements-de
 fi
 if [ "$need_pip" = 1 ]; then
   say "installing requirements-dev.txt into $VENV"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
+  run_pip "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip
+  run_pip "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r requirements-dev.txt
   touch "$STAMP"
 else
   say "$VENV is up to date (delete $STAMP to force a reinstall)"

@@ -171,6 +171,7 @@ def test_local_stack_wait_for_quiet_and_log_lines(local_stack_factory):
 _SIGTERM_SCRIPT = """
 import sys, json
 sys.path.insert(0, {root!r})
+print([l for l in open("/proc/self/status").read().splitlines() if l.startswith("Sig")], file=sys.stderr, flush=True)
 from local.stack import LocalStack
 s = LocalStack(sandbox=False, functions=[],
                extra_functions={{"echo": ("echo", "http", {fn!r})}}).start()
@@ -192,7 +193,12 @@ def test_sigterm_stops_everything(tmp_path):
             pytest.fail(f"stack did not start: {proc.stderr.read()[-3000:]}")
         info = json.loads(line)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"no exit 60 s after SIGTERM; stderr: {proc.communicate()[1][-3000:]}")
+        assert code == 128 + signal.SIGTERM, proc.stderr.read()[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
