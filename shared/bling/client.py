@@ -1,0 +1,334 @@
+"""The Bling API v3 client: GET with the account rate budget, the shared OAuth token and the retry table.
+
+Every HTTP request (first try and every retry) takes a slot from shared.bling.rate_budget, sends
+`Authorization: Bearer <token>` and `enable-jwt: 1`, and writes one JSON log line (event "bling_request": method,
+path without query string, status, duration_ms, attempt). Bodies are parsed with parse_float=Decimal, so amounts
+stay exact. Errors are raised as the classes of shared.bling.errors; which ones are retried here, how often and how
+long is the table in shared.bling.retry_policy.
+
+A 429 with period "day" is remembered in Firestore (`<prefix>_rate_state/daily_limit`) until the next midnight in
+São Paulo, so every instance stops without calling Bling; count_calls() counts the requests of a unit of work.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import datetime
+import decimal
+import json
+import threading
+import time
+import zoneinfo
+from typing import Any, Iterator
+
+import tenacity
+
+from shared import firestore_client, log
+from shared.bling import rate_budget
+from shared.bling.errors import (BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError,
+                                 BlingRetryableError)
+from shared.bling.retry_policy import DEADLINE_S, MAX_ATTEMPTS_PER_CALL, POLICY, Outcome, Rule
+from shared.config import get_settings
+
+Params = dict[str, Any] | list[tuple[str, str]] | None
+
+# ---------------------------------------------------------------------------------------------------- call counting
+
+
+@dataclasses.dataclass
+class CallCount:
+    requests: int = 0  # HTTP requests sent, retries included
+    throttled: int = 0  # 429 answers received
+
+
+_counters: contextvars.ContextVar[tuple[CallCount, ...]] = contextvars.ContextVar("bling_call_counters", default=())
+
+
+@contextlib.contextmanager
+def count_calls() -> Iterator[CallCount]:
+    """Count the Bling requests made inside this block, in this thread/context (blocks may nest)."""
+    counter = CallCount()
+    token = _counters.set(_counters.get() + (counter,))
+    try:
+        yield counter
+    finally:
+        _counters.reset(token)
+
+
+def _count(throttled: bool) -> None:
+    for counter in _counters.get():
+        counter.requests += 1
+        counter.throttled += int(throttled)
+
+
+# ---------------------------------------------------------------------------------------------------- HTTP session
+
+_session = None
+_session_lock = threading.Lock()
+
+
+def session():
+    """One requests.Session per process (connection reuse), created on first use."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            import requests
+            from requests.adapters import HTTPAdapter
+
+            s = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            s.mount("https://", adapter)
+            s.mount("http://", adapter)
+            _session = s
+        return _session
+
+
+# ---------------------------------------------------------------------------------------------------- parsing
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of body with exact decimals, or None when it is not (complete) JSON."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_float=decimal.Decimal)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def error_from_response(status: int, parsed: Any, path: str) -> BlingError:
+    """A BlingError carrying Bling's {"error": {type, message, description, fields}} (or what there is of it)."""
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        return BlingError(status, str(error.get("type") or ""), str(error.get("message") or ""),
+                          str(error.get("description") or ""), error.get("fields") or [], path)
+    if isinstance(error, str):  # RFC 6749 shape {"error": "invalid_grant", "error_description": ...}
+        return BlingError(status, error, error, str(parsed.get("error_description") or ""), [], path)
+    return BlingError(status, "", "", "" if parsed is not None else "non-JSON body", [], path)
+
+
+def classify(status: int, parsed: Any) -> Outcome:
+    """Which row of the retry table an answer falls in."""
+    if 200 <= status < 300:
+        return Outcome.OK if isinstance(parsed, dict) or (status == 204) else Outcome.INVALID_JSON
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    error = error if isinstance(error, dict) else {}
+    if status == 429:
+        return Outcome.RATE_DAY if str(error.get("period", "")).lower() == "day" else Outcome.RATE_SECOND
+    if status == 401:
+        return Outcome.INVALID_TOKEN if error.get("type") == "invalid_token" else Outcome.UNAUTHORIZED
+    if status == 404:
+        return Outcome.NOT_FOUND
+    if status >= 500:
+        return Outcome.SERVER_ERROR
+    return Outcome.CLIENT_ERROR
+
+
+def _raise_for(outcome: Outcome, status: int, parsed: Any, path: str) -> BlingError:
+    base = error_from_response(status, parsed, path)
+    args = (base.status, base.error_type, base.error_message, base.description, base.fields, base.path)
+    if outcome is Outcome.NOT_FOUND:
+        return BlingNotFound(*args)
+    if outcome is Outcome.RATE_DAY:
+        return BlingDailyLimit(*args)
+    if outcome in (Outcome.CLIENT_ERROR, Outcome.UNAUTHORIZED):
+        return BlingPermanentError(*args)
+    if outcome is Outcome.INVALID_JSON:
+        return BlingRetryableError(status, "invalid_json", "unreadable body",
+                                   "the answer was not a complete JSON object (truncated?)", path=path)
+    return BlingRetryableError(*args)
+
+
+# ---------------------------------------------------------------------------------------------------- daily limit
+
+_DAILY_DOC = "daily_limit"
+_DAILY_RECHECK_S = 30.0  # how long an instance trusts its last read of the daily-limit document
+_daily_lock = threading.Lock()
+_daily_cache: dict[str, float] = {"until": 0.0, "read_at": -1e9}
+
+
+def _daily_ref():
+    return firestore_client.collection("rate_state").document(_DAILY_DOC)
+
+
+def _next_reset(now: float) -> float:
+    """The next midnight in São Paulo; if Bling still says "day" shortly after midnight, try again in an hour."""
+    tz = zoneinfo.ZoneInfo(get_settings().timezone)
+    local = datetime.datetime.fromtimestamp(now, tz=tz)
+    midnight = datetime.datetime.combine(local.date() + datetime.timedelta(days=1), datetime.time(), tzinfo=tz)
+    until = midnight.timestamp()
+    return until if until - now <= 20 * 3600 else now + 3600
+
+
+def _daily_limit_until() -> float:
+    now = time.monotonic()
+    with _daily_lock:
+        if now - _daily_cache["read_at"] < _DAILY_RECHECK_S:
+            return _daily_cache["until"]
+    snap = _daily_ref().get()
+    until = snap.get("until").timestamp() if snap.exists and snap.get("until") else 0.0
+    with _daily_lock:
+        _daily_cache.update(until=until, read_at=now)
+    return until
+
+
+def _remember_daily_limit(error: BlingDailyLimit) -> None:
+    until = _next_reset(time.time())
+    when = datetime.datetime.fromtimestamp(until, tz=datetime.timezone.utc)
+    _daily_ref().set({"until": when, "recorded_at": datetime.datetime.now(tz=datetime.timezone.utc),
+                      "description": error.description, "expire_at": when + datetime.timedelta(days=2)})
+    with _daily_lock:
+        _daily_cache.update(until=until, read_at=time.monotonic())
+    log.warning("Bling's daily request quota is spent; every instance stops calling Bling until the reset",
+                event="bling_daily_limit", until=when.isoformat())
+
+
+def reset_daily_limit_cache() -> None:
+    with _daily_lock:
+        _daily_cache.update(until=0.0, read_at=-1e9)
+
+
+# ---------------------------------------------------------------------------------------------------- client
+
+
+class _Retry(Exception):
+    """One attempt ended in a retryable outcome; tenacity decides whether there is another."""
+
+    def __init__(self, outcome: Outcome, error: BlingError):
+        super().__init__(str(error))
+        self.outcome = outcome
+        self.error = error
+
+
+@dataclasses.dataclass
+class _Call:
+    path: str
+    started: float
+    attempts: int = 0
+    failures: dict[Outcome, int] = dataclasses.field(default_factory=dict)
+    refreshed: bool = False
+
+
+class BlingClient:
+    def __init__(self, token_store: Any = None, policy: dict[Outcome, Rule] | None = None):
+        from shared.bling.token_store import get_token_store
+
+        self._tokens = token_store or get_token_store()
+        self._policy = policy or POLICY
+        settings = get_settings()
+        self._base = settings.bling_api_base
+        self._timeout = settings.bling_http_timeout_s
+
+    def get(self, path: str, params: Params = None) -> dict:
+        """GET base + path; the parsed JSON object. Raises the classes of shared.bling.errors."""
+        until = _daily_limit_until()
+        if until > time.time():
+            raise BlingDailyLimit(429, "TOO_MANY_REQUESTS", "daily limit remembered",
+                                  "Bling's daily quota was spent; waiting until "
+                                  f"{datetime.datetime.fromtimestamp(until, tz=datetime.timezone.utc).isoformat()}",
+                                  path=path)
+        call = _Call(path=path, started=time.monotonic())
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Retry), stop=self._stop_for(call),
+                                     wait=self._wait_for(call), reraise=True)
+        try:
+            return retrying(self._attempt, call, params)
+        except _Retry as exhausted:
+            raise exhausted.error from None
+
+    # -- tenacity hooks: the retry table decides
+
+    def _stop_for(self, call: _Call):
+        def stop(retry_state: tenacity.RetryCallState) -> bool:
+            outcome = retry_state.outcome.exception().outcome
+            rule = self._policy[outcome]
+            if call.failures[outcome] >= rule.max_attempts or call.attempts >= MAX_ATTEMPTS_PER_CALL:
+                return True
+            return time.monotonic() - call.started + rule.wait_min_s > DEADLINE_S
+
+        return stop
+
+    def _wait_for(self, call: _Call):
+        def wait(retry_state: tenacity.RetryCallState) -> float:
+            outcome = retry_state.outcome.exception().outcome
+            return self._policy[outcome].wait(call.failures[outcome])
+
+        return wait
+
+    # -- one HTTP request
+
+    def _attempt(self, call: _Call, params: Params) -> dict:
+        import requests
+
+        token = self._tokens.get_valid_access_token()
+        rate_budget.acquire()
+        call.attempts += 1
+        status, parsed, outcome = 0, None, Outcome.CONNECTION
+        started = time.monotonic()
+        try:
+            response = session().get(self._base + call.path, params=params, timeout=self._timeout,
+                                     headers={"Authorization": f"Bearer {token}", "enable-jwt": "1",
+                                              "Accept": "application/json"})
+            status = response.status_code
+            parsed = parse_json(response.content)
+            outcome = classify(status, parsed)
+        except requests.Timeout:
+            outcome = Outcome.TIMEOUT
+        except requests.RequestException:
+            outcome = Outcome.CONNECTION
+        finally:
+            _count(throttled=status == 429)
+            fields = {"event": "bling_request", "method": "GET", "path": call.path, "status": status,
+                      "duration_ms": round((time.monotonic() - started) * 1000), "attempt": call.attempts}
+            if outcome is Outcome.OK:
+                log.info("bling request", **fields)
+            else:
+                log.warning(f"bling request failed: {outcome.value}", outcome=outcome.value, **fields)
+        if outcome is Outcome.OK:
+            return parsed if isinstance(parsed, dict) else {}
+        call.failures[outcome] = call.failures.get(outcome, 0) + 1
+        if outcome in (Outcome.TIMEOUT, Outcome.CONNECTION):
+            error: BlingError = BlingRetryableError(0, outcome.value, "no answer",
+                                                    "timeout" if outcome is Outcome.TIMEOUT else
+                                                    "connection failed or answer cut", path=call.path)
+        else:
+            error = _raise_for(outcome, status, parsed, call.path)
+        if outcome is Outcome.RATE_DAY:
+            _remember_daily_limit(error)  # type: ignore[arg-type]
+            raise error
+        if outcome is Outcome.INVALID_TOKEN:
+            if call.refreshed:
+                # A token fresh from the store was refused too: keep the work (retryable), do not loop on refreshes.
+                raise BlingRetryableError(*_args(error)) from None
+            call.refreshed = True
+            self._tokens.refresh_after_rejection(token)
+        if self._policy[outcome].max_attempts <= 1:
+            raise error
+        raise _Retry(outcome, error)
+
+
+def _args(error: BlingError) -> tuple:
+    return (error.status, error.error_type, error.error_message, error.description, error.fields, error.path)
+
+
+_client: BlingClient | None = None
+_client_lock = threading.Lock()
+
+
+def get_client() -> BlingClient:
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = BlingClient()
+        return _client
+
+
+def reset_client() -> None:
+    """Forget the client, the token store, the session and the cached daily-limit state (tests)."""
+    global _client, _session
+    from shared.bling import token_store
+
+    with _client_lock:
+        _client = None
+    with _session_lock:
+        _session = None
+    token_store.reset_token_store()
+    reset_daily_limit_cache()
