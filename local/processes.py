@@ -6,11 +6,13 @@ launcher script) when the leader does not exit in time.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -92,6 +94,22 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+_running: "set[ManagedProcess]" = set()
+_running_lock = threading.Lock()
+
+
+def stop_all() -> None:
+    """Stop every ManagedProcess still running (registered with atexit: a script that forgot stop())."""
+    with _running_lock:
+        processes = list(_running)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.stop()
+
+
+atexit.register(stop_all)
+
+
 class ManagedProcess:
     """A child process with its output in a log file, stopped by PID: SIGTERM, wait, then SIGKILL the group."""
 
@@ -117,6 +135,8 @@ class ManagedProcess:
                                           env=self.env, cwd=self.cwd, start_new_session=True)
         finally:
             log.close()
+        with _running_lock:
+            _running.add(self)
         return self
 
     def running(self) -> bool:
@@ -145,6 +165,8 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         self.popen = popen  # keep it: pid stays readable for "nothing left running" checks
+        with _running_lock:
+            _running.discard(self)
 
 
 def run(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout_s: float = 120.0,
