@@ -1,5 +1,5 @@
 # Entry points: `make test` (the whole suite, what CI runs) and `make demo` (the pipeline end to end, locally).
-.PHONY: setup test demo psql clean-stack
+.PHONY: setup test demo psql clean-stack bench
 
 VENV_PY := .venv/bin/python
 
@@ -15,6 +15,10 @@ demo: setup
 # Open psql on the data the last `make demo` left in .stack/demo/pgdata (starts the cluster, stops it after).
 psql: setup
 	$(VENV_PY) -m local.psql $(PSQL_ARGS)
+
+# Measure the pipeline against the sandbox (docs/BENCHMARKS.md); ARGS="--scale 0.1 --only backfill" etc.
+bench: setup
+	.venv/bin/python -m local.bench $(ARGS)
 
 # Remove the run directories (logs, throwaway clusters) of earlier stacks.
 clean-stack:

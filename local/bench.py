@@ -1,0 +1,282 @@
+"""`make bench`: the pipeline against the Bling sandbox, measured, in one table (and the same as JSON).
+
+    python -m local.bench [--scale 0.25] [--speedup 10] [--skip-baseline] [--only loading,coldstart] [--json PATH]
+
+Parts (all by default, in this order; --only picks some):
+  coldstart  import time of each functions/<name>/main.py in a fresh interpreter, median of --coldstart-runs
+  loading    --loading-invoices invoices upserted with shared.nfe_store.upsert_nfe, one transaction each
+  backfill   the sandbox `history` profile × --scale, one {"month": …} message per month 2021-01 … 2026-02 to
+             bling-schedule, through every function (LocalStack), Bling's 3 req/s limit scaled by --speedup
+  rerun      the same month again once loaded (--rerun-month): list calls only, no detail call expected
+  daily      {"daily": true}: the last 7 days up to today in São Paulo
+  baseline   the same history through local/baseline_collector.py (sequential, 0.35 s ÷ speedup between calls)
+
+Durations of the pipeline parts are speedup times shorter than against the real Bling; the table shows both.
+Everything started here is stopped on exit (also on Ctrl-C and SIGTERM).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from local.bench_report import Row, fmt_pct, fmt_s, format_table, write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = REPO_ROOT / ".stack/bench/last.json"
+PARTS = ("coldstart", "loading", "backfill", "rerun", "daily", "baseline")
+KIND_SHORT = {"nfe_list": "list", "nfe_detail": "detail", "contato": "contato", "produtos_list": "produtos?",
+              "produto": "produto/id", "forma_pagamento": "forma", "other": "other"}
+
+
+def kinds_text(by_kind: dict[str, int]) -> str:
+    parts = [f"{KIND_SHORT.get(k, k)} {v}" for k, v in by_kind.items() if v]
+    return ", ".join(parts) or "none"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m local.bench", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--scale", type=float, default=0.25, help="history profile multiplier (1.0 = 2,926 NF-e)")
+    p.add_argument("--speedup", type=float, default=10.0, help="Bling's limits and latency scaled in time by this")
+    p.add_argument("--latency-ms", type=float, default=150.0, help="real Bling latency per call, before ÷ speedup")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--only", default="", help=f"comma-separated parts: {','.join(PARTS)}")
+    p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--rerun-month", default="2025-12")
+    p.add_argument("--loading-invoices", type=int, default=10_000)
+    p.add_argument("--coldstart-runs", type=int, default=5)
+    p.add_argument("--baseline-pacing", choices=("sleep", "interval"), default="sleep",
+                   help="sleep: 0.35 s after each answer; interval: 0.35 s between request starts")
+    p.add_argument("--threads", type=int, default=None, help="THREADS for every function (functions-framework)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="give up on a pipeline part after this, s")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = p.parse_args(argv)
+    parts = [x.strip() for x in args.only.split(",") if x.strip()] or list(PARTS)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        p.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if args.skip_baseline and "baseline" in parts:
+        parts.remove("baseline")
+    args.parts = [x for x in PARTS if x in parts]
+    if args.scale <= 0 or args.speedup <= 0:
+        p.error("--scale and --speedup must be positive")
+    return args
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.rows: list[Row] = []
+        self.details: dict[str, Any] = {}
+        self.started = time.monotonic()
+        self.durations: dict[str, float] = {}
+        from local import stack as stack_mod
+
+        self.stack_mod = stack_mod
+        self.run_dir = stack_mod.new_run_dir(f"bench-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}")
+
+    def say(self, message: str) -> None:
+        if not self.args.quiet:
+            print(f"[bench {time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def failed(self, part: str, exc: BaseException) -> None:
+        self.say(f"{part}: FAILED: {type(exc).__name__}: {exc}")
+        self.details[part] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        self.rows.append(Row(f"{part}: error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:90]}", "", False))
+
+    # ------------------------------------------------------------------------------------------------ parts
+    def coldstart(self) -> None:
+        from local.bench_offline import measure_coldstart
+
+        result = measure_coldstart(self.args.coldstart_runs, progress=self.say)
+        self.details["coldstart"] = result
+        for name, entry in result["functions"].items():
+            label = f"cold start: import {name}/main.py (median of {result['runs']})"
+            if "import_median_s" in entry:
+                heavy = entry["heaviest"][0][0] if entry.get("heaviest") else ""
+                value = f"{entry['import_median_s']:.2f} s" + (f" ({heavy} {entry['heaviest'][0][1]:.2f} s)"
+                                                                  if heavy else "")
+                self.rows.append(Row(label, value, "< 1.0 s", entry["import_median_s"] < 1.0,
+                                     entry["import_median_s"]))
+            else:
+                self.rows.append(Row(label, "failed: " + entry["error"][:70], "< 1.0 s", False))
+
+    def loading(self) -> None:
+        from local.bench_offline import measure_loading
+
+        n = self.args.loading_invoices
+        result = measure_loading(n, self.run_dir, self.args.seed, progress=self.say)
+        self.details["loading"] = result
+        factor = result["invoices_per_s"] / 3.0
+        self.rows.append(Row(f"loading: {n:,} invoices, 1 transaction each",
+                             f"{result['invoices_per_s']:.0f} inv/s, {result['rows_per_s']:.0f} rows/s "
+                             f"({fmt_s(result['seconds'])})", "", None, result["invoices_per_s"]))
+        self.rows.append(Row("loading ÷ API (Bling gives at most 3 invoices/s)", f"{factor:.0f}×", "≥ 50×",
+                             factor >= 50, factor))
+
+    def pipeline(self, parts: list[str]) -> None:
+        from local.bench_pipeline import PipelineBench, all_months
+
+        bench = PipelineBench(scale=self.args.scale, speedup=self.args.speedup, seed=self.args.seed,
+                              real_latency_s=self.args.latency_ms / 1000.0, timeout_s=self.args.timeout,
+                              progress=self.say, run=f"{self.run_dir.name}-stack", threads=self.args.threads)
+        try:
+            t = time.monotonic()
+            bench.start()
+            self.durations["stack start"] = time.monotonic() - t
+            if "backfill" in parts:
+                t = time.monotonic()
+                try:
+                    self.backfill_rows(bench.backfill(all_months()), bench)
+                except Exception as exc:  # noqa: BLE001 - the other parts still run
+                    self.failed("backfill", exc)
+                self.durations["backfill"] = time.monotonic() - t
+            if "rerun" in parts:
+                t = time.monotonic()
+                try:
+                    result = bench.rerun(self.args.rerun_month)
+                    self.details["rerun"] = result
+                    details = result["requests_by_kind"].get("nfe_detail", 0)
+                    self.rows.append(Row(f"re-run of loaded month {self.args.rerun_month}: calls",
+                                         kinds_text(result["requests_by_kind"]) + f" in {fmt_s(result['wall_s'])}",
+                                         "0 detail calls", details == 0 and result["db_unchanged"], details))
+                except Exception as exc:  # noqa: BLE001
+                    self.failed("rerun", exc)
+                self.durations["rerun"] = time.monotonic() - t
+            if "daily" in parts:
+                t = time.monotonic()
+                try:
+                    result = bench.daily()
+                    self.details["daily"] = result
+                    self.rows.append(Row(f"daily run ({', '.join(result['window'])}): calls",
+                                         kinds_text(result["requests_by_kind"]) + f" in {fmt_s(result['wall_s'])}",
+                                         "", None, result["requests_total"]))
+                except Exception as exc:  # noqa: BLE001
+                    self.failed("daily", exc)
+                self.durations["daily"] = time.monotonic() - t
+        finally:
+            t = time.monotonic()
+            bench.stop()
+            self.durations["stack stop"] = time.monotonic() - t
+            self.details["stack"] = {"startup_s": bench.startup_s, "run_dir": str(bench.stack.run_dir)
+                                     if bench.stack else None}
+
+    def backfill_rows(self, r: dict[str, Any], bench: Any) -> None:
+        self.details["backfill"] = r
+        speedup = self.args.speedup
+        requests = r["requests_total"] or 0
+        share_429 = r["responses_429"] / requests if requests else 0.0
+        self.rows += [
+            Row(f"backfill: history × {self.args.scale:g}", f"{r['new_invoices']} NF-e in {r['months']} months, "
+                f"{r['db_counts']['contato']} contacts, {r['db_counts']['produto']} products", "", None),
+            Row("backfill: wall time, first publish → DB complete",
+                f"{fmt_s(r['wall_s'])} (≈ {r['wall_s'] * speedup / 60:.1f} min at real speed)", "", None,
+                r["wall_s"]),
+            Row("backfill: ideal time = requests ÷ limit", f"{fmt_s(r['ideal_s'])} ({requests} req ÷ "
+                f"{r['limit_per_s']:g}/s)", "", None, r["ideal_s"]),
+            Row("backfill: utilisation = requests ÷ (wall × limit)", fmt_pct(r["utilisation"]), "≥ 90 %",
+                (r["utilisation"] or 0) >= 0.9, r["utilisation"]),
+            Row("backfill: requests by kind", kinds_text(r["requests_by_kind"]), "", None, r["requests_by_kind"]),
+            Row("backfill: 429 responses", f"{r['responses_429']} ({fmt_pct(share_429)})", "≤ 1 % of requests",
+                share_429 <= 0.01, r["responses_429"]),
+            Row("backfill: API calls per new invoice (list + detail)", f"{r['calls_per_invoice_list_detail']:.3f}",
+                "≤ 1.05", r["calls_per_invoice_list_detail"] <= 1.05, r["calls_per_invoice_list_detail"]),
+            Row("backfill: API calls per new invoice (all, incl. enrichment)", f"{r['calls_per_invoice_total']:.3f}",
+                "", None, r["calls_per_invoice_total"]),
+            Row("backfill: nothing lost (verify ok, no duplicates, no dead letters)",
+                "yes" if r["nothing_lost"] else f"NO: verify {'ok' if r['verify_ok'] else 'MISMATCH'}, "
+                f"{len(r['duplicates'])} dup, dead letters {r['dead_letters'] or 0}", "yes", r["nothing_lost"]),
+        ]
+        req = (r.get("analysis") or {}).get("requests") or {}
+        if req.get("utilisation_while_requests_flow") is not None:
+            self.rows.append(Row("backfill: utilisation from first to last request",
+                                 fmt_pct(req["utilisation_while_requests_flow"]) + f" (first request after "
+                                 f"{fmt_s(req['first_request_after_s'])})", "", None,
+                                 req["utilisation_while_requests_flow"]))
+
+    def baseline(self) -> None:
+        from local.baseline_collector import issue_token, run_baseline
+        from local.bench_pipeline import REAL_RATE_PER_S, all_months
+
+        speedup = self.args.speedup
+        sandbox = self.stack_mod.Sandbox(self.run_dir, profile="history", seed=self.args.seed,
+                                         rate_per_s=REAL_RATE_PER_S * speedup,
+                                         latency_s=self.args.latency_ms / 1000.0 / speedup,
+                                         extra_args=["--scale", repr(float(self.args.scale))])
+        try:
+            sandbox.start()
+            token = issue_token(sandbox.url)
+            sandbox.reset_stats()
+            self.say(f"baseline: sequential collector, {0.35 / speedup * 1000:g} ms pause ({self.args.baseline_pacing})")
+            result = run_baseline(sandbox.api_base, token, all_months(), speedup=speedup,
+                                  pacing=self.args.baseline_pacing, progress=self.say).to_json()
+            stats = sandbox.stats()
+        finally:
+            sandbox.stop()
+        result["sandbox_requests_by_kind"] = stats.get("requests_by_kind")
+        result["sandbox_responses_429"] = stats.get("responses_429")
+        self.details["baseline"] = result
+        self.rows.append(Row("baseline (sequential, 0.35 s pause): wall time",
+                             f"{fmt_s(result['wall_s'])} (≈ {result['wall_s'] * speedup / 60:.1f} min at real speed)",
+                             "", None, result["wall_s"]))
+        self.rows.append(Row("baseline: requests by kind", kinds_text(result["requests_by_kind"]) +
+                             f"; 429s {result['responses_429']}", "", None, result["requests"]))
+        ours = (self.details.get("backfill") or {}).get("wall_s")
+        if ours:
+            ratio = ours / result["wall_s"]
+            self.rows.append(Row("backfill wall time ours ÷ baseline", f"{ratio:.2f}×", "", None, ratio))
+
+    # ------------------------------------------------------------------------------------------------ run
+    def run(self) -> int:
+        parts = self.args.parts
+        self.say(f"parts: {', '.join(parts)}; run directory {self.run_dir}")
+        for part in ("coldstart", "loading"):
+            if part in parts:
+                t = time.monotonic()
+                try:
+                    getattr(self, part)()
+                except Exception as exc:  # noqa: BLE001
+                    self.failed(part, exc)
+                self.durations[part] = time.monotonic() - t
+        pipeline_parts = [p for p in parts if p in ("backfill", "rerun", "daily")]
+        if pipeline_parts:
+            try:
+                self.pipeline(pipeline_parts)
+            except Exception as exc:  # noqa: BLE001
+                self.failed("stack", exc)
+        if "baseline" in parts:
+            t = time.monotonic()
+            try:
+                self.baseline()
+            except Exception as exc:  # noqa: BLE001
+                self.failed("baseline", exc)
+            self.durations["baseline"] = time.monotonic() - t
+        self.durations["total"] = time.monotonic() - self.started
+        meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "machine": f"{platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",
+                "loadavg_at_end": os.getloadavg(), "args": {k: (str(v) if isinstance(v, Path) else v)
+                                                           for k, v in vars(self.args).items()},
+                "durations_s": self.durations}
+        write_json(self.args.json, meta, self.rows, self.details)
+        print(format_table(self.rows))
+        print(f"\n(scale {self.args.scale:g}, speedup {self.args.speedup:g}: sandbox "
+              f"{3 * self.args.speedup:g} req/s, budget {2.8 * self.args.speedup:g} req/s, latency "
+              f"{self.args.latency_ms / self.args.speedup:g} ms; parts took "
+              + ", ".join(f"{k} {v:.0f} s" for k, v in self.durations.items()) + f"; JSON: {self.args.json})")
+        # Missed targets are information, not failure; a part that could not run is a failure.
+        return 1 if any(r.measure.endswith(": error") for r in self.rows) else 0
+
+def main(argv: list[str] | None = None) -> int:
+    return Bench(parse_args(argv)).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
