@@ -1,0 +1,170 @@
+"""The auth function through functions-framework's test client, the real Firestore emulator and the sandbox's
+OAuth endpoints (single-use codes; reusing one revokes the user)."""
+from __future__ import annotations
+
+import datetime
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+
+from shared import firestore_client
+from shared.bling.client import get_client
+from shared.bling.errors import BlingReauthorizationRequired
+from tests.bling.helpers import log_lines, reset_bling_state, run_concurrently, token_doc
+
+SOURCE = Path(__file__).resolve().parents[2] / "functions" / "auth" / "main.py"
+
+
+@pytest.fixture
+def bling_server(firestore_env: Any, sandbox: Callable[..., Any]) -> Any:
+    server = sandbox("small")
+    reset_bling_state()
+    yield server
+    reset_bling_state()
+
+
+@pytest.fixture
+def auth(bling_server: Any):
+    from functions_framework import create_app
+
+    return create_app(target="auth_http", source=str(SOURCE), signature_type="http").test_client()
+
+
+def _start(auth) -> str:
+    """GET /start; the authorize URL it redirects to."""
+    response = auth.get("/start")
+    assert response.status_code == 302
+    return response.headers["Location"]
+
+
+def _consent(authorize_url: str) -> str:
+    """What the browser does at Bling: the query string Bling sends back to the callback."""
+    answer = requests.get(authorize_url, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302
+    return urllib.parse.urlsplit(answer.headers["Location"]).query
+
+
+def _authorize(auth) -> Any:
+    return auth.get("/callback?" + _consent(_start(auth)))
+
+
+def test_start_redirects_to_blings_consent_page_with_a_saved_state(auth, bling_server):
+    location = _start(auth)
+
+    url = urllib.parse.urlsplit(location)
+    query = dict(urllib.parse.parse_qsl(url.query))
+    assert location.startswith(bling_server.authorize_url)
+    assert query["response_type"] == "code" and query["client_id"] == "test-client"
+    state = firestore_client.collection("oauth_states").document(query["state"]).get()
+    assert state.exists and state.get("used") is False
+    assert state.get("expire_at") > datetime.datetime.now(tz=datetime.timezone.utc)
+    assert auth.get("/").status_code == 302  # the bare URL starts too
+
+
+def test_the_callback_exchanges_the_code_once_and_stores_the_pair(auth, bling_server, capsys):
+    capsys.readouterr()
+
+    response = _authorize(auth)
+
+    assert response.status_code == 200 and b"authorized" in response.data
+    status = auth.get("/status").get_json()
+    assert status["token_stored"] is True and status["reauth_required"] is False
+    assert bling_server.stats()["token_calls"] == 1
+    assert get_client().get("/nfe")["data"]
+    out = capsys.readouterr().out
+    doc = token_doc()
+    for secret in (doc["access_token"], doc["refresh_token"], "test-client-secret-0123456789"):
+        assert secret not in out and secret.encode() not in response.data
+    assert all(line.get("function") == "auth" for line in log_lines(out) if line.get("event", "").startswith("auth"))
+
+
+def test_a_replayed_callback_never_reaches_the_token_endpoint(auth, bling_server):
+    callback = "/callback?" + _consent(_start(auth))
+    assert auth.get(callback).status_code == 200
+
+    replay = auth.get(callback)
+
+    assert replay.status_code == 400 and b"already used" in replay.data
+    assert bling_server.stats()["token_calls"] == 1
+    assert get_client().get("/nfe")["data"]  # Bling did not revoke the user
+
+
+def test_a_double_submitted_callback_is_exchanged_once(auth, bling_server):
+    callback = "/callback?" + _consent(_start(auth))
+
+    codes = run_concurrently(2, lambda i: auth.get(callback).status_code)
+
+    assert sorted(codes) == [200, 400]
+    assert bling_server.stats()["token_calls"] == 1
+
+
+def test_the_same_code_with_another_state_is_refused(auth, bling_server):
+    query = dict(urllib.parse.parse_qsl(_consent(_start(auth))))
+    assert auth.get("/callback?" + urllib.parse.urlencode(query)).status_code == 200
+    other_state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(_start(auth)).query))["state"]
+
+    response = auth.get("/callback?" + urllib.parse.urlencode({"code": query["code"], "state": other_state}))
+
+    assert response.status_code == 400
+    assert bling_server.stats()["token_calls"] == 1
+
+
+def test_a_forged_state_is_refused(auth, bling_server):
+    query = dict(urllib.parse.parse_qsl(_consent(_start(auth))))
+
+    response = auth.get("/callback?" + urllib.parse.urlencode({"code": query["code"], "state": "forged" * 4}))
+
+    assert response.status_code == 400 and b"unknown state" in response.data
+    assert bling_server.stats()["token_calls"] == 0
+
+
+def test_an_expired_state_is_refused(auth, bling_server):
+    query = dict(urllib.parse.parse_qsl(_consent(_start(auth))))
+    firestore_client.collection("oauth_states").document(query["state"]).update(
+        {"expire_at": datetime.datetime.now(tz=datetime.timezone.utc) - datetime.timedelta(seconds=1)})
+
+    response = auth.get("/callback?" + urllib.parse.urlencode(query))
+
+    assert response.status_code == 400 and b"expired" in response.data
+    assert bling_server.stats()["token_calls"] == 0
+
+
+def test_blings_access_denied_is_shown_escaped(auth, bling_server):
+    bling_server.configure(authorize_error="access_denied")
+
+    response = auth.get("/callback?" + _consent(_start(auth)))
+
+    assert response.status_code == 400
+    assert b"access_denied" in response.data and b"The user denied access" in response.data
+    hostile = auth.get("/callback?" + urllib.parse.urlencode({"error": "x", "error_description": "<script>"}))
+    assert b"<script>" not in hostile.data and b"&lt;script&gt;" in hostile.data
+    assert bling_server.stats()["token_calls"] == 0
+
+
+def test_a_revoked_refresh_token_shows_in_status_with_exactly_one_error_line(auth, bling_server, capsys):
+    assert _authorize(auth).status_code == 200
+    bling_server.revoke_refresh_tokens()
+    bling_server.expire_access_tokens()
+    capsys.readouterr()
+
+    def work(i: int) -> Any:
+        return get_client().get("/nfe")
+
+    results = run_concurrently(3, work) + run_concurrently(2, work)
+
+    assert all(isinstance(r, BlingReauthorizationRequired) for r in results), results
+    status = auth.get("/status").get_json()
+    assert status["reauth_required"] is True and status["reauthorize_url"].endswith("/start")
+    errors = [line for line in log_lines(capsys.readouterr().out) if line["severity"] == "ERROR"]
+    assert len(errors) == 1 and "re-authorization is required" in errors[0]["message"]
+
+    assert _authorize(auth).status_code == 200  # the human re-authorizes
+    assert auth.get("/status").get_json()["reauth_required"] is False
+    assert get_client().get("/nfe")["data"]
+
+
+def test_unknown_paths_are_404(auth):
+    assert auth.get("/nope").status_code == 404
