@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--only", default="", help=f"comma-separated parts: {','.join(PARTS)}")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument("--months", default="2021-01..2026-02", help="backfill and baseline range FIRST..LAST "
+                   "(every month in it is sent, with or without invoices)")
     p.add_argument("--rerun-month", default="2025-12")
     p.add_argument("--loading-invoices", type=int, default=10_000)
     p.add_argument("--coldstart-runs", type=int, default=5)
@@ -66,6 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.skip_baseline and "baseline" in parts:
         parts.remove("baseline")
     args.parts = [x for x in PARTS if x in parts]
+    first, _, last = args.months.partition("..")
+    if not (len(first) == 7 and len(last or first) == 7 and first <= (last or first)):
+        p.error("--months is YYYY-MM..YYYY-MM")
+    args.month_range = (first, last or first)
     if args.scale <= 0 or args.speedup <= 0:
         p.error("--scale and --speedup must be positive")
     return args
@@ -135,7 +141,7 @@ class Bench:
             if "backfill" in parts:
                 t = time.monotonic()
                 try:
-                    self.backfill_rows(bench.backfill(all_months()), bench)
+                    self.backfill_rows(bench.backfill(all_months(*self.args.month_range)), bench)
                 except Exception as exc:  # noqa: BLE001 - the other parts still run
                     self.failed("backfill", exc)
                 self.durations["backfill"] = time.monotonic() - t
@@ -216,7 +222,7 @@ class Bench:
             token = issue_token(sandbox.url)
             sandbox.reset_stats()
             self.say(f"baseline: sequential collector, {0.35 / speedup * 1000:g} ms pause ({self.args.baseline_pacing})")
-            result = run_baseline(sandbox.api_base, token, all_months(), speedup=speedup,
+            result = run_baseline(sandbox.api_base, token, all_months(*self.args.month_range), speedup=speedup,
                                   pacing=self.args.baseline_pacing, progress=self.say).to_json()
             stats = sandbox.stats()
         finally:
