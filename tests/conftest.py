@@ -46,6 +46,16 @@ def _reset_shared_caches() -> None:
         from shared import db
 
         db.reset_connection()
+    # Per-process caches of the Bling side: a token, a daily-limit flag or a payment form cached by one test
+    # must not leak into the next test's sandbox.
+    with contextlib.suppress(ImportError):
+        from shared import payment_forms
+        from shared.bling import client, token_store
+
+        token_store.reset_token_store()
+        client.reset_client()
+        client.reset_daily_limit_cache()
+        payment_forms.forget_cache()
 
 
 @pytest.fixture(autouse=True)
