@@ -276,7 +276,7 @@ class BlingClient:
             outcome = Outcome.CONNECTION
         finally:
             _count(throttled=status == 429)
-            fields = {"event": "bling_request", "method": "GET", "path": call.path, "status": status,
+            fields = {"event": "bling_request", "method": "GET", "path": call.path.split("?", 1)[0], "status": status,
                       "duration_ms": round((time.monotonic() - started) * 1000), "attempt": call.attempts}
             if outcome is Outcome.OK:
                 log.info("bling request", **fields)

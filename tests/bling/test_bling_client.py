@@ -12,7 +12,7 @@ from shared.bling.client import BlingClient, count_calls, get_client
 from shared.bling.errors import (BlingDailyLimit, BlingNotFound, BlingPermanentError, BlingReauthorizationRequired,
                                  BlingRetryableError)
 from shared.bling.retry_policy import POLICY, scaled
-from tests.bling.helpers import log_lines, reset_bling_state, run_concurrently, set_env, token_doc
+from tests.bling.helpers import log_lines, reset_bling_state, run_concurrently, token_doc
 
 FAST = scaled(POLICY, 0.02)  # the same attempt counts, waits of 10-160 ms
 
