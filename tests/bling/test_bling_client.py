@@ -202,3 +202,30 @@ def test_concurrent_workers_stay_under_the_account_budget(bling):
     assert stats["responses_429"] == 0
     assert stats["max_requests_in_any_1s"] <= 3
     assert elapsed >= 17 / 2.8 - 0.5  # 18 sends at 2.8/s take at least 17 ticks
+
+
+def test_429s_that_outlive_the_retries_are_raised_as_retryable(bling):
+    bling.set_faults(storm_429=1.0)
+
+    with count_calls() as calls, pytest.raises(BlingRetryableError) as raised:
+        BlingClient(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
+
+    assert calls.requests == calls.throttled == POLICY[bling_client.Outcome.RATE_SECOND].max_attempts == 6
+    assert raised.value.status == 429
+
+
+def test_a_token_replaced_by_another_instance_is_picked_up_without_a_token_call(bling):
+    bling.configure(refresh_revokes_access=True)
+    from shared.bling.token_store import TokenStore
+
+    ours = BlingClient(token_store=TokenStore())
+    ours.get("/nfe")  # caches the current access token in our process
+    other = TokenStore()
+    other.refresh_after_rejection(other.get_valid_access_token())  # another instance refreshes: ours is revoked
+    bling.reset_stats()
+
+    with count_calls() as calls:
+        assert ours.get("/nfe")["data"]
+
+    assert calls.requests == 2  # 401 invalid_token, then the stored newer token
+    assert bling.stats()["token_calls"] == 0
