@@ -72,3 +72,31 @@ def run_concurrently(n: int, work: Callable[[int], Any]) -> list[Any]:
     for t in threads:
         t.join(timeout=120)
     return results
+
+
+def _refresh_in_process(barrier: Any, queue: Any) -> None:
+    """A separate "instance": its own Firestore client, token store and token-call guard."""
+    from shared.bling.token_store import TokenStore
+
+    store = TokenStore()
+    store._read()  # open the Firestore channel before the race starts
+    barrier.wait()
+    try:
+        queue.put(("ok", store.get_valid_access_token()))
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        queue.put(("error", repr(exc)))
+
+
+def refresh_in_processes(n: int) -> list[tuple[str, str]]:
+    """n processes ask for a valid token at the same instant; their (outcome, token or error) answers."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_refresh_in_process, args=(barrier, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    answers = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    return answers

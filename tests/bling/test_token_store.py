@@ -11,7 +11,8 @@ from shared import firestore_client
 from shared.bling import oauth
 from shared.bling.errors import BlingReauthorizationRequired, BlingRetryableError
 from shared.bling.token_store import TokenStore
-from tests.bling.helpers import log_lines, run_concurrently, set_env, store_pair, token_doc
+from tests.bling.helpers import (log_lines, refresh_in_processes, run_concurrently, set_env, store_pair,
+                                 token_doc)
 
 UTC = datetime.timezone.utc
 
@@ -39,6 +40,19 @@ def test_ten_workers_with_an_expiring_token_cause_exactly_one_refresh(bling_serv
     assert doc["version"] == 2 and doc["access_token"] == results[0]
     assert doc["lease_holder"] is None and doc["reauth_required"] is False
     assert elapsed < 15, f"10 workers took {elapsed:.1f} s"
+
+
+def test_separate_processes_with_an_expiring_token_cause_exactly_one_refresh(bling_server):
+    old = store_pair(bling_server, expires_in=300)
+    bling_server.reset_stats()
+
+    answers = refresh_in_processes(5)  # 10 threads above; processes cost ~1.5 s of imports each
+
+    assert [a for a in answers if a[0] != "ok"] == []
+    tokens = {token for _, token in answers}
+    assert len(tokens) == 1 and old["access_token"] not in tokens
+    assert bling_server.stats()["token_calls"] == 1
+    assert token_doc()["version"] == 2
 
 
 def test_a_worker_waits_for_a_live_lease_and_takes_over_when_its_holder_dies(bling_server):
