@@ -1,7 +1,8 @@
 """The auth function (HTTP): the one-time OAuth consent with Bling, and a status page.
 
   GET /start (or / with no parameters)  new random state, saved for 10 minutes → 302 to Bling's authorize URL
-  GET /callback?code&state              exchange the code once, store the pair → a plain success page
+  GET /callback?code&state              exchange the code once, store the pair, publish the parked messages
+                                        again (shared.parking) → a plain success page
   GET /callback?error&error_description Bling's refusal (e.g. access_denied) → a plain error page, 400
   GET /status                           the token store's status as JSON (never a token)
 
@@ -23,7 +24,7 @@ import urllib.parse
 
 import functions_framework
 
-from shared import firestore_client, log
+from shared import firestore_client, log, parking
 from shared.bling import oauth
 from shared.bling.errors import BlingError
 from shared.bling.token_store import get_token_store
@@ -114,9 +115,19 @@ def _callback(args):
                      link=("start", "Start again"))
     get_token_store().store_authorization(token_response, requested_at=requested_at)
     log.info("Bling authorization stored", event="auth_authorized")
+    _release_parked_work()
     return _page(200, "Bling is authorized",
                  "The pipeline can now read invoices, contacts and products. You may close this page.",
                  link=("status", "Status"))
+
+
+def _release_parked_work() -> None:
+    """Work parked while the authorization was missing or revoked resumes now (shared.parking)."""
+    try:
+        parking.release_all()
+    except Exception as exc:  # noqa: BLE001 - the authorization is stored; the daily run releases them too
+        log.warning(f"could not release parked messages now; the next daily run will: {exc}",
+                    event="auth_release_parked_failed", error_type=type(exc).__name__)
 
 
 def _consume_state(state: str, code: str) -> str:

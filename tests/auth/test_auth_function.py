@@ -168,3 +168,16 @@ def test_a_revoked_refresh_token_shows_in_status_with_exactly_one_error_line(aut
 
 def test_unknown_paths_are_404(auth):
     assert auth.get("/nope").status_code == 404
+
+
+def test_a_new_authorization_publishes_the_parked_work_again(auth, pubsub_topology):
+    from shared import parking, topology
+    from shared.messages import PubSubMessage
+
+    parking.park(topology.NFE.topic, PubSubMessage(data=b'{"parked": 1}', attributes={"k": "v"},
+                                                  message_id="m-1"), reason="reauthorization required")
+
+    assert _authorize(auth).status_code == 200
+
+    assert pubsub_topology.pull_data(topology.NFE.topic) == [{"parked": 1}]
+    assert list(firestore_client.collection("parked").stream()) == []
