@@ -57,10 +57,8 @@ def _route(path: str, has_args: bool) -> str:
     last = path.rstrip("/").rsplit("/", 1)[-1]
     if last in ("start", "callback", "status"):
         return last
-    if last in ("", FUNCTION) and not has_args:
-        return "start"
-    if last in ("", FUNCTION) and has_args:
-        return "callback"  # Bling's registered redirect URI may be the bare function URL
+    if last in ("", FUNCTION) or last.endswith(f"-{FUNCTION}"):  # the bare function URL (e.g. .../bling-auth)
+        return "callback" if has_args else "start"  # Bling's registered redirect URI may be the bare URL
     return ""
 
 

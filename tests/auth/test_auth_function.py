@@ -181,3 +181,12 @@ def test_a_new_authorization_publishes_the_parked_work_again(auth, pubsub_topolo
 
     assert pubsub_topology.pull_data(topology.NFE.topic) == [{"parked": 1}]
     assert list(firestore_client.collection("parked").stream()) == []
+
+
+def test_routes_work_behind_the_functions_url_prefix():
+    from functions.auth.main import _route
+
+    assert _route("/bling-auth", False) == "start" and _route("/", False) == "start"
+    assert _route("/bling-auth/", True) == "callback" and _route("/", True) == "callback"
+    assert _route("/bling-auth/status", False) == "status" and _route("/x/start", False) == "start"
+    assert _route("/favicon.ico", False) == ""
