@@ -19,8 +19,9 @@ resource "google_firestore_database" "main" {
 locals {
   firestore_ttl_collections = toset([
     "${var.firestore_prefix}_oauth_states",
+    "${var.firestore_prefix}_oauth_codes",
     "${var.firestore_prefix}_rate_ticks",
-    "${var.firestore_prefix}_messages",
+    "${var.firestore_prefix}_enrich_claims",
   ])
 }
 

@@ -27,7 +27,7 @@ variable "name_prefix" {
 }
 
 variable "firestore_prefix" {
-  description = "Prefix of the Firestore collection names (env FIRESTORE_PREFIX); the TTL policies are set on <prefix>_oauth_states, <prefix>_rate_ticks and <prefix>_messages."
+  description = "Prefix of the Firestore collection names (env FIRESTORE_PREFIX); the TTL policies are set on <prefix>_oauth_states, <prefix>_oauth_codes, <prefix>_rate_ticks and <prefix>_enrich_claims."
   type        = string
   default     = "bling"
 }

@@ -10,13 +10,20 @@ then returns an unrelated page. SKUs still unknown are asked once more per stock
 `filtroSaldoEstoque` defaults to "positive"; whether Bling applies that default is unverified, and a product out
 of stock must not be reported unknown). What is still unknown is recorded as such, never guessed. A resolved
 product's full record comes from GET /produtos/{id}.
+
+Invoices of one backfill share customers and products, and their enrich messages run concurrently, so each
+contact or SKU is claimed first (a Firestore document created by exactly one instance, expiring after a few
+minutes): only the claimant calls Bling for it. If the claimant fails, its own message is redelivered and tries
+again; a claim left by a dead instance expires.
 """
 from __future__ import annotations
 
 import datetime
 from typing import Any, Iterable
 
-from shared import db, jsonutil, log
+from google.api_core import exceptions as google_exceptions
+
+from shared import db, firestore_client, jsonutil, log
 from shared.bling.client import get_client
 from shared.bling.errors import BlingNotFound
 from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
@@ -26,6 +33,30 @@ _LOOKUP_PAGE_SIZE = 100
 _LOOKUP_PAGE_CAP = 10
 # Extra passes for SKUs the default lookup did not find: zero stock, then negative stock.
 _STOCK_FILTER_RETRIES = ("0", "2")
+
+
+_CLAIM_TTL = datetime.timedelta(minutes=5)
+
+
+def claim(kind: str, key: str) -> bool:
+    """True when this instance may fetch the entity now; False when another one is fetching it."""
+    now = datetime.datetime.now(tz=datetime.timezone.utc)
+    doc = firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F"))
+    try:
+        doc.create({"claimed_at": now, "expire_at": now + _CLAIM_TTL})
+        return True
+    except google_exceptions.AlreadyExists:
+        snapshot = doc.get()
+        expire_at = (snapshot.to_dict() or {}).get("expire_at") if snapshot.exists else None
+        if expire_at is None or expire_at < now:  # a dead claimant's leftover (TTL deletion lags)
+            doc.set({"claimed_at": now, "expire_at": now + _CLAIM_TTL})
+            return True
+        return False
+
+
+def release(kind: str, key: str) -> None:
+    """After a failure, so a redelivery of this message (or another one) can fetch the entity at once."""
+    firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F")).delete()
 
 
 def _stale_before(max_age_days: int) -> datetime.datetime:
@@ -38,7 +69,7 @@ def contacts_to_fetch(contact_ids: Iterable[int], max_age_days: int) -> list[int
         return []
     fresh = {row[0] for row in db.fetch_all("SELECT id FROM contato WHERE id = ANY(%s) AND atualizado_em >= %s",
                                              (ids, _stale_before(max_age_days)))}
-    return [i for i in ids if i not in fresh]
+    return [i for i in ids if i not in fresh and claim("contato", str(i))]
 
 
 def skus_to_resolve(skus: Iterable[str], max_age_days: int) -> list[str]:
@@ -48,7 +79,7 @@ def skus_to_resolve(skus: Iterable[str], max_age_days: int) -> list[str]:
     fresh = {row[0] for row in db.fetch_all(
         "SELECT codigo FROM produto_sku WHERE codigo = ANY(%s) AND verificado_em >= %s",
         (wanted, _stale_before(max_age_days)))}
-    return [s for s in wanted if s not in fresh]
+    return [s for s in wanted if s not in fresh and claim("sku", s)]
 
 
 def load_contact(contact_id: int) -> bool:

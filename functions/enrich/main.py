@@ -15,10 +15,18 @@ def on_enrich(message: PubSubMessage) -> None:
     max_age = get_settings().enrich_max_age_days
     with log.bind(run_id=request.run_id), count_calls() as calls:
         contacts = enrichment.contacts_to_fetch(request.contact_ids, max_age)
-        found_contacts = sum(enrichment.load_contact(c) for c in contacts)
         skus = enrichment.skus_to_resolve(request.skus, max_age)
-        products = enrichment.find_products_by_sku(skus) if skus else {}
-        found_products = sum(enrichment.load_product(s, products.get(s)) for s in skus)
+        try:
+            found_contacts = sum(enrichment.load_contact(c) for c in contacts)
+            products = enrichment.find_products_by_sku(skus) if skus else {}
+            found_products = sum(enrichment.load_product(s, products.get(s)) for s in skus)
+        except Exception:
+            # Give the claims back, so the redelivery of this message is not blocked by its own first attempt.
+            for contact_id in contacts:
+                enrichment.release("contato", str(contact_id))
+            for sku in skus:
+                enrichment.release("sku", sku)
+            raise
         log.info("enrichment done", event="enrich_done", contacts_fetched=len(contacts),
                  contacts_found=found_contacts, skus_checked=len(skus), skus_found=found_products,
                  api_calls=calls.requests)
