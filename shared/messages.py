@@ -51,6 +51,8 @@ def decode_json_object(data: bytes) -> dict[str, Any]:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadMessage(f"message is not JSON: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested brackets: not a message any topic carries
+        raise BadMessage("message is not JSON we accept: nested too deeply") from None
     if not isinstance(value, dict):
         raise BadMessage(f"message must be a JSON object, got {type(value).__name__}")
     return value
