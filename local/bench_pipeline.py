@@ -261,7 +261,22 @@ class PipelineBench:
             out["detail_backlog"] = analyse_backlog(self.stack.log_lines(), t0_wall, t1_wall)
         with contextlib.suppress(Exception):
             out["ticks"] = self.analyse_ticks(records, t0_wall, t1_wall)
+        with contextlib.suppress(Exception):
+            out["firestore_create_s"] = self.probe_firestore_create()
         return out
+
+    def probe_firestore_create(self, n: int = 40) -> dict[str, float]:
+        """Round trip of one document create() on the emulator (what a tick claim costs), measured idle."""
+        client = self.stack.firestore.client()
+        collection = client.collection("bench_probe")
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            collection.document(f"{time.time_ns()}-{i}").create({"i": i})
+            times.append(time.perf_counter() - started)
+        times.sort()
+        return {"median": statistics.median(times), "p90": times[int(0.9 * (n - 1))], "max": times[-1],
+                "tick_s": 1.0 / self.budget_per_s, "slack_s": 0.15 / self.budget_per_s}
 
     def analyse_ticks(self, records: list[dict], t0_wall: float, t1_wall: float) -> dict[str, Any]:
         client = self.stack.firestore.client()
