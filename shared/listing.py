@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from shared import firestore_client, log
 from shared.bling.errors import BlingPermanentError
-from shared.messages import NoteRef, Window
+from shared.messages import MAX_ID, MAX_SITUACAO, NoteRef, Window
 
 SITUACAO_CANCELADA = 2
 # (name, value of the situacao parameter): None = Bling's default listing, which omits cancelled invoices.
@@ -89,7 +89,7 @@ def note_refs_from_page(data: Any) -> list[NoteRef]:
     for item in data:
         nfe_id = item.get("id") if isinstance(item, dict) else None
         situacao = item.get("situacao") if isinstance(item, dict) else None
-        if not _is_positive_int(nfe_id) or not _is_positive_int(situacao):
+        if not _is_positive_int(nfe_id, MAX_ID) or not _is_positive_int(situacao, MAX_SITUACAO):
             log.error("GET /nfe returned an item without a valid id/situacao; left out", item=str(item)[:500])
             continue
         if item.get("tipo") not in (1, "1", None):
@@ -98,8 +98,10 @@ def note_refs_from_page(data: Any) -> list[NoteRef]:
     return refs
 
 
-def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _is_positive_int(value: Any, maximum: int) -> bool:
+    """Also within the range the detail message accepts (messages.NfeBatch), so one odd item is left out here
+    instead of making a whole batch undeliverable."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= maximum
 
 
 def list_params(window: Window, page: int, page_size: int, situacao: int | None) -> list[tuple[str, str]]:

@@ -83,10 +83,16 @@ def _str(body: dict[str, Any], key: str) -> str:
     return value
 
 
-def _positive_int(value: Any, what: str) -> int:
+# The database columns these land in: ids are bigint, situação is smallint. A larger number is not a record
+# Bling can have, and PostgreSQL would refuse it on every delivery (a poison message).
+MAX_ID = 2 ** 63 - 1
+MAX_SITUACAO = 2 ** 15 - 1
+
+
+def _positive_int(value: Any, what: str, maximum: int = MAX_ID) -> int:
     # bool is an int in Python; a JSON true is not an id.
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise BadMessage(f"{what} must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+        raise BadMessage(f"{what} must be a positive integer up to {maximum}, got {value!r}")
     return value
 
 
@@ -148,7 +154,7 @@ class NfeBatch:
             if not isinstance(note, dict) or set(note) != {"id", "situacao"}:
                 raise BadMessage(f"each note must be {{id, situacao}}, got {note!r}")
             refs.append(NoteRef(id=_positive_int(note["id"], "note id"),
-                                situacao=_positive_int(note["situacao"], "note situacao")))
+                                situacao=_positive_int(note["situacao"], "note situacao", MAX_SITUACAO)))
         return cls(run_id=_str(body, "run_id"), window=_str(body, "window"), notes=tuple(refs))
 
 
