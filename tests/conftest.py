@@ -36,32 +36,40 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+# Process-wide caches of the project's code, each forgotten when the environment they were built from changes:
+# (module, function). Looked up by name so a module that does not exist yet (or lost a hook) does not break tests.
+_RESET_HOOKS = (
+    ("shared.config", "reset_settings_cache"),
+    ("shared.firestore_client", "reset_client"),
+    ("shared.pubsub", "reset_client"),
+    ("shared.db", "reset_connection"),
+    ("shared.bling.client", "reset_client"),  # also the token store and the daily-limit cache
+    ("shared.bling.token_store", "reset_token_store"),
+    ("shared.bling.oauth", "reset_guard"),
+    ("shared.bling.rate_budget", "reset"),
+    ("shared.payment_forms", "forget_cache"),  # mirrors a table that db_env truncates
+)
+
+
 def _reset_shared_caches() -> None:
-    from shared import config, firestore_client, pubsub
+    import importlib
 
-    config.reset_settings_cache()
-    firestore_client.reset_client()
-    pubsub.reset_client()
-    with contextlib.suppress(Exception):
-        from shared import db
-
-        db.reset_connection()
-    # Per-process caches of the Bling side: a token, a daily-limit flag or a payment form cached by one test
-    # must not leak into the next test's sandbox.
-    with contextlib.suppress(ImportError):
-        from shared import payment_forms
-        from shared.bling import client, token_store
-
-        token_store.reset_token_store()
-        client.reset_client()
-        client.reset_daily_limit_cache()
-        payment_forms.forget_cache()
+    for module_name, function in _RESET_HOOKS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        hook = getattr(module, function, None)
+        if callable(hook):
+            with contextlib.suppress(Exception):
+                hook()
 
 
 @pytest.fixture(autouse=True)
 def isolate_environment() -> Iterator[None]:
     """Snapshot os.environ before each test and restore it after (and drop cached settings/clients)."""
     saved = dict(os.environ)
+    _reset_shared_caches()
     try:
         yield
     finally:
@@ -122,6 +130,7 @@ def db_env(postgres: PostgresCluster) -> dict[str, str]:
     if not postgres.is_running():  # a previous test stopped it (chaos); bring it back
         postgres.start()
     postgres.truncate_all(keep=postgres.seed_tables)
+    _reset_shared_caches()  # per-process caches that mirror table contents (e.g. known payment forms)
     return env
 
 
@@ -155,10 +164,7 @@ def firestore_env(firestore_emulator: FirestoreEmulator, gcp_project: str) -> Fi
     os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_emulator.host
     os.environ["GOOGLE_CLOUD_PROJECT"] = gcp_project
     firestore_emulator.reset(gcp_project)
-    from shared import config, firestore_client
-
-    config.reset_settings_cache()
-    firestore_client.reset_client()
+    _reset_shared_caches()  # the Firestore client, and everything cached from Firestore (token store, budget)
     return firestore_emulator
 
 
@@ -181,10 +187,7 @@ def pubsub_env(pubsub_emulator: PubSubEmulator, gcp_project: str) -> PubSubEmula
     """PUBSUB_EMULATOR_HOST + GOOGLE_CLOUD_PROJECT (unique per test) set, publisher client reset."""
     os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_emulator.host
     os.environ["GOOGLE_CLOUD_PROJECT"] = gcp_project
-    from shared import config, pubsub
-
-    config.reset_settings_cache()
-    pubsub.reset_client()
+    _reset_shared_caches()
     return pubsub_emulator
 
 
@@ -244,7 +247,6 @@ def sandbox() -> Iterator[Callable[..., Any]]:
     rate_per_s=3.0, latency_s=0.0) -> a started in-process SandboxServer (stopped after the test), with
     BLING_API_BASE/TOKEN_URL/AUTHORIZE_URL/CLIENT_ID/CLIENT_SECRET set in os.environ and settings reset."""
     from local.sandbox.server import SandboxServer
-    from shared import config
 
     started: list[Any] = []
 
@@ -261,7 +263,7 @@ def sandbox() -> Iterator[Callable[..., Any]]:
         os.environ.update({"BLING_API_BASE": api, "BLING_TOKEN_URL": api + "/oauth/token",
                            "BLING_AUTHORIZE_URL": api + "/oauth/authorize", "BLING_CLIENT_ID": client_id,
                            "BLING_CLIENT_SECRET": client_secret})
-        config.reset_settings_cache()
+        _reset_shared_caches()  # settings, the Bling client, its token store and session
         return server
 
     try:
