@@ -124,6 +124,19 @@ class Window:
         return window
 
 
+def _window_key(body: dict[str, Any]) -> str:
+    """A batch's window must be a Window.key (YYYY-MM-DD..YYYY-MM-DD, end not before start): the audit row of
+    each invoice is found by it, after Bling was already asked for the invoice."""
+    key = _str(body, "window")
+    start, sep, end = key.partition("..")
+    if not sep:
+        raise BadMessage(f"window must be YYYY-MM-DD..YYYY-MM-DD, got {key!r}")
+    first, last = parse_iso_date(start, "window start"), parse_iso_date(end, "window end")
+    if last < first:
+        raise BadMessage(f"window {key!r} ends before it starts")
+    return key
+
+
 @dataclasses.dataclass(frozen=True)
 class NoteRef:
     """An NF-e as the list shows it: enough to decide whether its detail must be fetched."""
@@ -155,7 +168,7 @@ class NfeBatch:
                 raise BadMessage(f"each note must be {{id, situacao}}, got {note!r}")
             refs.append(NoteRef(id=_positive_int(note["id"], "note id"),
                                 situacao=_positive_int(note["situacao"], "note situacao", MAX_SITUACAO)))
-        return cls(run_id=_str(body, "run_id"), window=_str(body, "window"), notes=tuple(refs))
+        return cls(run_id=_str(body, "run_id"), window=_window_key(body), notes=tuple(refs))
 
 
 @dataclasses.dataclass(frozen=True)
