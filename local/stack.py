@@ -893,6 +893,27 @@ class LocalStack:
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous_handlers.clear()
 
+    # -- chaos helpers
+    def restart_postgres(self, mode: str = "fast") -> None:
+        """Stop and start the database on the same port (functions see broken connections, then reconnect)."""
+        self.postgres.restart(mode=mode)
+        self._track()
+
+    def kill_function(self, name: str) -> None:
+        """SIGKILL a function process (an instance dying mid-request); restart_function() brings it back."""
+        fn = self.functions[name]
+        if fn.process and fn.process.running():
+            os.killpg(fn.process.pid, signal.SIGKILL)
+            fn.process.popen.wait(timeout=10)
+
+    def restart_function(self, name: str) -> None:
+        """Stop (or after kill_function) and start a function again on the same port with the same environment."""
+        fn = self.functions[name]
+        fn.stop()
+        fn.launch()
+        fn.wait_ready()
+        self._track()
+
     # -- introspection
     def pids(self) -> set[int]:
         """Every PID this stack started (the postmaster included), live or not."""

@@ -221,3 +221,20 @@ def test_postgres_cluster_standalone_twice(postgres):
             cluster.destroy()
         assert not pid_alive(cluster.pid or next(iter(cluster.pids())))
         assert port_is_free(cluster.port)
+
+
+@pytest.mark.chaos
+def test_chaos_helpers_restart_postgres_and_functions(local_stack_factory):
+    stack = local_stack_factory(**_stack_kwargs())
+    port = stack.postgres.port
+    stack.restart_postgres()
+    assert stack.postgres.port == port and stack.postgres.is_running()
+    conn = stack.postgres.connect()
+    conn.close()
+    old_pid = stack.functions["echo"].process.pid
+    stack.kill_function("echo")
+    assert not pid_alive(old_pid)
+    stack.restart_function("echo")
+    assert requests.get(stack.function_url("echo") + "/y", timeout=10).json()["path"] == "/y"
+    stack.stop()
+    assert stack.leftovers() == {"pids": set(), "ports": set()}
