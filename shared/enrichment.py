@@ -13,8 +13,8 @@ product's full record comes from GET /produtos/{id}.
 
 Invoices of one backfill share customers and products, and their enrich messages run concurrently, so each
 contact or SKU is claimed first (a Firestore document created by exactly one instance, expiring after a few
-minutes): only the claimant calls Bling for it. If the claimant fails, its own message is redelivered and tries
-again; a claim left by a dead instance expires.
+minutes): only the claimant calls Bling for it, and releases the claim when done. If the claimant fails, its
+own message is redelivered and tries again; a claim left by a dead instance expires.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def claim(kind: str, key: str) -> bool:
 
 
 def release(kind: str, key: str) -> None:
-    """After a failure, so a redelivery of this message (or another one) can fetch the entity at once."""
+    """When the fetch is over (stored or failed): from then on the database's freshness decides."""
     firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F")).delete()
 
 

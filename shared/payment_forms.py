@@ -1,12 +1,12 @@
 """Payment forms (formas de pagamento) referenced by parcelas, fetched once each and cached.
 
 Parcelas carry only `formaPagamento.id`; the type (PIX, boleto, cartão…) needs GET /formas-pagamentos/{id}. The
-table is the cache shared by all instances, with a per-process set in front of it. A form Bling answers 404 for
-is stored with encontrada=false, so the parcela keeps its foreign key and nobody asks again.
+table is the cache shared by all instances (one indexed SELECT per invoice; no per-process copy that could
+outlive a restored or emptied table). A form Bling answers 404 for is stored with encontrada=false, so the
+parcela keeps its foreign key and nobody asks again.
 """
 from __future__ import annotations
 
-import threading
 from typing import Any, Iterable
 
 from shared import db, jsonutil, log
@@ -25,15 +25,9 @@ TIPO_PAGAMENTO = {
     99: "Outros",
 }
 
-_known: set[int] = set()
-_known_lock = threading.Lock()
-
-
 def ensure_known(form_ids: Iterable[int]) -> int:
     """Make sure every id has a forma_pagamento row; returns the number of Bling calls made."""
     wanted = set(form_ids)
-    with _known_lock:
-        wanted -= _known
     if not wanted:
         return 0
     stored = {row[0] for row in db.fetch_all("SELECT id FROM forma_pagamento WHERE id = ANY(%s)", (list(wanted),))}
@@ -46,8 +40,6 @@ def ensure_known(form_ids: Iterable[int]) -> int:
             log.warning("payment form not found in Bling; stored as not found", forma_pagamento_id=form_id)
             form = None
         _store(form_id, form if isinstance(form, dict) else None)
-    with _known_lock:
-        _known.update(wanted)
     return calls
 
 
@@ -67,9 +59,3 @@ def _store(form_id: int, form: dict[str, Any] | None) -> None:
             (form_id, as_text(form.get("descricao")), tipo, TIPO_PAGAMENTO.get(tipo), as_int(form.get("situacao")),
              as_bool(form.get("fixa")), as_int(form.get("padrao")), as_int(form.get("finalidade")), bool(form),
              jsonutil.dumps(form) if form else None))
-
-
-def forget_cache() -> None:
-    """Tests truncate the tables between cases; the per-process cache must forget too."""
-    with _known_lock:
-        _known.clear()

@@ -20,13 +20,13 @@ def on_enrich(message: PubSubMessage) -> None:
             found_contacts = sum(enrichment.load_contact(c) for c in contacts)
             products = enrichment.find_products_by_sku(skus) if skus else {}
             found_products = sum(enrichment.load_product(s, products.get(s)) for s in skus)
-        except Exception:
-            # Give the claims back, so the redelivery of this message is not blocked by its own first attempt.
+        finally:
+            # A claim covers the fetch in flight only: once stored, freshness in the database decides; after a
+            # failure, the redelivery of this message must not be blocked by its own first attempt.
             for contact_id in contacts:
                 enrichment.release("contato", str(contact_id))
             for sku in skus:
                 enrichment.release("sku", sku)
-            raise
         log.info("enrichment done", event="enrich_done", contacts_fetched=len(contacts),
                  contacts_found=found_contacts, skus_checked=len(skus), skus_found=found_products,
                  api_calls=calls.requests)
