@@ -52,12 +52,6 @@ def record_listed(window: Window, notes: Iterable[NoteRef]) -> None:
                            VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""", rows)
 
 
-def window_status(window: Window) -> str | None:
-    rows = db.fetch_all("SELECT status FROM etl_window WHERE run_id = %s AND inicio = %s AND fim = %s",
-                        (window.run_id, window.start, window.end))
-    return rows[0][0] if rows else None
-
-
 def record_outcome(cur, run_id: str, window_key: str, nfe_id: int, outcome: str, api_calls: int,
                    detail: str | None = None) -> None:
     """Inside the caller's transaction, so the outcome commits together with the invoice it describes."""

@@ -47,9 +47,3 @@ HTTP_FUNCTIONS: dict[str, str] = {"auth": "auth_http"}
 
 ALL_FUNCTIONS: dict[str, str] = {**{r.function: r.entry_point for r in ROUTES}, **HTTP_FUNCTIONS}
 
-
-def route_for_dead_letter_topic(topic: str) -> Route:
-    for route in ROUTES:
-        if route.dead_letter_topic == topic:
-            return route
-    raise KeyError(topic)
