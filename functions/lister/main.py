@@ -8,6 +8,7 @@ import functions_framework
 from shared import audit, listing, log, pubsub
 from shared.bling.client import count_calls, get_client
 from shared.config import get_settings
+from shared.errors import PermanentError
 from shared.handler import pubsub_handler
 from shared.messages import NfeBatch, NoteRef, PubSubMessage, Window
 
@@ -33,8 +34,8 @@ def on_window(message: PubSubMessage) -> None:
             try:
                 result = listing.list_window(window, fetch_page, publish, listing.CheckpointStore(),
                                              settings.list_page_size, settings.list_page_cap)
-            except listing.ListingIncomplete as exc:
-                audit.window_listing_progress(window, "failed", 0, calls.requests, calls.throttled, str(exc))
+            except PermanentError as exc:  # page cap reached, or Bling answered garbage: the window is not complete
+                audit.window_listing_progress(window, "failed", 0, calls.requests, calls.throttled, str(exc)[:1000])
                 raise
             except Exception:
                 audit.window_listing_progress(window, "listing", 0, calls.requests, calls.throttled)

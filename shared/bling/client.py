@@ -206,6 +206,7 @@ class _Call:
     attempts: int = 0
     failures: dict[Outcome, int] = dataclasses.field(default_factory=dict)
     refreshed: bool = False
+    retry_after_s: float = 0.0  # from a Retry-After header, when the server sends one
 
 
 class BlingClient:
@@ -249,7 +250,10 @@ class BlingClient:
     def _wait_for(self, call: _Call):
         def wait(retry_state: tenacity.RetryCallState) -> float:
             outcome = retry_state.outcome.exception().outcome
-            return self._policy[outcome].wait(call.failures[outcome])
+            # Bling documents no Retry-After; when a server sends one anyway, wait at least that long (capped so
+            # one call stays within its deadline), never less than our own backoff.
+            backoff = self._policy[outcome].wait(call.failures[outcome])
+            return max(backoff, min(call.retry_after_s, _MAX_RETRY_AFTER_S))
 
         return wait
 
@@ -268,6 +272,7 @@ class BlingClient:
                                      headers={"Authorization": f"Bearer {token}", "enable-jwt": "1",
                                               "Accept": "application/json"})
             status = response.status_code
+            call.retry_after_s = _retry_after_seconds(response.headers.get("Retry-After"))
             parsed = parse_json(response.content)
             outcome = classify(status, parsed)
         except requests.Timeout:
@@ -303,6 +308,17 @@ class BlingClient:
         if self._policy[outcome].max_attempts <= 1:
             raise error
         raise _Retry(outcome, error)
+
+
+_MAX_RETRY_AFTER_S = 20.0
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    """Retry-After in seconds (the HTTP-date form is ignored: clocks differ and Bling does not send it)."""
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _args(error: BlingError) -> tuple:
