@@ -16,7 +16,7 @@ class _Tokens:
         return "token-for-retry-after-test"
 
 
-def test_retry_after_is_honoured(monkeypatch):
+def test_retry_after_is_honoured(firestore_env, monkeypatch):
     arrivals: list[float] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
