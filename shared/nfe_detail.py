@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pg8000.dbapi
+
 from shared import audit, db, log, nfe_store, payment_forms
 from shared.bling.client import count_calls, get_client
 from shared.bling.errors import BlingPermanentError
@@ -59,9 +61,18 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
                 log.info("incoming invoice skipped", event="nfe_skipped", tipo=nfe.get("tipo"))
                 return "skipped"
             forms_calls = payment_forms.ensure_known(nfe_store.payment_form_ids(nfe))
-            with db.transaction() as cur:
-                outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw)
-                audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
+            try:
+                with db.transaction() as cur:
+                    outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw)
+                    audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
+            except pg8000.dbapi.DatabaseError as exc:
+                if not _is_data_exception(exc):
+                    raise
+                # A value PostgreSQL cannot hold (SQLSTATE class 22, e.g. a serie beyond integer): the same on
+                # every delivery, so it fails this invoice, not the whole batch into the dead-letter topic.
+                raise InvalidInvoice(f"PostgreSQL refused a value of GET /nfe/{note.id}: "
+                                     f"{exc.args[0].get('M', exc) if exc.args and isinstance(exc.args[0], dict) else exc}"
+                                     ) from None
         except PermanentError as exc:
             fields = exc.log_fields() if isinstance(exc, BlingPermanentError) else {}
             log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **fields)
@@ -98,6 +109,11 @@ def _fetch(note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
                     received=str(situacao)[:50])
         nfe["situacao"] = note.situacao
     return nfe, raw
+
+
+def _is_data_exception(exc: Exception) -> bool:
+    code = exc.args[0].get("C", "") if exc.args and isinstance(exc.args[0], dict) else ""
+    return code.startswith("22")
 
 
 def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None) -> None:
