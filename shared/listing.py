@@ -5,9 +5,11 @@ one without it, one with `situacao=2`. Both send `tipo=1` (outgoing only) and da
 `YYYY-MM-DD 00:00:00` … `YYYY-MM-DD 23:59:59`, never bare dates.
 
 Pages are read until an empty page. Bling gives no totals, and pages can repeat items of the previous page or
-carry more than `limite` items, so "fewer than limite" never ends a pass; ids are de-duplicated, and a pass that
-brings two pages in a row with nothing new is treated as Bling repeating itself and ends with a WARNING. A page
-cap guards against endless paging; reaching it fails the window loudly instead of silently truncating it.
+carry more than `limite` items, so "fewer than limite" never ends a pass; ids are de-duplicated. When Bling
+serves the very same page again and again (what it does when it ignores `pagina`), completeness cannot be proved:
+the window fails loudly at once instead of paging to the cap; a page that merely overlaps the previous one does
+not end anything. A page cap guards against endless paging; reaching it also fails the window loudly instead of
+silently truncating it.
 
 Checkpoint rule (Singer's bookmark rule): the checkpoint moves to page N+1 only after page N's ids are recorded
 and published, so a redelivered window resumes at the first page whose ids may not have gone out.
@@ -19,17 +21,18 @@ import datetime
 from typing import Any, Callable, Iterable
 
 from shared import firestore_client, log
+from shared.bling.client import get_client
 from shared.bling.errors import BlingPermanentError
 from shared.messages import MAX_ID, MAX_SITUACAO, NoteRef, Window
 
 SITUACAO_CANCELADA = 2
 # (name, value of the situacao parameter): None = Bling's default listing, which omits cancelled invoices.
 PASSES: tuple[tuple[str, int | None], ...] = (("default", None), ("cancelled", SITUACAO_CANCELADA))
-_PAGES_WITHOUT_NEW_IDS_TO_STOP = 2
+_IDENTICAL_PAGES_TO_STOP = 2
 
 
 class ListingIncomplete(BlingPermanentError):
-    """The page cap was reached: the window is not fully listed and must not be reported as complete."""
+    """The page cap was reached, or Bling repeats one page: the window must not be reported as complete."""
 
 
 @dataclasses.dataclass
@@ -104,6 +107,11 @@ def _is_positive_int(value: Any, maximum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= maximum
 
 
+def fetch_nfe_page(params: list[tuple[str, str]]) -> Any:
+    """One page of GET /nfe: the `data` value as Bling sent it (checked by note_refs_from_page)."""
+    return get_client().get("/nfe", params).get("data")
+
+
 def list_params(window: Window, page: int, page_size: int, situacao: int | None) -> list[tuple[str, str]]:
     params = [("pagina", str(page)), ("limite", str(page_size)), ("tipo", "1"),
               ("dataEmissaoInicial", f"{window.start.isoformat()} 00:00:00"),
@@ -126,7 +134,8 @@ def list_window(window: Window, fetch_page: Callable[[list[tuple[str, str]]], An
     for pass_index in range(checkpoint.pass_index, len(PASSES)):
         pass_name, situacao = PASSES[pass_index]
         page = checkpoint.next_page if pass_index == checkpoint.pass_index else 1
-        pages_without_new = 0
+        previous_page: list[int] = []
+        identical_pages = 0
         while True:
             if page > page_cap:
                 raise ListingIncomplete(200, "PAGE_CAP", f"{pass_name} listing passed {page_cap} pages",
@@ -142,14 +151,14 @@ def list_window(window: Window, fetch_page: Callable[[list[tuple[str, str]]], An
             if new:
                 publish(new)
                 result.notes += len(new)
-                pages_without_new = 0
-            else:
-                pages_without_new += 1
             checkpoints.save(window, Checkpoint(pass_index, page + 1))
-            if pages_without_new >= _PAGES_WITHOUT_NEW_IDS_TO_STOP:
-                log.warning("Bling kept repeating ids already listed; ending this listing", listing=pass_name,
-                            page=page)
-                break
+            page_ids = [r.id for r in refs]
+            identical_pages = identical_pages + 1 if page_ids and page_ids == previous_page else 0
+            previous_page = page_ids
+            if identical_pages >= _IDENTICAL_PAGES_TO_STOP:
+                raise ListingIncomplete(200, "REPEATED_PAGE", f"{pass_name} listing: Bling served the same page "
+                                        f"{identical_pages + 1} times up to page {page}",
+                                        "pagina seems ignored; the window cannot be proved complete", path="/nfe")
             page += 1
         checkpoints.save(window, Checkpoint(pass_index + 1, 1))
     checkpoints.save(window, Checkpoint(len(PASSES), 1, done=True))

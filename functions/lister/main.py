@@ -6,7 +6,7 @@ without calling Bling. Reaching the page cap marks the window failed (ERROR) ins
 import functions_framework
 
 from shared import audit, listing, log, pubsub
-from shared.bling.client import count_calls, get_client
+from shared.bling.client import count_calls
 from shared.config import get_settings
 from shared.errors import PermanentError
 from shared.handler import pubsub_handler
@@ -21,9 +21,6 @@ def on_window(message: PubSubMessage) -> None:
     with log.bind(run_id=window.run_id, window=window.key):
         audit.ensure_window(window)
 
-        def fetch_page(params):
-            return get_client().get("/nfe", params).get("data")
-
         def publish(notes: list[NoteRef]) -> None:
             audit.record_listed(window, notes)
             pubsub.publish_json(settings.topic_nfe, (
@@ -32,7 +29,7 @@ def on_window(message: PubSubMessage) -> None:
 
         with count_calls() as calls:
             try:
-                result = listing.list_window(window, fetch_page, publish, listing.CheckpointStore(),
+                result = listing.list_window(window, listing.fetch_nfe_page, publish, listing.CheckpointStore(),
                                              settings.list_page_size, settings.list_page_cap)
             except PermanentError as exc:  # page cap reached, or Bling answered garbage: the window is not complete
                 audit.window_listing_progress(window, "failed", 0, calls.requests, calls.throttled, str(exc)[:1000])

@@ -23,7 +23,6 @@ import sys
 from typing import Any
 
 from shared import audit, db, listing, log, pubsub
-from shared.bling.client import get_client
 from shared.config import get_settings
 from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
 from shared.schedule import parse_schedule_request, split_into_windows
@@ -53,13 +52,10 @@ def bling_ids(window: Window) -> dict[int, int]:
     found: dict[int, int] = {}
     settings = get_settings()
 
-    def fetch_page(params):
-        return get_client().get("/nfe", params).get("data")
-
     def collect(notes: list[NoteRef]) -> None:
         found.update((n.id, n.situacao) for n in notes)
 
-    listing.list_window(window, fetch_page, collect, listing.MemoryCheckpoints(), settings.list_page_size,
+    listing.list_window(window, listing.fetch_nfe_page, collect, listing.MemoryCheckpoints(), settings.list_page_size,
                         settings.list_page_cap)
     return found
 

@@ -1,0 +1,54 @@
+"""The lister's paging loop against the sandbox: overlap and oversize are absorbed; a Bling that ignores `pagina`
+fails the window loudly instead of reporting it complete or paging to the cap."""
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from shared import listing
+from shared.bling.client import get_client
+from shared.bling.token_store import get_token_store
+from shared.messages import Window
+
+WINDOW = Window("r", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
+
+
+@pytest.fixture
+def client(sandbox, firestore_env, monkeypatch):
+    monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "28")
+    server = sandbox("small", rate_per_s=30.0)
+    get_token_store().store_authorization(server.issue_tokens())
+    return server
+
+
+def run(page_size=3, fetch=None):
+    published = []
+
+    result = listing.list_window(WINDOW, fetch or listing.fetch_nfe_page, published.extend, listing.MemoryCheckpoints(), page_size, 50)
+    return result, published
+
+
+def expected_ids(server):
+    truth = server.truth()
+    return {i for i in truth["outgoing_ids"] if truth["nfe"][i]["dataEmissao"].startswith("2026-01")}
+
+
+def test_both_passes_list_every_outgoing_invoice_once(client):
+    result, published = run()
+    assert {n.id for n in published} == expected_ids(client)
+    assert len(published) == len({n.id for n in published})
+
+
+def test_overlapping_and_oversized_pages_lose_nothing(client):
+    client.set_faults(page_overlap=2, page_oversize=2)
+    _, published = run()
+    assert {n.id for n in published} == expected_ids(client)
+
+
+def test_a_bling_that_ignores_pagina_fails_the_window(client):
+    def page_one_forever(params):
+        return get_client().get("/nfe", [(k, "1" if k == "pagina" else v) for k, v in params]).get("data")
+
+    with pytest.raises(listing.ListingIncomplete, match="REPEATED_PAGE"):
+        run(fetch=page_one_forever)
