@@ -18,7 +18,8 @@ from shared.bling_values import as_bool, as_int, as_text
 TIPO_PAGAMENTO = {
     1: "Dinheiro", 2: "Cheque", 3: "Cartão de Crédito", 4: "Cartão de Débito", 5: "Cartão da Loja",
     10: "Vale Alimentação", 11: "Vale Refeição", 12: "Vale Presente", 13: "Vale Combustível",
-    14: "Duplicata Mercantil", 15: "Boleto Bancário", 16: "Depósito Bancário", 17: "Pagamento Instantâneo (PIX) - Dinâmico",
+    14: "Duplicata Mercantil", 15: "Boleto Bancário", 16: "Depósito Bancário",
+    17: "Pagamento Instantâneo (PIX) - Dinâmico",
     18: "Transferência bancária, Carteira Digital", 19: "Programa de fidelidade, Cashback, Crédito Virtual",
     20: "Pagamento Instantâneo (PIX) – Estático", 21: "Crédito em Loja",
     22: "Pagamento Eletrônico não Informado - falha de hardware do sistema emissor", 90: "Sem pagamento",
