@@ -3,9 +3,9 @@
 Functions run with concurrency 1, so in production one connection per instance is the pool (the Cloud SQL
 connection budget is max_instances × 1; see infra/functions.tf). Locally functions-framework serves concurrent
 pushes on threads, each thread standing for one instance, hence one connection per thread. Locally and in tests
-DB_HOST points at a PostgreSQL server and pg8000
-connects directly; in production CLOUD_SQL_INSTANCE goes through the Cloud SQL Python Connector with lazy refresh
-(the CPU is throttled between invocations, so no background refresh).
+DB_HOST points at a PostgreSQL server and pg8000 connects directly; in production CLOUD_SQL_INSTANCE goes through
+the Cloud SQL Python Connector with lazy refresh (the CPU is throttled between invocations, so no background
+refresh).
 
 A broken connection (database restarted, network cut) is dropped and the error surfaces as RetryableError, so
 Pub/Sub delivers the message again and the next attempt reconnects.
