@@ -17,9 +17,11 @@ Everything started here is stopped on exit (also on Ctrl-C and SIGTERM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -207,6 +209,21 @@ class Bench:
                                  fmt_pct(req["utilisation_while_requests_flow"]) + f" (first request after "
                                  f"{fmt_s(req['first_request_after_s'])})", "", None,
                                  req["utilisation_while_requests_flow"]))
+        analysis = r.get("analysis") or {}
+        ticks = analysis.get("ticks") or {}
+        if ticks.get("offered_after_first_request"):
+            offered = ticks["offered_after_first_request"]
+            self.rows.append(Row("backfill: budget ticks (after 1st request): sent / dropped late / unclaimed",
+                                 f"{ticks['sent_after_first_request'] / offered * 100:.1f} % / "
+                                 f"{ticks['claimed_not_sent'] / offered * 100:.1f} % / "
+                                 f"{(ticks['unclaimed_share'] or 0) * 100:.1f} % of {offered:.0f} "
+                                 f"(budget = {r['budget_per_s'] / r['limit_per_s'] * 100:.1f} % of limit)", "", None,
+                                 ticks))
+        functions = analysis.get("functions") or {}
+        if functions:
+            self.rows.append(Row("backfill: concurrent handlers per function, max/mean",
+                                 ", ".join(f"{name} {f['max_concurrent']}/{f['mean_concurrent']:.1f}"
+                                           for name, f in functions.items()), "", None, functions))
 
     def baseline(self) -> None:
         from local.baseline_collector import issue_token, run_baseline
@@ -280,8 +297,16 @@ class Bench:
         # Missed targets are information, not failure; a part that could not run is a failure.
         return 1 if any(r.measure.endswith(": error") for r in self.rows) else 0
 
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every `finally`, so whatever was started gets stopped
+
+
 def main(argv: list[str] | None = None) -> int:
-    return Bench(parse_args(argv)).run()
+    args = parse_args(argv)
+    with contextlib.suppress(ValueError):  # only possible in the main thread
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        signal.signal(signal.SIGHUP, _exit_on_sigterm)
+    return Bench(args).run()
 
 
 if __name__ == "__main__":
