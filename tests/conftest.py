@@ -47,7 +47,6 @@ _RESET_HOOKS = (
     ("shared.bling.token_store", "reset_token_store"),
     ("shared.bling.oauth", "reset_guard"),
     ("shared.bling.rate_budget", "reset"),
-    ("shared.payment_forms", "forget_cache"),  # mirrors a table that db_env truncates
 )
 
 
