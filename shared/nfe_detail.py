@@ -48,7 +48,24 @@ def process_batch(batch: NfeBatch) -> BatchResult:
                 result.outcomes[note.id] = "unchanged"
                 continue
             result.outcomes[note.id] = _load_one(batch, note, result)
+    unchanged = [i for i, outcome in result.outcomes.items() if outcome == "unchanged"]
+    if unchanged:
+        # An earlier delivery may have stored these and died before its enrich message went out: ask again for
+        # their contacts and SKUs (enrich skips what is fresh, so a plain re-run still makes no Bling call).
+        _add_stored_references(unchanged, result)
     return result
+
+
+def _add_stored_references(nfe_ids: list[int], result: BatchResult) -> None:
+    with db.transaction() as cur:
+        cur.execute("SELECT DISTINCT contato_id FROM nfe WHERE id = ANY(%s) AND contato_id IS NOT NULL "
+                    "ORDER BY contato_id", (nfe_ids,))
+        contacts = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT DISTINCT codigo FROM nfe_item WHERE nfe_id = ANY(%s) AND btrim(codigo) <> '' "
+                    "ORDER BY codigo", (nfe_ids,))
+        skus = [row[0] for row in cur.fetchall()]
+    result.contact_ids.extend(c for c in contacts if c not in result.contact_ids)
+    result.skus.extend(s for s in skus if s not in result.skus)
 
 
 def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
