@@ -292,7 +292,7 @@ class PipelineBench:
         return {"claimed_total": len(ticks), "claimed_in_wall": len(in_span),
                 "claimed_after_first_request": len(active_in_span), "offered_after_first_request": offered,
                 "sent_after_first_request": len(sent),
-                "claimed_not_sent": len(active_in_span) - len(sent),
+                "claimed_not_sent": max(0, len(active_in_span) - len(sent)),
                 "unclaimed_share": (1 - len(active_in_span) / offered) if offered > 0 else None}
 
 
