@@ -219,6 +219,13 @@ class Bench:
                                  f"{(ticks['unclaimed_share'] or 0) * 100:.1f} % of {offered:.0f} "
                                  f"(budget = {r['budget_per_s'] / r['limit_per_s'] * 100:.1f} % of limit)", "", None,
                                  ticks))
+        handler = (analysis.get("handler_time") or {}).get("detail")
+        if handler and handler.get("requests"):
+            n = handler["requests"]
+            self.rows.append(Row("backfill: detail handler per call: before request / HTTP / store",
+                                 f"{handler['before_request_s'] / n * 1000:.0f} / {handler['http_s'] / n * 1000:.0f} / "
+                                 f"{handler['store_s'] / n * 1000:.0f} ms (tick {1000 / r['budget_per_s']:.1f} ms)",
+                                 "", None, handler))
         functions = analysis.get("functions") or {}
         if functions:
             self.rows.append(Row("backfill: concurrent handlers per function, max/mean",

@@ -260,6 +260,8 @@ class PipelineBench:
         with contextlib.suppress(Exception):
             out["detail_backlog"] = analyse_backlog(self.stack.log_lines(), t0_wall, t1_wall)
         with contextlib.suppress(Exception):
+            out["handler_time"] = analyse_handler_time(self.stack.log_lines(), t0_wall, t1_wall)
+        with contextlib.suppress(Exception):
             out["ticks"] = self.analyse_ticks(records, t0_wall, t1_wall)
         with contextlib.suppress(Exception):
             out["firestore_create_s"] = self.probe_firestore_create()
@@ -395,3 +397,53 @@ def analyse_backlog(lines: list[dict], t0_wall: float, t1_wall: float) -> dict[s
             "share_of_time_backlog_0": sum(1 for s in samples if s == 0) / len(samples) if samples else 0,
             "all_listed_after_s": listed_times[-1] - t0_wall, "first_store_after_s": (first_store - t0_wall)
             if first_store else None, "last_store_after_s": (stored[-1] - t0_wall) if stored else None}
+
+
+def analyse_handler_time(lines: list[dict], t0_wall: float, t1_wall: float) -> dict[str, Any]:
+    """Where a handler's time goes, per function, from its own log lines (one message's lines are sequential):
+    `before_request` = from the message start or the previous step to a Bling request's start: mostly waiting for
+    a rate-budget tick (claim + sleep until the tick), plus any local work done before the call;
+    `http` = the Bling request itself (duration_ms of the client's "bling request" line);
+    `store` = from a request's end to the detail function's "NF-e stored" line (upsert + audit in PostgreSQL);
+    `rest` = after the last step until the handler returned (enrich's writes, publishing)."""
+    by_message: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
+    for e in lines:
+        fn, mid = e.get("_function"), e.get("message_id")
+        if fn and mid:
+            by_message[(fn, str(mid))].append(e)
+    totals: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
+    for (fn, _mid), events in by_message.items():
+        done = [e for e in events if e.get("message") == "message handled" and "duration_ms" in e]
+        if not done:
+            continue
+        end = _log_time(done[-1])
+        if end is None or end < t0_wall or end > t1_wall + 5:
+            continue
+        start = end - done[-1]["duration_ms"] / 1000.0
+        cursor = start
+        acc = totals[fn]
+        for e in sorted(events, key=lambda x: x.get("time", "")):
+            t = _log_time(e)
+            if t is None or t < start:
+                continue
+            if e.get("event") == "bling_request" and "duration_ms" in e:
+                began = t - e["duration_ms"] / 1000.0
+                acc["before_request_s"] += max(0.0, began - cursor)
+                acc["http_s"] += e["duration_ms"] / 1000.0
+                acc["requests"] += 1
+                cursor = t
+            elif e.get("event") == "nfe_stored":
+                acc["store_s"] += max(0.0, t - cursor)
+                cursor = t
+        acc["rest_s"] += max(0.0, end - cursor)
+        acc["busy_s"] += end - start
+        acc["messages"] += 1
+    out = {}
+    for fn, acc in totals.items():
+        busy = acc["busy_s"] or 1e-9
+        out[fn] = {**{k: round(v, 3) for k, v in acc.items()},
+                   "share_before_request": acc["before_request_s"] / busy, "share_http": acc["http_s"] / busy,
+                   "share_store": acc["store_s"] / busy, "share_rest": acc["rest_s"] / busy,
+                   "before_request_per_call_ms": 1000 * acc["before_request_s"] / acc["requests"]
+                   if acc["requests"] else None}
+    return out
