@@ -1,4 +1,5 @@
-"""docs/RUNBOOK.md names only things that exist: Terraform outputs, resource names, topics and ops commands."""
+"""docs/RUNBOOK.md and README.md name only things that exist: Terraform outputs, resource names, topics and ops
+commands."""
 from __future__ import annotations
 
 import re
@@ -6,7 +7,8 @@ import re
 from infra_hcl import REPO, load_infra, render
 from shared import topology
 
-_RUNBOOK = (REPO / "docs" / "RUNBOOK.md").read_text(encoding="utf-8")
+# Both documents a user follows; the README's deploy and authorization sections point into infra/ as well.
+_RUNBOOK = "\n".join((REPO / doc).read_text(encoding="utf-8") for doc in ("docs/RUNBOOK.md", "README.md"))
 
 
 def _deployed_names() -> set[str]:
