@@ -1,0 +1,189 @@
+"""One LocalStack for every chaos scenario of a module (starting one costs ~15 s; the scenarios reset what they
+touch instead): real PostgreSQL, the Pub/Sub and Firestore emulators, the Bling sandbox as a subprocess and each
+function as a functions-framework process, with push retries of 1-3 s and 5 delivery attempts.
+
+Time is scaled ×10 where the scenario is not about the rate limit: the sandbox allows 30 req/s and the functions'
+budget is 28/s (Bling: 3 and 2.8). Small pages and batches (5 per page, 3 ids per message) make more messages and
+more pages, so a fault lands in the middle of something.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import pytest
+import requests
+
+from local import verify
+from local import stack as local_stack
+from local.stack import LocalStack, MissingDependency
+
+SCALED_RATE = 30.0
+FUNCTION_ENV = {"BLING_RATE_BUDGET_PER_S": "28", "IDS_PER_MESSAGE": "3", "LIST_PAGE_SIZE": "5"}
+MONTHS = ("2026-01", "2026-02")
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+class Chaos:
+    """The stack plus what every scenario needs: a clean start, the truth, waiting, checking, and the log lines
+    written since the scenario began."""
+
+    def __init__(self, stack: LocalStack):
+        self.stack = stack
+        self.seed_tables = self._seeded_tables()
+        self.secrets_seen: set[str] = set()
+        self._marks: dict[str, int] = {}
+        self.started = 0.0
+        self.truth: dict[str, Any] = {}
+
+    # -- setup
+    def _seeded_tables(self) -> set[str]:
+        conn = self.stack.postgres.connect()
+        try:
+            cur = conn.cursor()
+            seeded = {"schema_migrations"}
+            for table in self.stack.postgres.tables():
+                cur.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")')  # names from information_schema
+                if cur.fetchone()[0]:
+                    seeded.add(table)
+            return seeded
+        finally:
+            conn.close()
+
+    def begin(self) -> "Chaos":
+        """Quiet stack, no faults, empty data tables, no dead letters, authorized, fresh sandbox stats."""
+        sandbox = self.stack.sandbox
+        sandbox.faults({})
+        sandbox.admin("config", {"latency_s": 0, "rate_per_s": SCALED_RATE})
+        sandbox.admin("unblock", {})
+        if not self.stack.postgres.is_running():
+            self.stack.postgres.start()
+        self.stack.wait_for_quiet(quiet_s=2, timeout_s=180)
+        self.stack.dead_letters(timeout_s=0.2)
+        self.stack.postgres.truncate_all(keep=self.seed_tables)
+        if self.status().get("reauth_required", True):
+            self.stack.authorize()
+        self.remember_tokens()
+        sandbox.reset_stats()
+        self.truth = verify.fetch_truth(sandbox.url)
+        self._marks = {name: self._size(path) for name, path in self.stack.log_paths().items()}
+        self.started = time.monotonic()
+        return self
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    # -- observing
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.started, 1)
+
+    def status(self) -> dict[str, Any]:
+        return requests.get(self.stack.auth_url + "/status", timeout=10).json()
+
+    def stats(self) -> dict[str, Any]:
+        return self.stack.sandbox.stats()
+
+    def calls(self, kind: str) -> int:
+        return int(self.stats()["requests_by_kind"].get(kind, 0))
+
+    def lines(self, functions: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """JSON log lines the functions wrote since begin()."""
+        import json
+
+        out = []
+        for name, path in self.stack.log_paths().items():
+            if functions is not None and name not in functions:
+                continue
+            with open(path, "rb") as handle:
+                handle.seek(self._marks.get(name, 0))
+                text = handle.read().decode("utf-8", errors="replace")
+            for line in text.splitlines():
+                if line.startswith("{"):
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    entry["_function"] = name
+                    out.append(entry)
+        return out
+
+    def remember_tokens(self) -> None:
+        """Every token pair the store ever held, for the no-secret-in-logs check at the end of the module."""
+        doc = self.stack.firestore.client().collection("bling_oauth").document("bling").get()
+        data = doc.to_dict() or {} if doc.exists else {}
+        self.secrets_seen |= {data[k] for k in ("access_token", "refresh_token") if data.get(k)}
+
+    def parked(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.stack.firestore.client().collection("bling_parked").stream()]
+
+    # -- acting
+    def publish_months(self, months: Iterable[str] = MONTHS) -> None:
+        for month in months:
+            self.stack.publish("bling-schedule", {"month": month})
+
+    def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 60, what: str = "") -> float:
+        start = time.monotonic()
+        while not predicate():
+            if time.monotonic() - start > timeout_s:
+                raise TimeoutError(f"not reached after {timeout_s:.0f}s: {what}")
+            time.sleep(0.1)
+        return time.monotonic() - start
+
+    def settle(self, months: Iterable[str] = MONTHS, timeout_s: float = 240) -> float:
+        try:
+            return verify.wait_for_pipeline(self.stack, self.truth, list(months), quiet_s=3, timeout_s=timeout_s)
+        except TimeoutError as exc:
+            conn = self.stack.postgres.connect()
+            try:
+                summary = verify.verify(conn, self.truth, list(months)).summary()
+            finally:
+                conn.close()
+            dead = {t: [m["data"] for m in ms] for t, ms in self.stack.dead_letters(timeout_s=0.3).items() if ms}
+            raise TimeoutError(f"{exc}\n{summary}\ndead letters: {dead}") from None
+
+    def check(self, months: Iterable[str] = MONTHS) -> tuple[verify.Report, list[str], dict[str, list]]:
+        """(verify report, duplicate report, dead letters by topic) — the end of every scenario."""
+        conn = self.stack.postgres.connect()
+        try:
+            report = verify.verify(conn, verify.fetch_truth(self.stack.sandbox.url), list(months))
+            duplicates = verify.duplicate_report(conn)
+        finally:
+            conn.close()
+        dead = {t: m for t, m in self.stack.dead_letters(timeout_s=0.3).items() if m}
+        self.remember_tokens()
+        return report, duplicates, dead
+
+    def sql(self, statement: str, params: tuple = ()) -> list[tuple]:
+        conn = self.stack.postgres.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(statement, params)
+            rows = list(cur.fetchall()) if cur.description else []
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def chaos() -> Iterator[Chaos]:
+    try:
+        for check in (local_stack.postgres_bin_dir, local_stack.check_pubsub_emulator,
+                      local_stack.check_firestore_emulator):
+            check()
+    except MissingDependency as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true and a required tool is missing: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    stack = LocalStack(profile="small", rate_per_s=SCALED_RATE, function_env=FUNCTION_ENV, min_backoff_s=1,
+                       max_backoff_s=3, ack_deadline_s=30, handle_signals=False).start()
+    try:
+        yield Chaos(stack)
+    finally:
+        stack.stop()

@@ -1,0 +1,300 @@
+"""Chaos through the real processes: every scenario ends with the database equal to the sandbox truth for the
+months it ran, no duplicate row, no lost row, and (unless the scenario is about them) no dead letter.
+
+Each scenario writes its measured outcome with tests.chaos.reliability.record (rendered into
+docs/RELIABILITY.md by `python -m tests.chaos.report`). The tests share one stack and run in file order.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from local.stack import REPO_ROOT
+from shared import topology
+from tests.chaos.conftest import MONTHS, Chaos
+from tests.chaos.reliability import record
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+
+def ends_equal_to_truth(chaos: Chaos, months=MONTHS, dead_letters_expected: bool = False):
+    report, duplicates, dead = chaos.check(months)
+    assert report.ok, report.summary()
+    assert duplicates == []
+    if not dead_letters_expected:
+        assert dead == {}, f"dead letters: {dead}"
+    return report, dead
+
+
+def unexpected_errors(lines) -> list[dict]:
+    return [e for e in lines if e.get("severity") in ("ERROR", "CRITICAL")]
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+def test_every_message_twice_and_out_of_order(chaos: Chaos):
+    chaos.begin()
+    # Each month twice, the later month first (two runs per month racing each other) ...
+    for month in ("2026-02", "2026-01", "2026-02", "2026-01"):
+        chaos.stack.publish("bling-schedule", {"month": month})
+    # ... and the same window message twice (one run, a true duplicate), February before January.
+    for _ in range(2):
+        for start, end in (("2026-02-01", "2026-02-28"), ("2026-01-01", "2026-01-31")):
+            chaos.stack.publish("bling-windows", {"run_id": "duplicate-run", "start": start, "end": end})
+    waited = chaos.settle()
+    report, _ = ends_equal_to_truth(chaos)
+    details = chaos.calls("nfe_detail")
+    nfe = report.counts["nfe"]
+    assert unexpected_errors(chaos.lines()) == []
+    record("duplicate and out-of-order delivery",
+           fault="each month published twice (Feb, Jan, Feb, Jan) and each window message twice, Feb first; "
+                 "3 runs race over the same invoices",
+           outcome=f"DB = truth ({nfe} NF-e, {report.counts['nfe_item']} items), 0 duplicate rows, 0 dead letters; "
+                   f"{details} detail calls for {nfe} invoices (racing runs may fetch one twice, never store it twice)",
+           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), nfe=nfe, detail_calls=details)
+
+
+def test_function_processes_killed_mid_work_and_restarted(chaos: Chaos):
+    chaos.begin()
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.4})  # every Bling call takes 0.4 s: kills land mid-call
+    chaos.publish_months()
+    chaos.wait_until(lambda: chaos.calls("nfe_list") >= 2, 60, "the lister listing")
+    listed_before_kill = chaos.calls("nfe_list")
+    chaos.stack.kill_function("lister")
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    chaos.stack.restart_function("lister")
+    lister_restart_s = time.monotonic() - t0
+    chaos.wait_until(lambda: chaos.calls("nfe_detail") >= 2, 90, "the detail function fetching")
+    details_before_kill = chaos.calls("nfe_detail")
+    chaos.stack.kill_function("detail")
+    time.sleep(1.0)
+    chaos.stack.restart_function("detail")
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.05})
+    waited = chaos.settle()
+    report, _ = ends_equal_to_truth(chaos)
+    lines = chaos.lines()
+    resumed = [e for e in lines if e.get("message") == "page listed" and e.get("_function") == "lister"]
+    assert unexpected_errors(lines) == []
+    record("function process killed mid-work",
+           fault=f"SIGKILL of the lister's process group after {listed_before_kill} list calls (0.4 s each), "
+                 f"restarted; then SIGKILL of the detail process after {details_before_kill} detail calls, "
+                 "restarted",
+           outcome=f"push redelivery resumed both; DB = truth ({report.counts['nfe']} NF-e), 0 duplicates, "
+                   f"0 dead letters; lister back in {lister_restart_s:.1f} s",
+           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), pages_listed=len(resumed))
+
+
+def test_postgresql_restarted_in_the_middle_of_a_backfill(chaos: Chaos):
+    chaos.begin()
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.15})
+    chaos.publish_months()
+    chaos.wait_until(lambda: chaos.sql("SELECT count(*) FROM nfe")[0][0] >= 3, 90, "some invoices stored")
+    stored_before = chaos.sql("SELECT count(*) FROM nfe")[0][0]
+    t0 = time.monotonic()
+    chaos.stack.restart_postgres()
+    restart_s = time.monotonic() - t0
+    chaos.stack.sandbox.admin("config", {"latency_s": 0})
+    waited = chaos.settle()
+    report, _ = ends_equal_to_truth(chaos)
+    lines = chaos.lines()
+    redelivered = [e for e in lines if str(e.get("message", "")).startswith(("will be redelivered",
+                                                                              "unexpected failure"))]
+    record("PostgreSQL restarted mid-backfill",
+           fault=f"pg_ctl restart (fast) after {stored_before} of {report.expected_counts['nfe']} invoices were "
+                 f"stored; down {restart_s:.1f} s",
+           outcome=f"{len(redelivered)} message(s) failed and were redelivered; DB = truth "
+                   f"({report.counts['nfe']} NF-e), 0 duplicates, 0 dead letters",
+           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), redelivered=len(redelivered))
+
+
+def test_bling_5xx_429_resets_and_truncated_json_never_trip_the_ip_block(chaos: Chaos):
+    chaos.begin()
+    faults = {"status_5xx_share": 0.08, "storm_429": {"every_n": 40, "length": 4}, "reset_share": 0.03,
+              "truncated_json_share": 0.04, "seed": 6}
+    chaos.stack.sandbox.faults(faults)
+    chaos.publish_months()
+    waited = chaos.settle(timeout_s=300)
+    stats = chaos.stats()
+    chaos.stack.sandbox.faults({})
+    report, _ = ends_equal_to_truth(chaos)
+    by_status = {str(k): v for k, v in stats["responses_by_status"].items()}
+    fivexx = sum(v for k, v in by_status.items() if k.startswith("5"))
+    assert stats["ip_blocked"] is False, stats
+    assert stats["max_errors_in_any_10s"] < 300, stats
+    assert stats["max_requests_in_any_10s"] < 600, stats
+    assert stats["token_calls_max_in_60s"] < 20, stats
+    record("Bling 5xx, 429 storms, resets, truncated JSON",
+           fault="8% of calls 500/502/503 with nginx HTML bodies, 4 of every 40 calls 429, 3% connections reset, "
+                 "4% of 200 bodies cut in half",
+           outcome=f"{stats['requests_total']} requests: {fivexx} 5xx, {stats['responses_429']} 429, "
+                   f"{by_status.get('0', 0)} dropped; max {stats['max_errors_in_any_10s']} errors and "
+                   f"{stats['max_requests_in_any_10s']} requests in any 10 s (block at 300/600), "
+                   f"ip_blocked=false, {stats['token_calls_max_in_60s']} token calls/60 s; DB = truth, 0 duplicates",
+           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), stats={
+               k: stats[k] for k in ("requests_total", "responses_429", "max_errors_in_any_10s",
+                                     "max_requests_in_any_10s", "token_calls_max_in_60s", "ip_blocked")})
+
+
+def test_access_token_expiring_under_several_instances_is_refreshed_once(chaos: Chaos):
+    chaos.begin()
+    # Phase 1: every access token dies after the 15th authenticated call (the lister, detail and enrich
+    # processes are all calling by then).
+    chaos.stack.sandbox.faults({"expire_token_after_n": 15})
+    chaos.publish_months(["2026-01"])
+    chaos.settle(["2026-01"])
+    first = chaos.stats()
+    assert first["token_calls"] == 1, first
+    # Phase 2: the admin expires every access token while February is being loaded.
+    chaos.stack.sandbox.faults({})
+    chaos.stack.sandbox.reset_stats()
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.1})
+    chaos.publish_months(["2026-02"])
+    chaos.wait_until(lambda: chaos.calls("nfe_detail") >= 3, 60, "February's details being fetched")
+    chaos.stack.sandbox.admin("expire_access_tokens", {})
+    chaos.stack.sandbox.admin("config", {"latency_s": 0})
+    chaos.settle()
+    second = chaos.stats()
+    assert second["token_calls"] == 1, second
+    report, _ = ends_equal_to_truth(chaos)
+    lines = chaos.lines()
+    rejected = [e for e in lines if e.get("status") == 401]
+    refreshed = [e for e in lines if e.get("event") == "bling_token_refreshed"]
+    assert len(refreshed) == 2, refreshed
+    assert unexpected_errors(lines) == []
+    record("access token expires under several instances",
+           fault="all access tokens expire after the 15th call (January), then by the admin endpoint in the middle "
+                 "of February; lister, detail and enrich processes (each with threads) are calling",
+           outcome=f"{len(rejected)} calls got 401; token endpoint called exactly once per expiry "
+                   f"(token_calls 1 and 1); DB = truth ({report.counts['nfe']} NF-e), 0 duplicates, 0 dead letters",
+           ok=True, seconds=chaos.elapsed(), rejected_401=len(rejected))
+
+
+def test_refresh_token_revoked_mid_run_parks_the_work_until_reauthorized(chaos: Chaos):
+    chaos.begin()
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.15})
+    chaos.publish_months()
+    chaos.wait_until(lambda: chaos.calls("nfe_detail") >= 3, 60, "details being fetched")
+    chaos.stack.sandbox.admin("revoke_refresh_tokens", {})
+    chaos.stack.sandbox.admin("expire_access_tokens", {})
+    chaos.stack.sandbox.admin("config", {"latency_s": 0})
+    chaos.stack.wait_for_quiet(quiet_s=4, timeout_s=120)
+    parked = chaos.parked()
+    status = chaos.status()
+    lines = chaos.lines()
+    errors = unexpected_errors(lines)
+    dead_while_parked = {t: m for t, m in chaos.stack.dead_letters(timeout_s=0.3).items() if m}
+    assert parked, "nothing was parked"
+    assert dead_while_parked == {}, dead_while_parked
+    assert status["reauth_required"] is True and status["reauthorize_url"].endswith("/start"), status
+    assert len(errors) == 1 and errors[0].get("event") == "bling_reauthorization_required", errors
+    assert "re-authorization is required" in errors[0]["message"]
+    stored_while_parked = chaos.sql("SELECT count(*) FROM nfe")[0][0]
+    t0 = time.monotonic()
+    chaos.stack.authorize()  # the human opens the auth function; the callback releases the parked messages
+    waited = chaos.settle()
+    report, _ = ends_equal_to_truth(chaos)
+    assert chaos.parked() == []
+    assert chaos.status()["reauth_required"] is False
+    record("refresh token revoked mid-run",
+           fault="refresh tokens revoked and access tokens expired while details were being fetched",
+           outcome=f"{len(parked)} message(s) parked ({', '.join(sorted({p['topic'] for p in parked}))}), 0 dead "
+                   f"letters, /status reauth_required=true, exactly 1 ERROR (bling_reauthorization_required); "
+                   f"{stored_while_parked} NF-e stored meanwhile; after re-authorizing through the auth function "
+                   f"the parked work resumed and DB = truth ({report.counts['nfe']} NF-e) in "
+                   f"{time.monotonic() - t0:.0f} s",
+           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), parked=len(parked))
+
+
+def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: Chaos):
+    """The database refuses this window's run on every delivery (a constraint the code knows nothing about): the
+    lister fails unexpectedly each time, Pub/Sub stops after max_delivery_attempts and the message waits in
+    bling-windows-dead-letter-hold; once the cause is gone, the replay command finishes the work."""
+    chaos.begin()
+    chaos.sql("ALTER TABLE etl_run ADD CONSTRAINT chaos_poison CHECK (run_id <> 'poison-run')")
+    try:
+        chaos.stack.publish("bling-windows", {"run_id": "poison-run", "start": "2026-01-01", "end": "2026-01-31"})
+
+        def failures() -> list[dict]:
+            return [e for e in chaos.lines(["lister"]) if e.get("severity") == "ERROR"
+                    and "poison-run" in str(e.get("input", ""))]
+
+        chaos.wait_until(lambda: len(failures()) >= topology.WINDOWS.max_delivery_attempts, 90,
+                         "the poison window delivered max_delivery_attempts times")
+        time.sleep(6)  # twice the 3 s maximum backoff: a further delivery would show up
+        deliveries = len(failures())
+        assert deliveries == topology.WINDOWS.max_delivery_attempts, deliveries
+    finally:
+        chaos.sql("ALTER TABLE etl_run DROP CONSTRAINT IF EXISTS chaos_poison")
+    replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", "bling-windows"],
+                            env={**os.environ, **chaos.stack.env(), "PYTHONPATH": str(REPO_ROOT)},
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "bling-windows: 1 replayed" in replay.stdout, replay.stdout
+    waited = chaos.settle(["2026-01"])
+    report, _ = ends_equal_to_truth(chaos, ["2026-01"])
+    record("poison message",
+           fault="a window whose run PostgreSQL refuses on every delivery (CHECK constraint added for the test)",
+           outcome=f"delivered exactly {deliveries} times (max_delivery_attempts), then held in "
+                   "bling-windows-dead-letter-hold, no further delivery in 6 s; after dropping the constraint "
+                   f"`replay_dead_letters --topic bling-windows` replayed 1 and DB = truth for 2026-01 "
+                   f"({report.counts['nfe']} NF-e)",
+           ok=True, seconds=chaos.elapsed(), deliveries=deliveries, settle_s=round(waited, 1))
+
+
+def test_dead_letters_replayed_after_postgresql_was_down_longer_than_the_attempts(chaos: Chaos):
+    chaos.begin()
+    chaos.stack.postgres.stop()
+    try:
+        # One message for both months (a range): with several messages failing at once the emulator slows its
+        # pushes to the endpoint (as Pub/Sub's push backoff does) and the attempts would take minutes.
+        chaos.stack.publish("bling-schedule", {"start": "2026-01-01", "end": "2026-02-28"})
+
+        def retried() -> int:
+            return len([e for e in chaos.lines(["scheduler"]) if e.get("severity") == "WARNING"
+                        and str(e.get("message", "")).startswith("will be redelivered")])
+
+        chaos.wait_until(lambda: retried() >= topology.SCHEDULE.max_delivery_attempts, 90,
+                         "every scheduler delivery failing")
+        time.sleep(6)  # twice the maximum backoff: a further delivery would show up
+        attempts = retried()
+        assert attempts == topology.SCHEDULE.max_delivery_attempts, attempts
+    finally:
+        chaos.stack.postgres.start()
+    replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", "bling-schedule"],
+                            env={**os.environ, **chaos.stack.env(), "PYTHONPATH": str(REPO_ROOT)},
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "bling-schedule: 1 replayed" in replay.stdout, replay.stdout
+    waited = chaos.settle()
+    report, _ = ends_equal_to_truth(chaos)
+    record("dead letters replayed after PostgreSQL was down",
+           fault="PostgreSQL stopped, a two-month backfill published: every scheduler delivery fails "
+                 "(database unavailable)",
+           outcome=f"{attempts} failed deliveries, then none: the message was held in "
+                   "bling-schedule-dead-letter-hold; PostgreSQL started, `python -m shared.ops.replay_dead_letters "
+                   f"--topic bling-schedule` replayed 1; DB = truth ({report.counts['nfe']} NF-e), 0 duplicates",
+           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1))
+
+
+def test_no_secret_in_any_log_of_the_whole_chaos_run(chaos: Chaos):
+    """After every scenario above (refreshes, revocation, re-authorizations, failures with stack traces): no
+    access or refresh token the store ever held, no client secret and no DB password in any log the stack
+    wrote — the functions' and the infrastructure's (PostgreSQL, emulators, sandbox)."""
+    chaos.remember_tokens()
+    text = chaos.stack.log_text(include_infra=True)
+    assert len(chaos.secrets_seen) >= 2, "no token pair was collected: the check would prove nothing"
+    secrets = {"client secret": [chaos.stack.sandbox.client_secret], "DB password": [chaos.stack.postgres.password],
+               "token": sorted(chaos.secrets_seen)}
+    found = [name for name, values in secrets.items() for value in values if value and value in text]
+    assert found == [], f"secrets in logs: {found}"
+    record("no secret in any log",
+           fault=f"grep of every log the chaos stack wrote ({len(text) // 1024} kB: functions, PostgreSQL, "
+                 "emulators, sandbox) after all scenarios",
+           outcome=f"0 occurrences of {len(chaos.secrets_seen)} access/refresh tokens held during the run, "
+                   "the client secret or the DB password",
+           ok=True)
