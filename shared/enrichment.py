@@ -116,9 +116,15 @@ def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
                     f"ON CONFLICT (id) DO UPDATE SET {updates}, atualizado_em = now()", values)
 
 
+# Longer than any Bling product code: such an item SKU is recorded as unknown without a lookup (50 of them in one
+# query string would also be longer than a server accepts).
+MAX_LOOKUP_SKU_LENGTH = 120
+
+
 def find_products_by_sku(skus: list[str]) -> dict[str, dict[str, Any]]:
     """SKU → list item of the product whose codigo is exactly that SKU (only exact matches)."""
     found: dict[str, dict[str, Any]] = {}
+    skus = [s for s in skus if len(s) <= MAX_LOOKUP_SKU_LENGTH]
     for extra in [None, *_STOCK_FILTER_RETRIES]:
         missing = [s for s in skus if s not in found]
         for start in range(0, len(missing), _SKUS_PER_LOOKUP):

@@ -87,6 +87,9 @@ def _str(body: dict[str, Any], key: str) -> str:
 # Bling can have, and PostgreSQL would refuse it on every delivery (a poison message).
 MAX_ID = 2 ** 63 - 1
 MAX_SITUACAO = 2 ** 15 - 1
+# SKUs come from the items of stored invoices, whatever their length; the enrich function does not look up in
+# Bling the ones longer than any product code (shared.enrichment.MAX_LOOKUP_SKU_LENGTH).
+MAX_SKU_LENGTH = 2000
 
 
 def _positive_int(value: Any, what: str, maximum: int = MAX_ID) -> int:
@@ -190,7 +193,9 @@ class EnrichRequest:
         if not contact_ids and not skus:
             raise BadMessage("nothing to enrich: contact_ids and skus are both empty")
         for sku in skus:
-            if not isinstance(sku, str) or not sku.strip() or len(sku) > 120:
-                raise BadMessage(f"each sku must be a non-empty string of at most 120 characters, got {sku!r}")
+            if not isinstance(sku, str) or not sku.strip() or len(sku) > MAX_SKU_LENGTH:
+                shown = sku[:200] if isinstance(sku, str) else sku
+                raise BadMessage(f"each sku must be a non-empty string of at most {MAX_SKU_LENGTH} characters, "
+                                 f"got {shown!r}")
         ids = tuple(_positive_int(c, "contact id") for c in contact_ids)
         return cls(run_id=_str(body, "run_id"), contact_ids=ids, skus=tuple(skus))
