@@ -161,7 +161,7 @@ ENRICH_CASES = {
     "contact_ids not a list": ({**E, "contact_ids": "1"}, "must be lists"),
     "contact id 0": ({**E, "contact_ids": [0]}, "contact id"),
     "contact id beyond bigint": ({**E, "contact_ids": [2 ** 63]}, "contact id"),
-    "sku of 121 characters": ({**E, "skus": ["S" * 121]}, "sku"),
+    "sku of 2,001 characters": ({**E, "skus": ["S" * 2001]}, "sku"),
     "blank sku": ({**E, "skus": ["   "]}, "sku"),
     "sku a number": ({**E, "skus": [123]}, "sku"),
     "unknown key": ({**E, "force": True}, "unknown keys"),

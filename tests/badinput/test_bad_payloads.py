@@ -133,3 +133,20 @@ def test_values_postgresql_cannot_hold_fail_one_invoice_and_not_its_batch(bling,
     assert stored == set(verify.expected_from_truth(truth(bling), [MONTH]).nfe) - {
         serie_overflow, situacao_overflow}
     assert one(postgres, "SELECT resultado FROM etl_window_nfe WHERE nfe_id = %s", (serie_overflow,))[0][0] == "failed"
+
+
+def test_an_over_long_sku_does_not_cost_the_batch_its_contacts(bling, postgres, pubsub_topology, capsys):
+    """Bling has no product with a 300-character code, but an item may carry one: the SKU is recorded as unknown
+    and the enrichment of everything else in the batch still happens."""
+    ids = january(bling)
+    long_sku = "SKU-" + "x" * 296
+    edit(bling, ids[0], lambda n: n["itens"][0].update(codigo=long_sku))
+    capsys.readouterr()
+
+    Pipeline(pubsub_topology).run({"month": MONTH})
+
+    assert errors(log_lines(capsys.readouterr().out)) == []
+    report, duplicates = db_report(postgres, bling)
+    assert report.ok, report.summary()
+    assert duplicates == []
+    assert one(postgres, "SELECT encontrado FROM produto_sku WHERE codigo = %s", (long_sku,))[0][0] is False
