@@ -254,7 +254,9 @@ class Bench:
         result["sandbox_requests_by_kind"] = stats.get("requests_by_kind")
         result["sandbox_responses_429"] = stats.get("responses_429")
         self.details["baseline"] = result
-        self.rows.append(Row("baseline (sequential, 0.35 s pause): wall time",
+        pacing = ("0.35 s after each answer" if self.args.baseline_pacing == "sleep"
+                  else "≥ 0.35 s between request starts")
+        self.rows.append(Row(f"baseline (sequential, {pacing}): wall time",
                              f"{fmt_s(result['wall_s'])} (≈ {result['wall_s'] * speedup / 60:.1f} min at real speed)",
                              "", None, result["wall_s"]))
         self.rows.append(Row("baseline: requests by kind", kinds_text(result["requests_by_kind"]) +
