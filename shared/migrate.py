@@ -16,7 +16,9 @@ from shared import db, log
 
 MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent.parent / "migrations"
 _FILE_PATTERN = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
-_LOCK_KEY = 727_001  # arbitrary, constant: the advisory lock id of this runner
+# The advisory lock of this runner, in the two-integer key space (invoice upserts lock single bigint keys: the
+# two key spaces never overlap).
+_LOCK_KEY = (727, 1)
 
 
 def migration_files(directory: pathlib.Path = MIGRATIONS_DIR) -> list[pathlib.Path]:
@@ -37,7 +39,7 @@ def apply_all(directory: pathlib.Path = MIGRATIONS_DIR) -> list[str]:
         sql = path.read_text(encoding="utf-8")
         checksum = hashlib.sha256(sql.encode()).hexdigest()
         with db.transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", _LOCK_KEY)
             cur.execute("SELECT checksum FROM schema_migrations WHERE filename = %s", (path.name,))
             row = cur.fetchone()
             if row:

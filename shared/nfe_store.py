@@ -109,32 +109,49 @@ def stored_situacoes(cur, ids: list[int]) -> dict[int, int]:
     return {row[0]: row[1] for row in cur.fetchall()}
 
 
+_ROWS_PER_INSERT = 500  # PostgreSQL takes at most 65,535 parameters in one statement
+
+
+def _insert_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple], casts: dict[str, str]) -> None:
+    """One multi-row INSERT per 500 rows: one round trip instead of one per row (executemany)."""
+    names = [*columns, *casts]
+    row_placeholder = "(" + ", ".join(["%s"] * len(columns) + [f"%s::{t}" for t in casts.values()]) + ")"
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start:start + _ROWS_PER_INSERT]
+        cur.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([row_placeholder] * len(chunk))}",
+                    [value for row in chunk for value in row])
+
+
 def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[str, Any] | None = None) -> str:
     """Write one invoice inside the caller's transaction; returns new, updated or cancelled.
 
-    `raw` is the JSON exactly as Bling sent it, when `nfe` had gaps filled in from the listing."""
+    `raw` is the JSON exactly as Bling sent it, when `nfe` had gaps filled in from the listing.
+
+    Four round trips: (1) a transaction-scoped advisory lock on the invoice id, read together with the stored
+    situação — unlike a row lock it also serializes two deliveries of an invoice not stored yet, so the second
+    one's statements see the first one's lines (bigint key space; the migration runner locks in the separate
+    two-integer space); (2) the header upsert with the removal of the old lines; (3) the item lines; (4) the
+    parcelas, each as one multi-row INSERT."""
     header = header_row(nfe, timezone, run_id)
     nfe_id = header["id"]
-    cur.execute("SELECT situacao FROM nfe WHERE id = %s FOR UPDATE", (nfe_id,))
-    previous = cur.fetchone()
+    cur.execute("SELECT pg_advisory_xact_lock(%s), (SELECT situacao FROM nfe WHERE id = %s)", (nfe_id, nfe_id))
+    previous = cur.fetchone()[1]
     columns = ", ".join(_NFE_COLUMNS)
     placeholders = ", ".join(["%s"] * len(_NFE_COLUMNS))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _NFE_COLUMNS if c != "id")
-    cur.execute(f"INSERT INTO nfe ({columns}, raw) VALUES ({placeholders}, %s::jsonb) "
+    cur.execute(f"WITH gone_items AS (DELETE FROM nfe_item WHERE nfe_id = %s), "
+                f"gone_parcelas AS (DELETE FROM nfe_parcela WHERE nfe_id = %s) "
+                f"INSERT INTO nfe ({columns}, raw) VALUES ({placeholders}, %s::jsonb) "
                 f"ON CONFLICT (id) DO UPDATE SET {updates}, raw = EXCLUDED.raw, atualizado_em = now()",
-                [header[c] for c in _NFE_COLUMNS] + [jsonutil.dumps(raw if raw is not None else nfe)])
-    cur.execute("DELETE FROM nfe_item WHERE nfe_id = %s", (nfe_id,))
-    cur.execute("DELETE FROM nfe_parcela WHERE nfe_id = %s", (nfe_id,))
+                [nfe_id, nfe_id, *(header[c] for c in _NFE_COLUMNS), jsonutil.dumps(raw if raw is not None else nfe)])
     items = item_rows(nfe_id, nfe)
     if items:
-        cur.executemany(f"INSERT INTO nfe_item ({', '.join(_ITEM_COLUMNS)}, impostos) "
-                        f"VALUES ({', '.join(['%s'] * len(_ITEM_COLUMNS))}, %s::jsonb)", items)
+        _insert_rows(cur, "nfe_item", _ITEM_COLUMNS, items, {"impostos": "jsonb"})
     parcelas = parcela_rows(nfe_id, nfe)
     if parcelas:
-        cur.executemany(f"INSERT INTO nfe_parcela ({', '.join(_PARCELA_COLUMNS)}) "
-                        f"VALUES ({', '.join(['%s'] * len(_PARCELA_COLUMNS))})", parcelas)
+        _insert_rows(cur, "nfe_parcela", _PARCELA_COLUMNS, parcelas, {})
     if previous is None:
         return "new"
-    if header["situacao"] == SITUACAO_CANCELADA and previous[0] != SITUACAO_CANCELADA:
+    if header["situacao"] == SITUACAO_CANCELADA and previous != SITUACAO_CANCELADA:
         return "cancelled"
     return "updated"
