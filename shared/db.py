@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any, Iterator
 
 import pg8000.dbapi
@@ -66,6 +67,31 @@ def reset_connection() -> None:
             connection.close()
 
 
+# A connection idle this long is checked (SELECT 1) before use, and replaced if the server closed it meanwhile.
+_CHECK_IDLE_S = 1.0
+
+
+def _live_connection() -> pg8000.dbapi.Connection:
+    """This thread's connection. After a database restart every idle connection is dead; finding that out by
+    failing the message would spend one Pub/Sub delivery attempt per idle connection (several in a row reach the
+    dead-letter topic), so an idle one is checked first and quietly replaced."""
+    connection = getattr(_local, "connection", None)
+    now = time.monotonic()
+    if connection is not None and now - getattr(_local, "used_at", now) > _CHECK_IDLE_S:
+        try:
+            connection.cursor().execute("SELECT 1")
+            connection.rollback()
+        except Exception as exc:  # noqa: BLE001 - any failure here means: use a new connection
+            if not _is_retryable(exc):
+                raise
+            reset_connection()
+            connection = None
+    if connection is None:
+        connection = _local.connection = connect()
+    _local.used_at = now
+    return connection
+
+
 @contextlib.contextmanager
 def transaction() -> Iterator[pg8000.dbapi.Cursor]:
     """A cursor inside one transaction: commit on success, rollback on any error.
@@ -74,9 +100,7 @@ def transaction() -> Iterator[pg8000.dbapi.Cursor]:
     propagate unchanged, so a constraint violation caused by bad data is not retried as if it were transient.
     """
     try:
-        connection = getattr(_local, "connection", None)
-        if connection is None:
-            connection = _local.connection = connect()
+        connection = _live_connection()
         cursor = connection.cursor()
     except Exception as exc:
         reset_connection()
