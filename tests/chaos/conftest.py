@@ -8,7 +8,9 @@ more pages, so a fault lands in the middle of something.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -145,7 +147,12 @@ class Chaos:
             finally:
                 conn.close()
             dead = {t: [m["data"] for m in ms] for t, ms in self.stack.dead_letters(timeout_s=0.3).items() if ms}
-            raise TimeoutError(f"{exc}\n{summary}\ndead letters: {dead}") from None
+            # A Java thread dump of the Pub/Sub emulator (our own child; SIGQUIT does not stop a JVM) lands in
+            # its log: whether its push loops were waiting on an endpoint or backing off.
+            with contextlib.suppress(Exception):
+                os.kill(self.stack.pubsub.process.pid, signal.SIGQUIT)
+            raise TimeoutError(f"{exc}\n{summary}\ndead letters: {dead}\n"
+                               f"emulator thread dump: {self.stack.pubsub.log_path}") from None
 
     def check(self, months: Iterable[str] = MONTHS) -> tuple[verify.Report, list[str], dict[str, list]]:
         """(verify report, duplicate report, dead letters by topic) — the end of every scenario."""
