@@ -19,7 +19,9 @@ ORDER = ("duplicate and out-of-order delivery", "function process killed mid-wor
          "PostgreSQL restarted mid-backfill", "Bling 5xx, 429 storms, resets, truncated JSON",
          "access token expires under several instances", "refresh token revoked mid-run",
          "poison message", "dead letters replayed after PostgreSQL was down",
-         "bad input catalogue", "odd Bling payloads", "no secret in any log", "SQL injection through a name",
+         "bad input: scheduler messages", "bad input: lister messages", "bad input: detail messages",
+         "bad input: enrich messages", "bad input: unknown NF-e id", "odd Bling payloads",
+         "values PostgreSQL cannot hold", "over-long SKU", "no secret in any log", "SQL injection through a name",
          "SQL built only from constants")
 
 
