@@ -13,8 +13,8 @@ from tests.data.pipeline_driver import Pipeline
 
 MONTH = "2026-01"
 HUGE = "Descrição longa ✓ " * 6_000  # about 100 kB of non-ASCII text
-NAMES = ("Ñandú Açaí & Filhos 😀", "北京贸易有限公司", "שלום עליכם", "O'Brien \"quoted\" \\ back\\slash",
-         "zero\u200bwidth and \u202eright-to-left")
+NAMES = ("Ñandú Açaí & Filhos 😀", "北京贸易有限公司", "שלום עליכם",
+         "O'Brien \"quoted\" \\ back\\slash", "zero\u200bwidth and \u202eright-to-left")
 
 
 def january(server) -> list[int]:

@@ -230,19 +230,21 @@ def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: 
         assert deliveries == topology.WINDOWS.max_delivery_attempts, deliveries
     finally:
         chaos.sql("ALTER TABLE etl_run DROP CONSTRAINT IF EXISTS chaos_poison")
+    replay_started = time.monotonic()
     replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", "bling-windows"],
                             env={**os.environ, **chaos.stack.env(), "PYTHONPATH": str(REPO_ROOT)},
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "bling-windows: 1 replayed" in replay.stdout, replay.stdout
+    replay_s = time.monotonic() - replay_started
     waited = chaos.settle(["2026-01"])
     report, _ = ends_equal_to_truth(chaos, ["2026-01"])
     record("poison message",
            fault="a window whose run PostgreSQL refuses on every delivery (CHECK constraint added for the test)",
            outcome=f"delivered exactly {deliveries} times (max_delivery_attempts), then held in "
                    "bling-windows-dead-letter-hold, no further delivery in 6 s; after dropping the constraint "
-                   f"`replay_dead_letters --topic bling-windows` replayed 1 and DB = truth for 2026-01 "
-                   f"({report.counts['nfe']} NF-e)",
+                   f"`replay_dead_letters --topic bling-windows` replayed 1 (command took {replay_s:.0f} s) "
+                   f"and DB = truth for 2026-01 ({report.counts['nfe']} NF-e)",
            ok=True, seconds=chaos.elapsed(), deliveries=deliveries, settle_s=round(waited, 1))
 
 
@@ -265,11 +267,13 @@ def test_dead_letters_replayed_after_postgresql_was_down_longer_than_the_attempt
         assert attempts == topology.SCHEDULE.max_delivery_attempts, attempts
     finally:
         chaos.stack.postgres.start()
+    replay_started = time.monotonic()
     replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", "bling-schedule"],
                             env={**os.environ, **chaos.stack.env(), "PYTHONPATH": str(REPO_ROOT)},
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "bling-schedule: 1 replayed" in replay.stdout, replay.stdout
+    replay_s = time.monotonic() - replay_started
     waited = chaos.settle()
     report, _ = ends_equal_to_truth(chaos)
     record("dead letters replayed after PostgreSQL was down",
@@ -277,7 +281,8 @@ def test_dead_letters_replayed_after_postgresql_was_down_longer_than_the_attempt
                  "(database unavailable)",
            outcome=f"{attempts} failed deliveries, then none: the message was held in "
                    "bling-schedule-dead-letter-hold; PostgreSQL started, `python -m shared.ops.replay_dead_letters "
-                   f"--topic bling-schedule` replayed 1; DB = truth ({report.counts['nfe']} NF-e), 0 duplicates",
+                   f"--topic bling-schedule` replayed 1 (command took {replay_s:.0f} s); DB = truth "
+                   f"({report.counts['nfe']} NF-e), 0 duplicates",
            ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1))
 
 
