@@ -35,7 +35,10 @@ def render(ledger: dict) -> str:
     lines = ["| Scenario | What the test does | Measured outcome | Result | Time |", "| --- | --- | --- | --- | --- |"]
     for e in rows:
         took = f"{e['seconds']:.0f} s" if isinstance(e.get("seconds"), (int, float)) else ""
-        lines.append(f"| {_cell(e['scenario'])} | {_cell(e['fault'])} | {_cell(e['outcome'])} | "
+        outcome = e["outcome"]
+        if e.get("push_loop_restarts"):
+            outcome += f" (the test restarted the emulator's stalled push loops {e['push_loop_restarts']}×)"
+        lines.append(f"| {_cell(e['scenario'])} | {_cell(e['fault'])} | {_cell(outcome)} | "
                      f"{'pass' if e.get('ok') else 'FAIL'} | {took} |")
     recorded = sorted(e.get("recorded_at", "") for e in rows)
     if recorded:

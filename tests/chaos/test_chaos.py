@@ -55,7 +55,8 @@ def test_every_message_twice_and_out_of_order(chaos: Chaos):
                  "3 runs race over the same invoices",
            outcome=f"DB = truth ({nfe} NF-e, {report.counts['nfe_item']} items), 0 duplicate rows, 0 dead letters; "
                    f"{details} detail calls for {nfe} invoices (racing runs may fetch one twice, never store it twice)",
-           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), nfe=nfe, detail_calls=details)
+           ok=True, push_loop_restarts=chaos.scenario_nudges,
+           seconds=chaos.elapsed(), settle_s=round(waited, 1), nfe=nfe, detail_calls=details)
 
 
 def test_function_processes_killed_mid_work_and_restarted(chaos: Chaos):
@@ -86,7 +87,8 @@ def test_function_processes_killed_mid_work_and_restarted(chaos: Chaos):
                  "restarted",
            outcome=f"push redelivery resumed both; DB = truth ({report.counts['nfe']} NF-e), 0 duplicates, "
                    f"0 dead letters; lister back in {lister_restart_s:.1f} s",
-           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), pages_listed=len(resumed))
+           ok=True, push_loop_restarts=chaos.scenario_nudges,
+           seconds=chaos.elapsed(), settle_s=round(waited, 1), pages_listed=len(resumed))
 
 
 def test_postgresql_restarted_in_the_middle_of_a_backfill(chaos: Chaos):
@@ -109,7 +111,8 @@ def test_postgresql_restarted_in_the_middle_of_a_backfill(chaos: Chaos):
                  f"stored; down {restart_s:.1f} s",
            outcome=f"{len(redelivered)} message(s) failed and were redelivered; DB = truth "
                    f"({report.counts['nfe']} NF-e), 0 duplicates, 0 dead letters",
-           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), redelivered=len(redelivered))
+           ok=True, push_loop_restarts=chaos.scenario_nudges,
+           seconds=chaos.elapsed(), settle_s=round(waited, 1), redelivered=len(redelivered))
 
 
 def test_bling_5xx_429_resets_and_truncated_json_never_trip_the_ip_block(chaos: Chaos):
@@ -135,7 +138,8 @@ def test_bling_5xx_429_resets_and_truncated_json_never_trip_the_ip_block(chaos: 
                    f"{by_status.get('0', 0)} dropped; max {stats['max_errors_in_any_10s']} errors and "
                    f"{stats['max_requests_in_any_10s']} requests in any 10 s (block at 300/600), "
                    f"ip_blocked=false, {stats['token_calls_max_in_60s']} token calls/60 s; DB = truth, 0 duplicates",
-           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), stats={
+           ok=True, push_loop_restarts=chaos.scenario_nudges,
+           seconds=chaos.elapsed(), settle_s=round(waited, 1), stats={
                k: stats[k] for k in ("requests_total", "responses_429", "max_errors_in_any_10s",
                                      "max_requests_in_any_10s", "token_calls_max_in_60s", "ip_blocked")})
 
@@ -171,7 +175,7 @@ def test_access_token_expiring_under_several_instances_is_refreshed_once(chaos: 
                  "of February; lister, detail and enrich processes (each with threads) are calling",
            outcome=f"{len(rejected)} calls got 401; token endpoint called exactly once per expiry "
                    f"(token_calls 1 and 1); DB = truth ({report.counts['nfe']} NF-e), 0 duplicates, 0 dead letters",
-           ok=True, seconds=chaos.elapsed(), rejected_401=len(rejected))
+           ok=True, push_loop_restarts=chaos.scenario_nudges, seconds=chaos.elapsed(), rejected_401=len(rejected))
 
 
 def test_refresh_token_revoked_mid_run_parks_the_work_until_reauthorized(chaos: Chaos):
@@ -207,7 +211,8 @@ def test_refresh_token_revoked_mid_run_parks_the_work_until_reauthorized(chaos: 
                    f"{stored_while_parked} NF-e stored meanwhile; after re-authorizing through the auth function "
                    f"the parked work resumed and DB = truth ({report.counts['nfe']} NF-e) in "
                    f"{time.monotonic() - t0:.0f} s",
-           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), parked=len(parked))
+           ok=True, push_loop_restarts=chaos.scenario_nudges,
+           seconds=chaos.elapsed(), settle_s=round(waited, 1), parked=len(parked))
 
 
 def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: Chaos):
@@ -245,7 +250,8 @@ def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: 
                    "bling-windows-dead-letter-hold, no further delivery in 6 s; after dropping the constraint "
                    f"`replay_dead_letters --topic bling-windows` replayed 1 (command took {replay_s:.0f} s) "
                    f"and DB = truth for 2026-01 ({report.counts['nfe']} NF-e)",
-           ok=True, seconds=chaos.elapsed(), deliveries=deliveries, settle_s=round(waited, 1))
+           ok=True, push_loop_restarts=chaos.scenario_nudges,
+           seconds=chaos.elapsed(), deliveries=deliveries, settle_s=round(waited, 1))
 
 
 def test_dead_letters_replayed_after_postgresql_was_down_longer_than_the_attempts(chaos: Chaos):
@@ -283,7 +289,7 @@ def test_dead_letters_replayed_after_postgresql_was_down_longer_than_the_attempt
                    "bling-schedule-dead-letter-hold; PostgreSQL started, `python -m shared.ops.replay_dead_letters "
                    f"--topic bling-schedule` replayed 1 (command took {replay_s:.0f} s); DB = truth "
                    f"({report.counts['nfe']} NF-e), 0 duplicates",
-           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1))
+           ok=True, push_loop_restarts=chaos.scenario_nudges, seconds=chaos.elapsed(), settle_s=round(waited, 1))
 
 
 def test_no_secret_in_any_log_of_the_whole_chaos_run(chaos: Chaos):
