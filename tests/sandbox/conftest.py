@@ -3,6 +3,7 @@ configured per test (real 3/s limit, short TTLs, ...)."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 from typing import Any, Callable, Iterator
 
@@ -12,7 +13,9 @@ from local.sandbox.dataset import Dataset, build_profile
 from local.sandbox.server import SandboxServer
 from tests.sandbox.helpers import Api
 
-SPEC_PATH = pathlib.Path("/work/shared/bling/bling-openapi-v3.json")
+# The material handed to the project sits beside the repository (../shared), in CI as on developers' machines.
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+SPEC_PATH = _REPO.parent / "shared" / "bling" / "bling-openapi-v3.json"
 
 
 @pytest.fixture(scope="session")
@@ -54,5 +57,7 @@ def make_server(small: Dataset) -> Iterator[Callable[..., SandboxServer]]:
 @pytest.fixture(scope="session")
 def spec() -> dict[str, Any]:
     if not SPEC_PATH.exists():
-        pytest.skip("Bling OpenAPI spec not available")
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true and the Bling OpenAPI spec is missing at {SPEC_PATH}", pytrace=False)
+        pytest.skip(f"Bling OpenAPI spec not available at {SPEC_PATH}")
     return json.loads(SPEC_PATH.read_text(encoding="utf-8"))
