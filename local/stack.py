@@ -37,6 +37,8 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -597,8 +599,26 @@ class FunctionServer:
         return self
 
     def wait_ready(self, timeout_s: float = 60) -> None:
-        wait_until(lambda: port_is_open(self.port), timeout_s, f"function {self.name} on port {self.port}",
-                   alive=self.process.exit_problem)
+        """Ready = it answers HTTP (any status), twice in a row: an open port alone was seen to refuse the next
+        request right after a restart, while the server was still coming up."""
+        answers = []
+
+        def answers_http() -> bool:
+            with urllib.request.urlopen(self.url + "/__ready", timeout=2) as _:
+                pass
+            return True
+
+        def ready() -> bool:
+            try:
+                answers.append(answers_http())
+            except urllib.error.HTTPError:
+                answers.append(True)  # a 4xx/5xx is an answer: the server is up
+            except OSError:
+                answers.clear()
+                return False
+            return len(answers) >= 2
+
+        wait_until(ready, timeout_s, f"function {self.name} on port {self.port}", alive=self.process.exit_problem)
 
     def start(self) -> "FunctionServer":
         self.launch()
