@@ -34,11 +34,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
