@@ -10,6 +10,7 @@ from local import verify
 from tests.badinput.helpers import errors, log_lines
 from tests.chaos.reliability import record
 from tests.data.pipeline_driver import Pipeline
+from tests.data.pipeline_driver import rows as one
 
 MONTH = "2026-01"
 HUGE = "Descrição longa ✓ " * 6_000  # about 100 kB of non-ASCII text
@@ -47,16 +48,6 @@ def db_report(postgres, server):
     conn = postgres.connect()
     try:
         return verify.verify(conn, truth(server), [MONTH]), verify.duplicate_report(conn)
-    finally:
-        conn.close()
-
-
-def one(postgres, sql, params=()):
-    conn = postgres.connect()
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        return cur.fetchall()
     finally:
         conn.close()
 

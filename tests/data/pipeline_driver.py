@@ -65,3 +65,14 @@ class Pipeline:
             for topic, message in pending:
                 self.deliver(topic, message["data"], message_id=message.get("id"))
         raise AssertionError("the pipeline did not settle")
+
+
+def rows(postgres, sql: str, params: tuple = ()) -> list[tuple]:
+    """Query the test cluster on a connection of its own (not the pipeline's), so a test reads what is committed."""
+    conn = postgres.connect()
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        return cur.fetchall()
+    finally:
+        conn.close()

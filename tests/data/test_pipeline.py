@@ -10,7 +10,7 @@ import pytest
 from local import verify
 from local.sandbox.dataset import generate_dataset
 from shared.bling.token_store import get_token_store
-from tests.data.pipeline_driver import Pipeline, envelope, handler
+from tests.data.pipeline_driver import Pipeline, envelope, handler, rows
 
 MONTHS = ("2026-01", "2026-02")
 
@@ -34,16 +34,6 @@ def db_report(postgres, server, months=MONTHS):
     try:
         return verify.verify(conn, verify.normalize_truth(server.truth()), months), verify.db_counts(conn), \
             verify.duplicate_report(conn)
-    finally:
-        conn.close()
-
-
-def rows(postgres, sql, params=()):
-    conn = postgres.connect()
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        return cur.fetchall()
     finally:
         conn.close()
 
