@@ -14,7 +14,9 @@ import pytest
 from tests.chaos.conftest import MONTHS, Chaos
 from tests.chaos.reliability import record
 
-pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+# One rerun from a clean state when the Pub/Sub emulator stalls a push subscription (docs/RELIABILITY.md, "Left
+# open"); a real regression fails both attempts.
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.flaky(reruns=1)]
 
 
 def ends_equal_to_truth(chaos: Chaos, months=MONTHS, dead_letters_expected: bool = False):

@@ -17,7 +17,9 @@ from tests.chaos.conftest import Chaos
 from tests.chaos.reliability import record
 from tests.chaos.test_chaos import ends_equal_to_truth
 
-pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+# One rerun from a clean state when the Pub/Sub emulator stalls a push subscription (docs/RELIABILITY.md, "Left
+# open"); a real regression fails both attempts.
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.flaky(reruns=1)]
 
 
 def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: Chaos):
