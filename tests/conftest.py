@@ -143,10 +143,10 @@ def gcp_project() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(scope="session")
-def firestore_emulator(stack_run_dir: Path) -> Iterator[FirestoreEmulator]:
+def _run_emulator(emulator_class: type, log_path: Path) -> Iterator[Any]:
+    """Launch one of the official emulators for the session (missing one: skip, or fail under CI), stop it after."""
     try:
-        emulator = FirestoreEmulator(stack_run_dir / "logs/firestore-emulator.log")
+        emulator = emulator_class(log_path)
         emulator.launch()
     except MissingDependency as exc:
         missing(str(exc))
@@ -155,6 +155,11 @@ def firestore_emulator(stack_run_dir: Path) -> Iterator[FirestoreEmulator]:
         yield emulator
     finally:
         emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(stack_run_dir: Path) -> Iterator[FirestoreEmulator]:
+    yield from _run_emulator(FirestoreEmulator, stack_run_dir / "logs/firestore-emulator.log")
 
 
 @pytest.fixture
@@ -169,16 +174,7 @@ def firestore_env(firestore_emulator: FirestoreEmulator, gcp_project: str) -> Fi
 
 @pytest.fixture(scope="session")
 def pubsub_emulator(stack_run_dir: Path) -> Iterator[PubSubEmulator]:
-    try:
-        emulator = PubSubEmulator(stack_run_dir / "logs/pubsub-emulator.log")
-        emulator.launch()
-    except MissingDependency as exc:
-        missing(str(exc))
-    try:
-        emulator.wait_ready()
-        yield emulator
-    finally:
-        emulator.stop()
+    yield from _run_emulator(PubSubEmulator, stack_run_dir / "logs/pubsub-emulator.log")
 
 
 @pytest.fixture
