@@ -260,7 +260,7 @@ class PostgresCluster:
 
     def destroy(self) -> None:
         """Stop and delete the data directory and the socket directory."""
-        self.stop()
+        self.stop(mode="immediate")  # the data is deleted next: no shutdown checkpoint to wait for
         shutil.rmtree(self.data_dir, ignore_errors=True)
         if self.socket_dir:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
@@ -744,6 +744,12 @@ def _stop_live_stacks() -> None:
 atexit.register(_stop_live_stacks)
 
 
+def _quietly(action: Callable[[], None]) -> None:
+    """Run a stop step; a failure must not keep the other components running."""
+    with contextlib.suppress(Exception):
+        action()
+
+
 class LocalStack:
     """PostgreSQL + Pub/Sub + Firestore emulators + Bling sandbox + every function, wired like production.
 
@@ -873,21 +879,28 @@ class LocalStack:
             return
         self._stopped = True
         self._track()
-        for component in [*self.functions.values(), self.sandbox, self.firestore, self.pubsub]:
-            if component is not None:
-                with contextlib.suppress(Exception):
-                    component.stop()
+        # Side by side, not one after another: each component may take its whole stop timeout (SIGTERM, wait,
+        # SIGKILL) on a loaded machine, and a CI job cancelled with SIGTERM has a grace period to respect.
+        stoppers = [threading.Thread(target=_quietly, args=(component.stop,), name=f"stop-{type(component).__name__}")
+                    for component in [*self.functions.values(), self.sandbox, self.firestore, self.pubsub]
+                    if component is not None]
         if self.postgres is not None:
-            with contextlib.suppress(Exception):
-                if self.keep_pgdata:
-                    self.postgres.stop()
-                    if self.postgres.socket_dir:
-                        shutil.rmtree(self.postgres.socket_dir, ignore_errors=True)
-                else:
-                    self.postgres.destroy()
+            stoppers.append(threading.Thread(target=_quietly, args=(self._stop_postgres,), name="stop-postgres"))
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
         self._restore_signal_handlers()
         with _live_lock:
             _live_stacks.discard(self)
+
+    def _stop_postgres(self) -> None:
+        if self.keep_pgdata:
+            self.postgres.stop()
+            if self.postgres.socket_dir:
+                shutil.rmtree(self.postgres.socket_dir, ignore_errors=True)
+        else:
+            self.postgres.destroy()
 
     def _install_signal_handlers(self) -> None:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():

@@ -169,9 +169,9 @@ def test_local_stack_wait_for_quiet_and_log_lines(local_stack_factory):
 
 
 _SIGTERM_SCRIPT = """
-import sys, json
+import faulthandler, signal, sys, json
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it hangs, should it not exit
 sys.path.insert(0, {root!r})
-print([l for l in open("/proc/self/status").read().splitlines() if l.startswith("Sig")], file=sys.stderr, flush=True)
 from local.stack import LocalStack
 s = LocalStack(sandbox=False, functions=[],
                extra_functions={{"echo": ("echo", "http", {fn!r})}}).start()
@@ -196,8 +196,10 @@ def test_sigterm_stops_everything(tmp_path):
         try:
             code = proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
             proc.kill()
-            pytest.fail(f"no exit 60 s after SIGTERM; stderr: {proc.communicate()[1][-3000:]}")
+            pytest.fail(f"no exit 60 s after SIGTERM; threads: {proc.communicate()[1][-6000:]}")
         assert code == 128 + signal.SIGTERM, proc.stderr.read()[-3000:]
     finally:
         if proc.poll() is None:
