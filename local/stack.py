@@ -500,8 +500,10 @@ class Sandbox:
         port_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "local.sandbox", "--profile", self.profile, "--seed", str(self.seed),
                 "--rate", str(self.rate_per_s), "--latency-ms", str(int(self.latency_s * 1000)), "--port", "0",
-                "--port-file", str(port_file), "--redirect-uri", self.redirect_uri, "--client-id", self.client_id,
-                "--client-secret", self.client_secret, *self.extra_args]
+                "--port-file", str(port_file), f"--redirect-uri={self.redirect_uri}",
+                # `--opt=value`: a generated secret may start with "-" (token_urlsafe), which argparse would
+                # otherwise read as an option (one bench run in 64 failed so)
+                f"--client-id={self.client_id}", f"--client-secret={self.client_secret}", *self.extra_args]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
         self.process = ManagedProcess("sandbox", argv, self.run_dir / "logs/sandbox.log", env=env,
                                       cwd=REPO_ROOT).start()

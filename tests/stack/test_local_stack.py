@@ -178,7 +178,10 @@ s = LocalStack(sandbox=False, functions=[],
 print(json.dumps({{"pids": sorted(s.pids()), "ports": sorted(s.ports()), "pgdata": str(s.run_dir / "pgdata")}}),
       flush=True)
 import time
-time.sleep(300)
+# Short sleeps, as every waiting loop of the stack's users does (make demo polls): CPython runs a signal handler in
+# the main thread, and a SIGTERM the kernel hands to another thread (gRPC's) does not cut a long sleep short.
+for _ in range(600):
+    time.sleep(0.5)
 """
 
 
