@@ -9,6 +9,7 @@ more pages, so a fault lands in the middle of something.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -104,8 +105,6 @@ class Chaos:
 
     def lines(self, functions: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """JSON log lines the functions wrote since begin()."""
-        import json
-
         out = []
         for name, path in self.stack.log_paths().items():
             if functions is not None and name not in functions:
@@ -175,7 +174,8 @@ class Chaos:
         last_nudge = start
         while not predicate():
             if time.monotonic() - start > timeout_s:
-                raise TimeoutError(f"not reached after {timeout_s:.0f}s: {what} ({self.nudges} push loop restarts)")
+                raise TimeoutError(f"not reached after {timeout_s:.0f}s: {what} ({self.nudges} push loop restarts)"
+                                   f"\n{self.diagnosis()}")
             if self._idle_s() > self.STALL_S and time.monotonic() - last_nudge > self.STALL_S:
                 self.nudge_push_loops()
                 last_nudge = time.monotonic()
@@ -208,8 +208,27 @@ class Chaos:
             # its log: whether its push loops were waiting on an endpoint or backing off.
             with contextlib.suppress(Exception):
                 os.kill(self.stack.pubsub.process.pid, signal.SIGQUIT)
-            raise TimeoutError(f"{exc}\n{summary}\ndead letters: {dead}\n"
-                               f"emulator thread dump: {self.stack.pubsub.log_path}") from None
+            raise TimeoutError(f"{exc}\n{summary}\ndead letters: {dead}\n{self.diagnosis()}") from None
+
+    def diagnosis(self, per_function: int = 6) -> str:
+        """What a timed-out scenario was doing, for the failure message (CI shows the message, not .stack/):
+        Bling calls by kind, whether each function process is alive and its last log lines since begin()
+        (tracebacks included), and the end of the Pub/Sub emulator's log."""
+        out = []
+        with contextlib.suppress(Exception):
+            out.append(f"sandbox calls: {self.stats().get('requests_by_kind')}")
+        for name, fn in sorted(self.stack.functions.items()):
+            alive = fn.process.running() if fn.process else False
+            with open(fn.log_path, "rb") as handle:
+                handle.seek(self._marks.get(name, 0))
+                tail_lines = handle.read().decode("utf-8", errors="replace").splitlines()[-per_function:]
+            out.append(f"-- {name} ({'alive' if alive else 'NOT RUNNING'}), last lines:")
+            out.extend("   " + _compact(line) for line in tail_lines)
+        with contextlib.suppress(Exception):
+            emulator_tail = self.stack.pubsub.log_path.read_text(errors="replace").splitlines()[-8:]
+            out.append(f"-- pubsub emulator ({self.stack.pubsub.log_path}), last lines:")
+            out.extend("   " + line[:300] for line in emulator_tail)
+        return "\n".join(out)
 
     def check(self, months: Iterable[str] = MONTHS) -> tuple[verify.Report, list[str], dict[str, list]]:
         """(verify report, duplicate report, dead letters by topic) — the end of every scenario."""
@@ -233,6 +252,18 @@ class Chaos:
             return rows
         finally:
             conn.close()
+
+
+def _compact(line: str) -> str:
+    """One log line in a few words: time, severity, message and the ids that place it."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return line[:200]
+    if not isinstance(entry, dict):
+        return line[:200]
+    where = " ".join(f"{k}={entry[k]}" for k in ("message_id", "window", "nfe_id", "status") if k in entry)
+    return f"{str(entry.get('time', ''))[11:23]} {entry.get('severity')} {str(entry.get('message'))[:140]} {where}"
 
 
 @pytest.fixture(scope="module")
