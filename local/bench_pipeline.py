@@ -83,7 +83,7 @@ class PipelineBench:
         with sandbox_scale(self.scale):
             self.stack = stack_mod.LocalStack(
                 self.run, profile="history", seed=self.seed, rate_per_s=self.rate_per_s, latency_s=self.latency_s,
-                min_backoff_s=1.0, max_backoff_s=max(1.0, 600.0 / self.speedup), function_env=env)
+                function_env=env)
             self.stack.start()
         self.stack.authorize()
         self.truth = verify.fetch_truth(self.stack.sandbox.url)

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     log("starting the local stack (PostgreSQL, Pub/Sub + Firestore emulators, Bling sandbox, functions)...")
     try:
         stack = LocalStack("demo", profile=args.profile, seed=args.seed, rate_per_s=args.rate,
-                           latency_s=args.latency_ms / 1000.0, keep_pgdata=True, min_backoff_s=1, max_backoff_s=10)
+                           latency_s=args.latency_ms / 1000.0, keep_pgdata=True)
         stack.start()
     except MissingDependency as exc:
         print(f"demo: missing system tool: {exc}", file=sys.stderr)

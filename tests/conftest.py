@@ -287,9 +287,9 @@ def _start_stack(**kwargs: Any) -> LocalStack:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
     """The full pipeline: every function as a functions-framework process, the `small` sandbox profile (a
-    subprocess), push subscriptions with a 1-5 s retry backoff. One per test module. Not authorized yet: call
+    subprocess), push subscriptions retrying a failed push after 1 s. One per test module. Not authorized yet: call
     stack.authorize(). Use stack.env() for in-process clients."""
-    started = _start_stack(profile="small", min_backoff_s=1, max_backoff_s=5)
+    started = _start_stack(profile="small")
     try:
         yield started
     finally:
@@ -303,8 +303,6 @@ def local_stack_factory() -> Iterator[Callable[..., LocalStack]]:
     stacks: list[LocalStack] = []
 
     def factory(**kwargs: Any) -> LocalStack:
-        kwargs.setdefault("min_backoff_s", 1)
-        kwargs.setdefault("max_backoff_s", 5)
         started = _start_stack(**kwargs)
         stacks.append(started)
         return started

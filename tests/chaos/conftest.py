@@ -1,6 +1,6 @@
 """One LocalStack for every chaos scenario of a module (starting one costs ~15 s; the scenarios reset what they
 touch instead): real PostgreSQL, the Pub/Sub and Firestore emulators, the Bling sandbox as a subprocess and each
-function as a functions-framework process, with push retries of 1-3 s and 5 delivery attempts.
+function as a functions-framework process, with push retries after 1 s and 5 delivery attempts.
 
 Time is scaled ×10 where the scenario is not about the rate limit: the sandbox allows 30 req/s and the functions'
 budget is 28/s (Bling: 3 and 2.8). Small pages and batches (5 per page, 3 ids per message) make more messages and
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -40,8 +39,6 @@ class Chaos:
         self._marks: dict[str, int] = {}
         self.started = 0.0
         self.truth: dict[str, Any] = {}
-        self.nudges = 0
-        self._nudges_at_begin = 0
 
     # -- setup
     def _seeded_tables(self) -> set[str]:
@@ -75,13 +72,7 @@ class Chaos:
         self.truth = verify.fetch_truth(sandbox.url)
         self._marks = {name: self._size(path) for name, path in self.stack.log_paths().items()}
         self.started = time.monotonic()
-        self._nudges_at_begin = self.nudges
         return self
-
-    @property
-    def scenario_nudges(self) -> int:
-        """Push loop restarts the harness needed in this scenario (see nudge_push_loops); shown in the table."""
-        return self.nudges - self._nudges_at_begin
 
     @staticmethod
     def _size(path: Path) -> int:
@@ -136,67 +127,19 @@ class Chaos:
         for month in months:
             self.stack.publish("bling-schedule", {"month": month})
 
-    # -- the emulator's push loops
-    # Google's Pub/Sub emulator pushes one message at a time per subscription and its HTTP push has no read
-    # timeout; a few times in many runs a push loop stopped for minutes after a burst of failed pushes, with the
-    # functions idle and answering. Real Pub/Sub has no such loop. When nothing has happened for STALL_S while
-    # work is known to be pending, the harness restarts the push loops (a changed push config makes the
-    # emulator start new ones) and counts it; the first time it also asks for a Java thread dump (SIGQUIT to our
-    # own emulator child; a JVM prints it to its log and keeps running).
-    STALL_S = 8.0
-
-    def _idle_s(self) -> float:
-        return time.time() - self.stack.last_log_activity()
-
-    def nudge_push_loops(self) -> None:
-        from google.pubsub_v1 import types
-
-        from shared import topology
-
-        if self.nudges == 0:
-            with contextlib.suppress(Exception):
-                os.kill(self.stack.pubsub.process.pid, signal.SIGQUIT)
-        self.nudges += 1
-        subscriber = self.stack.pubsub.subscriber()
-        for route in topology.ROUTES:
-            fn = self.stack.functions.get(route.function)
-            if fn is None:
-                continue
-            endpoint = f"{fn.url}/projects/{self.stack.project}/topics/{route.topic}"
-            if self.nudges % 2:
-                endpoint += f"?restart={self.nudges}"
-            subscriber.modify_push_config(request={
-                "subscription": subscriber.subscription_path(self.stack.project, route.subscription),
-                "push_config": types.PushConfig(push_endpoint=endpoint)})
-
     def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 60, what: str = "") -> float:
         start = time.monotonic()
-        last_nudge = start
         while not predicate():
             if time.monotonic() - start > timeout_s:
-                raise TimeoutError(f"not reached after {timeout_s:.0f}s: {what} ({self.nudges} push loop restarts)"
-                                   f"\n{self.diagnosis()}")
-            if self._idle_s() > self.STALL_S and time.monotonic() - last_nudge > self.STALL_S:
-                self.nudge_push_loops()
-                last_nudge = time.monotonic()
+                raise TimeoutError(f"not reached after {timeout_s:.0f}s: {what}\n{self.diagnosis()}")
             time.sleep(0.1)
         return time.monotonic() - start
 
     def settle(self, months: Iterable[str] = MONTHS, timeout_s: float = 240) -> float:
         start = time.monotonic()
-        while True:
-            remaining = timeout_s - (time.monotonic() - start)
-            try:
-                verify.wait_for_pipeline(self.stack, self.truth, list(months), quiet_s=3,
-                                         timeout_s=max(1.0, min(remaining, 20.0)))
-                return time.monotonic() - start
-            except TimeoutError:
-                if time.monotonic() - start >= timeout_s:
-                    break
-                if self._idle_s() > self.STALL_S:
-                    self.nudge_push_loops()
         try:
-            raise TimeoutError(f"the pipeline did not settle in {timeout_s:.0f}s ({self.nudges} push loop restarts)")
+            verify.wait_for_pipeline(self.stack, self.truth, list(months), quiet_s=3, timeout_s=timeout_s)
+            return time.monotonic() - start
         except TimeoutError as exc:
             conn = self.stack.postgres.connect()
             try:
@@ -204,10 +147,6 @@ class Chaos:
             finally:
                 conn.close()
             dead = {t: [m["data"] for m in ms] for t, ms in self.stack.dead_letters(timeout_s=0.3).items() if ms}
-            # A Java thread dump of the Pub/Sub emulator (our own child; SIGQUIT does not stop a JVM) lands in
-            # its log: whether its push loops were waiting on an endpoint or backing off.
-            with contextlib.suppress(Exception):
-                os.kill(self.stack.pubsub.process.pid, signal.SIGQUIT)
             raise TimeoutError(f"{exc}\n{summary}\ndead letters: {dead}\n{self.diagnosis()}") from None
 
     def diagnosis(self, per_function: int = 6) -> str:
@@ -276,8 +215,8 @@ def chaos() -> Iterator[Chaos]:
         if IN_CI:
             pytest.fail(f"CI=true and a required tool is missing: {exc}", pytrace=False)
         pytest.skip(str(exc))
-    stack = LocalStack(profile="small", rate_per_s=SCALED_RATE, function_env=FUNCTION_ENV, min_backoff_s=1,
-                       max_backoff_s=3, ack_deadline_s=30, handle_signals=False).start()
+    stack = LocalStack(profile="small", rate_per_s=SCALED_RATE, function_env=FUNCTION_ENV,
+                       ack_deadline_s=30, handle_signals=False).start()
     try:
         yield Chaos(stack)
     finally:

@@ -36,8 +36,6 @@ def render(ledger: dict) -> str:
     for e in rows:
         took = f"{e['seconds']:.0f} s" if isinstance(e.get("seconds"), (int, float)) else ""
         outcome = e["outcome"]
-        if e.get("push_loop_restarts"):
-            outcome += f" (the test restarted the emulator's stalled push loops {e['push_loop_restarts']}×)"
         lines.append(f"| {_cell(e['scenario'])} | {_cell(e['fault'])} | {_cell(outcome)} | "
                      f"{'pass' if e.get('ok') else 'FAIL'} | {took} |")
     recorded = sorted(e.get("recorded_at", "") for e in rows)

@@ -1,7 +1,9 @@
-"""Tiny functions for tests/stack: one that records what it received, one that always fails, one HTTP echo."""
+"""Tiny functions for tests/stack: one that records what it received, one that always fails, one that fails each
+message's first two deliveries, one HTTP echo."""
+import base64
 import json
 import os
-import base64
+import threading
 
 import functions_framework
 
@@ -20,6 +22,21 @@ def on_fail(event):
     payload = json.loads(base64.b64decode(message["data"]))
     print(json.dumps({"severity": "ERROR", "message": "failing on purpose", "payload": payload}), flush=True)
     raise RuntimeError("failing on purpose")
+
+
+_deliveries: dict[str, int] = {}
+_deliveries_lock = threading.Lock()
+
+
+@functions_framework.cloud_event
+def on_flaky(event):
+    """Fails the first two deliveries of every message (a passing outage), then records it like on_ok."""
+    message = event.data["message"]
+    with _deliveries_lock:
+        _deliveries[event["id"]] = seen = _deliveries.get(event["id"], 0) + 1
+    if seen <= 2:
+        raise RuntimeError(f"failing delivery {seen} on purpose")
+    on_ok(event)
 
 
 @functions_framework.http

@@ -104,7 +104,7 @@ def test_push_delivery_and_dead_letter(pubsub_emulator, gcp_project, fn_run_dir)
         routes = [Route(topic="stack-test-ok", function="okfn", entry_point="on_ok"),
                   Route(topic="stack-test-bad", function="badfn", entry_point="on_fail")]
         create_topology(pubsub_emulator, {"okfn": ok.url, "badfn": bad.url}, project=gcp_project, routes=routes,
-                        min_backoff_s=0.5, max_backoff_s=1, ack_deadline_s=10)
+                        ack_deadline_s=10)
         publish_json(pubsub_emulator, "stack-test-ok", {"n": 1}, project=gcp_project)
         publish_json(pubsub_emulator, "stack-test-bad", {"n": 2}, project=gcp_project)
 
@@ -132,8 +132,36 @@ def test_push_delivery_and_dead_letter(pubsub_emulator, gcp_project, fn_run_dir)
         assert port_is_free(fn.port)
 
 
+def test_push_retries_lose_nothing(pubsub_emulator, gcp_project, fn_run_dir):
+    """Every message fails twice, then succeeds: all arrive, none dead-lettered. With a retry policy on the
+    subscription the emulator lost about a quarter of such messages (docs/decisions/005), so the local topology
+    has none; this keeps it so."""
+    flaky = FunctionServer("flakyfn", "on_flaky", "cloudevent", fn_run_dir / "logs/flakyfn.log",
+                           source=TEST_FUNCTIONS)
+    try:
+        flaky.start()
+        route = Route(topic="stack-test-flaky", function="flakyfn", entry_point="on_flaky")
+        create_topology(pubsub_emulator, {"flakyfn": flaky.url}, project=gcp_project, routes=[route],
+                        ack_deadline_s=10)
+        sent = list(range(30))
+        for n in sent:
+            publish_json(pubsub_emulator, route.topic, {"n": n}, project=gcp_project)
+
+        def received() -> list[int]:
+            return sorted(json.loads(line)["payload"]["n"] for line in flaky.log_path.read_text().splitlines()
+                          if line.startswith('{"severity": "INFO", "message": "received"'))
+
+        deadline = time.monotonic() + 90
+        while received() != sent and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert received() == sent, f"missing: {sorted(set(sent) - set(received()))}"
+        assert pull_all(pubsub_emulator, route.dead_letter_subscription, project=gcp_project, timeout_s=1) == []
+    finally:
+        flaky.stop()
+
+
 def _stack_kwargs(**extra):
-    return dict(sandbox=False, functions=[], min_backoff_s=1, max_backoff_s=2,
+    return dict(sandbox=False, functions=[],
                 extra_functions={"echo": ("echo", "http", str(TEST_FUNCTIONS))},
                 function_env={"STACK_TEST_MARKER": "hello"}, **extra)
 
