@@ -7,20 +7,29 @@ import threading
 
 import functions_framework
 
+_print_lock = threading.Lock()
+
+
+def _log(entry: dict) -> None:
+    """One JSON line per call: print() writes the text and the newline separately, so lines of two threads
+    (gunicorn serves pushes concurrently) could share a line."""
+    with _print_lock:
+        print(json.dumps(entry), flush=True)
+
 
 @functions_framework.cloud_event
 def on_ok(event):
     message = event.data["message"]
     payload = json.loads(base64.b64decode(message["data"]))
-    print(json.dumps({"severity": "INFO", "message": "received", "payload": payload, "source": event["source"],
-                      "id": event["id"]}), flush=True)
+    _log({"severity": "INFO", "message": "received", "payload": payload, "source": event["source"],
+          "id": event["id"]})
 
 
 @functions_framework.cloud_event
 def on_fail(event):
     message = event.data["message"]
     payload = json.loads(base64.b64decode(message["data"]))
-    print(json.dumps({"severity": "ERROR", "message": "failing on purpose", "payload": payload}), flush=True)
+    _log({"severity": "ERROR", "message": "failing on purpose", "payload": payload})
     raise RuntimeError("failing on purpose")
 
 
