@@ -35,8 +35,7 @@ def render(ledger: dict) -> str:
     lines = ["| Scenario | What the test does | Measured outcome | Result | Time |", "| --- | --- | --- | --- | --- |"]
     for e in rows:
         took = f"{e['seconds']:.0f} s" if isinstance(e.get("seconds"), (int, float)) else ""
-        outcome = e["outcome"]
-        lines.append(f"| {_cell(e['scenario'])} | {_cell(e['fault'])} | {_cell(outcome)} | "
+        lines.append(f"| {_cell(e['scenario'])} | {_cell(e['fault'])} | {_cell(e['outcome'])} | "
                      f"{'pass' if e.get('ok') else 'FAIL'} | {took} |")
     recorded = sorted(e.get("recorded_at", "") for e in rows)
     if recorded:
