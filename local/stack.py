@@ -869,7 +869,7 @@ class LocalStack:
                         ack_deadline_s=self.ack_deadline_s)
 
     def stop(self) -> None:
-        """Stop every process (functions first, then sandbox, emulators, PostgreSQL). Safe to call twice."""
+        """Stop every process (all components at once; PostgreSQL destroyed unless keep_pgdata). Safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
