@@ -20,6 +20,18 @@ from tests.chaos.test_chaos import ends_equal_to_truth
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 
+def replay_one_dead_letter(chaos: Chaos, topic: str) -> float:
+    """Run the documented replay command for `topic` like an operator; it must replay exactly one message.
+    Returns its run time in seconds."""
+    started = time.monotonic()
+    replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", topic],
+                            env={**os.environ, **chaos.stack.env(), "PYTHONPATH": str(REPO_ROOT)},
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert f"{topic}: 1 replayed" in replay.stdout, replay.stdout
+    return time.monotonic() - started
+
+
 def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: Chaos):
     """The database refuses this window's run on every delivery (a constraint the code knows nothing about): the
     lister fails unexpectedly each time, Pub/Sub stops after max_delivery_attempts and the message waits in
@@ -40,13 +52,7 @@ def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: 
         assert deliveries == topology.WINDOWS.max_delivery_attempts, deliveries
     finally:
         chaos.sql("ALTER TABLE etl_run DROP CONSTRAINT IF EXISTS chaos_poison")
-    replay_started = time.monotonic()
-    replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", "bling-windows"],
-                            env={**os.environ, **chaos.stack.env(), "PYTHONPATH": str(REPO_ROOT)},
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert "bling-windows: 1 replayed" in replay.stdout, replay.stdout
-    replay_s = time.monotonic() - replay_started
+    replay_s = replay_one_dead_letter(chaos, "bling-windows")
     waited = chaos.settle(["2026-01"])
     report, _ = ends_equal_to_truth(chaos, ["2026-01"])
     record("poison message",
@@ -77,13 +83,7 @@ def test_dead_letters_replayed_after_postgresql_was_down_longer_than_the_attempt
         assert attempts == topology.SCHEDULE.max_delivery_attempts, attempts
     finally:
         chaos.stack.postgres.start()
-    replay_started = time.monotonic()
-    replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", "bling-schedule"],
-                            env={**os.environ, **chaos.stack.env(), "PYTHONPATH": str(REPO_ROOT)},
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert "bling-schedule: 1 replayed" in replay.stdout, replay.stdout
-    replay_s = time.monotonic() - replay_started
+    replay_s = replay_one_dead_letter(chaos, "bling-schedule")
     waited = chaos.settle()
     report, _ = ends_equal_to_truth(chaos)
     record("dead letters replayed after PostgreSQL was down",
