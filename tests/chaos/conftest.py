@@ -94,16 +94,18 @@ class Chaos:
     def calls(self, kind: str) -> int:
         return int(self.stats()["requests_by_kind"].get(kind, 0))
 
+    def _text_since_begin(self, name: str, path: Path) -> str:
+        with open(path, "rb") as handle:
+            handle.seek(self._marks.get(name, 0))
+            return handle.read().decode("utf-8", errors="replace")
+
     def lines(self, functions: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """JSON log lines the functions wrote since begin()."""
         out = []
         for name, path in self.stack.log_paths().items():
             if functions is not None and name not in functions:
                 continue
-            with open(path, "rb") as handle:
-                handle.seek(self._marks.get(name, 0))
-                text = handle.read().decode("utf-8", errors="replace")
-            for line in text.splitlines():
+            for line in self._text_since_begin(name, path).splitlines():
                 if line.startswith("{"):
                     try:
                         entry = json.loads(line)
@@ -158,9 +160,7 @@ class Chaos:
             out.append(f"sandbox calls: {self.stats().get('requests_by_kind')}")
         for name, fn in sorted(self.stack.functions.items()):
             alive = fn.process.running() if fn.process else False
-            with open(fn.log_path, "rb") as handle:
-                handle.seek(self._marks.get(name, 0))
-                tail_lines = handle.read().decode("utf-8", errors="replace").splitlines()[-per_function:]
+            tail_lines = self._text_since_begin(name, fn.log_path).splitlines()[-per_function:]
             out.append(f"-- {name} ({'alive' if alive else 'NOT RUNNING'}), last lines:")
             out.extend("   " + _compact(line) for line in tail_lines)
         with contextlib.suppress(Exception):
