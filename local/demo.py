@@ -27,8 +27,8 @@ EXAMPLE_QUERIES = (
      "sum(valor_nota) FROM nfe JOIN nfe_situacao s ON s.codigo = nfe.situacao GROUP BY 1, 2 ORDER BY 1, 2;"),
     ("Best-selling products (authorized notes only)",
      "SELECT i.codigo, coalesce(p.nome, '(SKU unknown to Bling)') AS nome, sum(i.quantidade) AS qtd, "
-     "sum(i.valor_total) AS total FROM nfe_item i JOIN nfe n ON n.id = i.nfe_id LEFT JOIN produto_sku s "
-     "ON s.codigo = i.codigo LEFT JOIN produto p ON p.id = s.produto_id WHERE n.situacao <> 2 "
+     "sum(i.valor_total) AS total FROM nfe_item i JOIN nfe_autorizada n ON n.id = i.nfe_id LEFT JOIN produto_sku s "
+     "ON s.codigo = i.codigo LEFT JOIN produto p ON p.id = s.produto_id "
      "GROUP BY 1, 2 ORDER BY total DESC LIMIT 10;"),
     ("Payments by form",
      "SELECT f.descricao, count(*) AS parcelas, sum(pa.valor) AS total FROM nfe_parcela pa "
