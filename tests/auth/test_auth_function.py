@@ -3,6 +3,7 @@ OAuth endpoints (single-use codes; reusing one revokes the user)."""
 from __future__ import annotations
 
 import datetime
+import os
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
@@ -13,6 +14,7 @@ import requests
 from shared import firestore_client
 from shared.bling.client import get_client
 from shared.bling.errors import BlingReauthorizationRequired
+from tests.auth.flow import ADMIN_KEY
 from tests.bling.helpers import log_lines, reset_bling_state, run_concurrently, token_doc
 
 SOURCE = Path(__file__).resolve().parents[2] / "functions" / "auth" / "main.py"
@@ -21,16 +23,24 @@ SOURCE = Path(__file__).resolve().parents[2] / "functions" / "auth" / "main.py"
 @pytest.fixture
 def bling_server(firestore_env: Any, sandbox: Callable[..., Any]) -> Any:
     server = sandbox("small")
+    os.environ["AUTH_ADMIN_KEY"] = ADMIN_KEY  # isolate_environment (tests/conftest.py) restores the environment
     reset_bling_state()
     yield server
     reset_bling_state()
 
 
 @pytest.fixture
-def auth(bling_server: Any):
+def auth_app(bling_server: Any):
+    """The real auth function as a WSGI app; each .test_client() is one browser with its own cookies."""
     from functions_framework import create_app
 
-    return create_app(target="auth_http", source=str(SOURCE), signature_type="http").test_client()
+    return create_app(target="auth_http", source=str(SOURCE), signature_type="http")
+
+
+@pytest.fixture
+def auth(auth_app: Any):
+    """The operator's browser."""
+    return auth_app.test_client()
 
 
 def _start(auth) -> str:
