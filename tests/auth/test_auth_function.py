@@ -187,3 +187,22 @@ def test_routes_work_behind_the_functions_url_prefix():
     assert _route("/bling-auth/", True) == "callback" and _route("/", True) == "callback"
     assert _route("/bling-auth/status", False) == "status" and _route("/x/start", False) == "start"
     assert _route("/favicon.ico", False) == ""
+
+
+def test_the_flow_cookie_is_httponly_lax_scoped_and_secure_except_on_plain_localhost(auth_app, bling_server):
+    os.environ["AUTH_PUBLIC_URL"] = "https://southamerica-east1-p.cloudfunctions.net/bling-auth"
+    reset_bling_state()
+
+    def set_cookie(base_url: str) -> str:
+        response = auth_app.test_client().post("/start", data={"admin_key": ADMIN_KEY}, base_url=base_url)
+        assert response.status_code == 302
+        return response.headers["Set-Cookie"]
+
+    public = set_cookie("https://southamerica-east1-p.cloudfunctions.net")
+    behind_a_proxy = set_cookie("http://bling-auth-xyz.a.run.app")  # TLS ended in front of the instance
+    local = set_cookie("http://127.0.0.1:8080")
+
+    for header in (public, behind_a_proxy, local):
+        assert "HttpOnly" in header and "SameSite=Lax" in header and "Max-Age=600" in header, header
+        assert "Path=/bling-auth" in header, header  # sent back to the callback, not to the other functions
+    assert "Secure" in public and "Secure" in behind_a_proxy and "Secure" not in local
