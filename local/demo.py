@@ -2,7 +2,8 @@
 
 1. starts the local stack (PostgreSQL, Pub/Sub + Firestore emulators, the Bling sandbox with the `demo` profile,
    every function as a functions-framework process, push subscriptions with dead letters);
-2. authorizes through the auth function exactly like a user's browser would (/start → Bling authorize → /callback);
+2. authorizes through the auth function exactly like the operator's browser would (/start, the admin-key form with
+   the stack's random key, Bling authorize, /callback with the cookie /start set);
 3. publishes {"month": "2026-01"} and {"month": "2026-02"} to bling-schedule;
 4. waits until the functions are quiet and the database has stopped changing;
 5. checks with local/verify.py that PostgreSQL holds exactly what the sandbox truth says for those months;
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"  function {name:<10} {fn.url}")
         log(f"  Bling sandbox      {stack.sandbox.api_base}")
 
-        log(f"authorizing like a user: GET {stack.auth_url}/start → Bling authorize → callback")
+        log(f"authorizing like the operator: {stack.auth_url}/start with the admin key (in "
+            f"{stack.run_dir / 'auth-admin-key'}) → Bling authorize → callback")
         status = stack.authorize()
         log(f"auth status: {status}")
         if not status.get("token_stored") or status.get("reauth_required"):

@@ -2,6 +2,7 @@
 
     with LocalStack(profile="small") as stack:
         stack.authorize()                                   # the first OAuth consent, through the auth function
+                                                            # (as the operator: with this stack's admin key)
         stack.publish("bling-schedule", {"month": "2026-01"})
         stack.wait_for_quiet(quiet_s=8, timeout_s=300)
 
@@ -779,6 +780,9 @@ class LocalStack:
         self.function_env = dict(function_env or {})
         self.keep_pgdata = keep_pgdata
         self.project = project
+        # The operator's key for the auth function's /start and /status (ADR 007): random per stack, given to the
+        # auth function only (as production's Secret Manager secret is) and to whoever drives the consent.
+        self.auth_admin_key = secrets.token_urlsafe(32)
         self.handle_signals = handle_signals
         self.run_dir: Path | None = None
         self.postgres: PostgresCluster | None = None
@@ -841,7 +845,10 @@ class LocalStack:
             env = self.function_process_env()
             for fn in self.functions.values():
                 fn.extra_env = {**env, **fn.extra_env}
+                if fn.name == "auth":
+                    fn.extra_env["AUTH_ADMIN_KEY"] = self.auth_admin_key
                 fn.launch()
+            self._write_admin_key()
             self._track()
             for fn in self.functions.values():
                 fn.wait_ready()
@@ -850,6 +857,13 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    def _write_admin_key(self) -> None:
+        """.stack/<run>/auth-admin-key (mode 600), so a human can open <auth>/start of a running stack by hand."""
+        path = self.run_dir / "auth-admin-key"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.auth_admin_key + "\n")
 
     def _track(self) -> None:
         for component in self.components():
@@ -1061,21 +1075,40 @@ class LocalStack:
         return {r.topic: self.pull(r.dead_letter_subscription, timeout_s=timeout_s) for r in topology.ROUTES}
 
     # -- OAuth
-    def authorize(self, timeout_s: float = 30.0) -> dict:
-        """Do the first consent like a user: GET <auth>/start → Bling authorize → <auth>/callback; return /status."""
-        return authorize_through_auth_function(self.auth_url, timeout_s=timeout_s)
+    def authorize(self, timeout_s: float = 30.0, replace: bool = False) -> dict:
+        """Do the consent like the operator: <auth>/start with the admin key → Bling authorize → <auth>/callback,
+        in one browser session; return /status. replace=True confirms replacing a working authorization."""
+        return authorize_through_auth_function(self.auth_url, self.auth_admin_key, replace=replace,
+                                               timeout_s=timeout_s)
+
+    def auth_status(self, timeout_s: float = 10.0) -> dict:
+        """The auth function's /status, read as the operator."""
+        return auth_status(self.auth_url, self.auth_admin_key, timeout_s=timeout_s)
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self._started_at
 
 
-def authorize_through_auth_function(auth_url: str, timeout_s: float = 30.0) -> dict:
-    """The browser's part of the OAuth dance, with no redirect followed automatically. Returns the /status JSON."""
+def authorize_through_auth_function(auth_url: str, admin_key: str, *, replace: bool = False,
+                                    timeout_s: float = 30.0) -> dict:
+    """The operator's browser through the OAuth dance, with no redirect followed automatically: open /start (the
+    key form), submit the key (and, if asked and `replace`, the confirmation), follow Bling's consent back to
+    /callback with the same cookies. Returns the /status JSON."""
     import requests
 
-    start = requests.get(auth_url + "/start", allow_redirects=False, timeout=timeout_s)
+    browser = requests.Session()  # its cookie jar binds the callback to this /start, as a browser's does
+    opened = browser.get(auth_url + "/start", allow_redirects=False, timeout=timeout_s)
+    if opened.status_code != 401 or 'type="password"' not in opened.text:
+        raise RuntimeError(f"GET {auth_url}/start: expected the admin-key form (401), got {opened.status_code}: "
+                           f"{opened.text[:300]}")
+    start = browser.post(auth_url + "/start", data={"admin_key": admin_key}, allow_redirects=False, timeout=timeout_s)
+    if start.status_code == 409 and replace:
+        start = browser.post(auth_url + "/start", data={"admin_key": admin_key, "confirm": "replace"},
+                             allow_redirects=False, timeout=timeout_s)
     if start.status_code not in (301, 302, 303, 307) or "Location" not in start.headers:
-        raise RuntimeError(f"GET {auth_url}/start: expected a redirect, got {start.status_code}: {start.text[:300]}")
+        hint = " (a working authorization exists: pass replace=True to replace it)" if start.status_code == 409 else ""
+        raise RuntimeError(f"POST {auth_url}/start: expected a redirect, got {start.status_code}{hint}: "
+                           f"{start.text[:300]}")
     authorize = requests.get(start.headers["Location"], allow_redirects=False, timeout=timeout_s)
     if authorize.status_code not in (301, 302, 303, 307) or "Location" not in authorize.headers:
         raise RuntimeError(f"GET authorize URL: expected a redirect, got {authorize.status_code}: "
@@ -1084,11 +1117,17 @@ def authorize_through_auth_function(auth_url: str, timeout_s: float = 30.0) -> d
     if not callback_url.startswith(auth_url):
         raise RuntimeError(f"authorize redirected to {urllib.parse.urlsplit(callback_url)._replace(query='').geturl()}"
                            f", not to the auth function {auth_url}")
-    callback = requests.get(callback_url, allow_redirects=False, timeout=timeout_s)
+    callback = browser.get(callback_url, allow_redirects=False, timeout=timeout_s)
     if callback.status_code != 200:
         raise RuntimeError(f"GET {auth_url}/callback: expected 200, got {callback.status_code}: "
                            f"{callback.text[:300]}")
-    status = requests.get(auth_url + "/status", timeout=timeout_s)
+    return auth_status(auth_url, admin_key, timeout_s=timeout_s)
+
+
+def auth_status(auth_url: str, admin_key: str, timeout_s: float = 10.0) -> dict:
+    import requests
+
+    status = requests.get(auth_url + "/status", headers={"Authorization": f"Bearer {admin_key}"}, timeout=timeout_s)
     if status.status_code != 200:
         raise RuntimeError(f"GET {auth_url}/status: {status.status_code}: {status.text[:300]}")
     return status.json()

@@ -57,6 +57,9 @@ class Settings:
     oauth_state_ttl_s: int
     # Public URL of the auth function, quoted in the ERROR that asks a human to re-authorize.
     auth_public_url: str
+    # The operator's key for the auth function's /start and /status (Secret Manager `bling-auth-admin-key`,
+    # docs/decisions/007); empty = those routes refuse everyone.
+    auth_admin_key: str
     # PostgreSQL: DB_HOST for a direct TCP connection, otherwise CLOUD_SQL_INSTANCE through the connector.
     db_host: str
     db_port: int
@@ -105,6 +108,7 @@ def get_settings() -> Settings:
         token_calls_per_min=_env_int("BLING_TOKEN_CALLS_PER_MIN", 5),
         oauth_state_ttl_s=_env_int("OAUTH_STATE_TTL_S", 600),
         auth_public_url=_env("AUTH_PUBLIC_URL", "<auth function URL>"),
+        auth_admin_key=_env("AUTH_ADMIN_KEY"),
         db_host=_env("DB_HOST"),
         db_port=_env_int("DB_PORT", 5432),
         db_name=_env("DB_NAME", "bling"),

@@ -1,39 +1,38 @@
 """The auth function (HTTP): the one-time OAuth consent with Bling, and a status page.
 
-  GET /start (or / with no parameters)  new random state, saved for 10 minutes → 302 to Bling's authorize URL
-  GET /callback?code&state              exchange the code once, store the pair, publish the parked messages
-                                        again (shared.parking) → a plain success page
-  GET /callback?error&error_description Bling's refusal (e.g. access_denied) → a plain error page, 400
-  GET /status                           the token store's status as JSON (never a token)
+It must be publicly invocable (Bling sends the user's browser to /callback), so it guards itself (ADR 007):
+/start and /status are for the operator only, who presents the admin key (env AUTH_ADMIN_KEY, from Secret Manager)
+in an `Authorization: Bearer` header or a POSTed form field `admin_key`, never in the URL.
 
-Bling revokes the user when a code is exchanged twice (API-NOTES §4.17), so the callback first consumes its state
-and records the code in ONE atomic Firestore commit (state marked used + `<prefix>_oauth_codes/<sha256(code)>`
-created; it fails as a whole if either was already there), and only then calls the token endpoint. A replayed or
-double-submitted callback therefore never reaches the token endpoint again.
+  GET  /start (or / with no parameters)  no key: 401 with the operator's form; no AUTH_ADMIN_KEY: 503
+  POST /start  admin_key=…               a working authorization exists and no confirm=replace: 409 showing what
+                                         would be replaced; otherwise a new single-use state, saved for
+                                         OAUTH_STATE_TTL_S and bound to this browser by an HttpOnly cookie
+                                         (shared.oauth_state) → 302 to Bling's authorize URL
+  GET  /callback?code&state              only with that browser's cookie: exchange the code once, store the pair,
+                                         publish the parked messages again (shared.parking) → a success page;
+                                         anything else is refused before the token endpoint is called
+  GET  /callback?error&error_description Bling's refusal (e.g. access_denied) → a plain error page, 400
+  GET  /status (Bearer) or POST /status  the token store's status as JSON (never a token)
 """
 from __future__ import annotations
 
-import datetime
-import hashlib
 import html
 import json
-import re
-import secrets
 import time
 import urllib.parse
 
 import functions_framework
 
-from shared import firestore_client, log, parking
+from shared import log, oauth_state, operator_auth, parking
 from shared.bling import oauth
 from shared.bling.errors import BlingError
 from shared.bling.token_store import get_token_store
 from shared.config import get_settings
 
 FUNCTION = "auth"
-_UTC = datetime.timezone.utc
-_STATE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-_CODE_RECORD_TTL = datetime.timedelta(days=1)
+CONFIRM_FIELD, CONFIRM_VALUE = "confirm", "replace"
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 @functions_framework.http
@@ -43,11 +42,11 @@ def auth_http(request):
         log.info(f"auth request {route or request.path}", event="auth_request", route=route or "unknown",
                  method=request.method)
         if route == "start":
-            return _start()
+            return _operator_only(request, "start", _start)
         if route == "callback":
-            return _callback(request.args)
+            return _callback(request)
         if route == "status":
-            return _json(get_token_store().status())
+            return _operator_only(request, "status", lambda _: _json(get_token_store().status()))
         return _page(404, "Not found", "This address is not part of the Bling authorization flow.",
                      link=("start", "Authorize Bling"))
 
@@ -62,28 +61,83 @@ def _route(path: str, has_args: bool) -> str:
     return ""
 
 
+# ---------------------------------------------------------------------------------------------------- the operator
+
+
+def _operator_only(request, route: str, handler):
+    """handler(request) if the request carries the admin key; otherwise the refusal page (never the content)."""
+    if operator_auth.FORM_FIELD in request.args:
+        log.warning("refused an admin key in the URL", event="auth_admin_key_refused", route=route, reason="in_url")
+        return _page(400, "The admin key is never accepted in a URL",
+                     "URLs end up in logs and browser history. Submit the key with the form or an "
+                     "Authorization: Bearer header; if this was the real key, rotate it (docs/RUNBOOK.md).",
+                     form=route)
+    verdict = operator_auth.check(operator_auth.presented_key(request))
+    if verdict.ok:
+        return handler(request)
+    if verdict.reason == "not_configured":
+        problem = operator_auth.configured_key_problem()
+        log.error(f"auth /{route} refused: {problem}; set the Secret Manager secret bling-auth-admin-key",
+                  event="auth_admin_key_missing", route=route)
+        return _page(503, "The auth function has no admin key",
+                     f"{problem}, so nobody can start an authorization or read its status. Set the Secret Manager "
+                     "secret bling-auth-admin-key (env AUTH_ADMIN_KEY) and redeploy.")
+    if verdict.reason == "locked":
+        body, status, headers = _page(429, "Too many wrong admin keys",
+                                      f"Try again in {verdict.retry_after_s} s.")
+        return body, status, {**headers, "Retry-After": str(verdict.retry_after_s)}
+    if verdict.reason == "wrong_key":
+        log.warning(f"auth /{route} refused: wrong admin key", event="auth_admin_key_refused", route=route,
+                    reason="wrong_key")
+    text = ("That is not the admin key." if verdict.reason == "wrong_key" else
+            "Only the operator may do this: enter the admin key (Secret Manager secret bling-auth-admin-key).")
+    body, status, headers = _page(401, "Admin key required", text, form=route)
+    return body, status, {**headers, "WWW-Authenticate": 'Bearer realm="bling-auth"'}
+
+
 # ---------------------------------------------------------------------------------------------------- /start
 
 
-def _start():
+def _start(request):
+    status = get_token_store().status()
+    if not status["reauth_required"] and request.form.get(CONFIRM_FIELD) != CONFIRM_VALUE:
+        log.info("a working authorization exists: asked for confirmation", event="auth_start_needs_confirmation",
+                 token_version=status["version"])
+        return _page(409, "Bling is already authorized",
+                     f"A working authorization is stored (authorized at {status['authorized_at']}, last refreshed "
+                     f"at {status['last_refresh_at']}, access token valid until {status['expires_at']}, version "
+                     f"{status['version']}). A new authorization replaces it: the pipeline then reads the company "
+                     "of whoever approves at Bling. To replace it, enter the admin key and confirm (curl: POST "
+                     f"again with {CONFIRM_FIELD}={CONFIRM_VALUE}).", form="start", confirm=True)
     settings = get_settings()
     client_id, _ = oauth.client_credentials()
-    state = secrets.token_urlsafe(32)
-    now = datetime.datetime.now(tz=_UTC)
-    _states().document(state).create({
-        "created_at": now, "expire_at": now + datetime.timedelta(seconds=settings.oauth_state_ttl_s),
-        "used": False,
-    })
+    state, browser_secret = oauth_state.issue(settings.oauth_state_ttl_s)
     query = urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "state": state})
     sep = "&" if "?" in settings.bling_authorize_url else "?"
-    log.info("redirecting to Bling's consent page", event="auth_start", state_expires_in_s=settings.oauth_state_ttl_s)
-    return "", 302, {"Location": f"{settings.bling_authorize_url}{sep}{query}", "Cache-Control": "no-store"}
+    log.info("redirecting to Bling's consent page", event="auth_start", state_expires_in_s=settings.oauth_state_ttl_s,
+             replaces_version=status["version"] if not status["reauth_required"] else None)
+    response = _response("", 302, {"Location": f"{settings.bling_authorize_url}{sep}{query}", **_NO_STORE})
+    response.set_cookie(oauth_state.COOKIE_NAME, browser_secret, max_age=settings.oauth_state_ttl_s,
+                        path=_cookie_path(), httponly=True, samesite="Lax", secure=not _is_plain_localhost(request))
+    return response
+
+
+def _cookie_path() -> str:
+    """The auth function's own path (AUTH_PUBLIC_URL), so the cookie goes to its callback and nowhere else."""
+    public = urllib.parse.urlsplit(get_settings().auth_public_url)
+    return (public.path.rstrip("/") or "/") if public.scheme in ("http", "https") else "/"
+
+
+def _is_plain_localhost(request) -> bool:
+    """Secure cookies are not sent over http; the only http origin we accept is this machine (the local stack)."""
+    return request.scheme == "http" and request.host.rsplit(":", 1)[0] in _LOOPBACK_HOSTS
 
 
 # ---------------------------------------------------------------------------------------------------- /callback
 
 
-def _callback(args):
+def _callback(request):
+    args = request.args
     if args.get("error"):
         error, description = args.get("error", ""), args.get("error_description", "")
         log.warning("Bling did not authorize the app", event="auth_refused_by_bling", bling_error=error,
@@ -96,11 +150,13 @@ def _callback(args):
         log.warning("callback without code or state", event="auth_callback_refused", reason="missing_parameters")
         return _page(400, "Authorization failed", "The callback is missing its code or state.",
                      link=("start", "Start again"))
-    refusal = _consume_state(state, code)
+    refusal = oauth_state.consume(state, code, request.cookies.get(oauth_state.COOKIE_NAME, ""))
     if refusal:
         log.warning(f"callback refused: {refusal}", event="auth_callback_refused", reason=refusal)
-        return _page(400, "Authorization failed", f"This authorization link cannot be used: {refusal}.",
-                     link=("start", "Start again"))
+        text = (f"This authorization link cannot be used: {refusal}." if refusal != oauth_state.NOT_THIS_BROWSER else
+                "This authorization was not started in this browser (or its cookie expired); the operator must "
+                "open /start in the browser that then approves at Bling.")
+        return _page(400, "Authorization failed", text, link=("start", "Start again"))
     requested_at = time.time()
     try:
         token_response = oauth.request_token({"grant_type": "authorization_code", "code": code})
@@ -114,9 +170,11 @@ def _callback(args):
     get_token_store().store_authorization(token_response, requested_at=requested_at)
     log.info("Bling authorization stored", event="auth_authorized")
     _release_parked_work()
-    return _page(200, "Bling is authorized",
-                 "The pipeline can now read invoices, contacts and products. You may close this page.",
-                 link=("status", "Status"))
+    response = _response(*_page(200, "Bling is authorized",
+                                "The pipeline can now read invoices, contacts and products. You may close this page.",
+                                link=("status", "Status")))
+    response.delete_cookie(oauth_state.COOKIE_NAME, path=_cookie_path())  # its state is spent
+    return response
 
 
 def _release_parked_work() -> None:
@@ -128,49 +186,16 @@ def _release_parked_work() -> None:
                     event="auth_release_parked_failed", error_type=type(exc).__name__)
 
 
-def _consume_state(state: str, code: str) -> str:
-    """"" when the state was live and unused and is now consumed with the code recorded; otherwise why not."""
-    from google.api_core import exceptions as gexc
-
-    if not _STATE_PATTERN.match(state):
-        return "unknown state"
-    ref = _states().document(state)
-    snap = ref.get()
-    if not snap.exists:
-        return "unknown state"
-    data = snap.to_dict() or {}
-    if data.get("used"):
-        return "state already used"
-    expire_at = data.get("expire_at")
-    now = datetime.datetime.now(tz=_UTC)
-    if not isinstance(expire_at, datetime.datetime) or expire_at <= now:
-        return "state expired"
-    code_id = hashlib.sha256(code.encode()).hexdigest()
-    client = firestore_client.client()
-    batch = client.batch()
-    batch.update(ref, {"used": True, "used_at": now, "code_sha256": code_id},
-                 option=client.write_option(last_update_time=snap.update_time))
-    batch.create(_codes().document(code_id), {"state_used_at": now, "expire_at": now + _CODE_RECORD_TTL})
-    try:
-        batch.commit()
-    except (gexc.FailedPrecondition, gexc.Conflict, gexc.AlreadyExists):
-        return "state or code already used"
-    return ""
-
-
-def _states():
-    return firestore_client.collection("oauth_states")
-
-
-def _codes():
-    return firestore_client.collection("oauth_codes")
-
-
 # ---------------------------------------------------------------------------------------------------- pages
 
 
+# Nothing here may be cached, framed by another site (the key form), or leak its URL (code, state) as a referrer.
+_NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+             "Referrer-Policy": "no-referrer"}
+
+
 def _json(payload: dict):
-    return json.dumps(payload, default=str), 200, {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    return json.dumps(payload, default=str), 200, {"Content-Type": "application/json", **_NO_STORE}
 
 
 def _link(route: str) -> str:
@@ -179,8 +204,24 @@ def _link(route: str) -> str:
     return f"{public}/{route}" if public.startswith(("http://", "https://")) else route
 
 
-def _page(status: int, title: str, text: str, link: tuple[str, str] | None = None):
+def _page(status: int, title: str, text: str, link: tuple[str, str] | None = None, form: str = "",
+          confirm: bool = False):
+    """A plain HTML page; `form` adds the operator's admin-key form posting to that route (password field, so the
+    key never goes into a URL); `confirm` makes it the form that confirms replacing a working authorization."""
     link_html = f'<p><a href="{html.escape(_link(link[0]))}">{html.escape(link[1])}</a></p>' if link else ""
+    form_html = ""
+    if form:
+        hidden = f'<input type="hidden" name="{CONFIRM_FIELD}" value="{CONFIRM_VALUE}">' if confirm else ""
+        button = "Replace the authorization" if confirm else "Continue"
+        form_html = (f'<form method="post" action="{html.escape(_link(form))}"><p><label>Admin key '
+                     f'<input type="password" name="{operator_auth.FORM_FIELD}" autocomplete="current-password" '
+                     f'required autofocus></label></p>{hidden}<p><button type="submit">{button}</button></p></form>')
     body = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{link_html}</body></html>")
-    return body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{form_html}{link_html}</body></html>")
+    return body, status, {"Content-Type": "text/html; charset=utf-8", **_NO_STORE}
+
+
+def _response(body: str, status: int, headers: dict[str, str]):
+    import flask
+
+    return flask.make_response(body, status, headers)

@@ -3,6 +3,7 @@ OAuth endpoints (single-use codes; reusing one revokes the user)."""
 from __future__ import annotations
 
 import datetime
+import os
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
@@ -10,9 +11,10 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from shared import firestore_client
+from shared import firestore_client, operator_auth
 from shared.bling.client import get_client
 from shared.bling.errors import BlingReauthorizationRequired
+from tests.auth.flow import ADMIN_KEY, authorize, authorize_url, consent, state_of, status
 from tests.bling.helpers import log_lines, reset_bling_state, run_concurrently, token_doc
 
 SOURCE = Path(__file__).resolve().parents[2] / "functions" / "auth" / "main.py"
@@ -21,38 +23,30 @@ SOURCE = Path(__file__).resolve().parents[2] / "functions" / "auth" / "main.py"
 @pytest.fixture
 def bling_server(firestore_env: Any, sandbox: Callable[..., Any]) -> Any:
     server = sandbox("small")
+    os.environ["AUTH_ADMIN_KEY"] = ADMIN_KEY  # isolate_environment (tests/conftest.py) restores the environment
     reset_bling_state()
+    operator_auth.reset()  # wrong keys of an earlier test must not lock this one out
     yield server
     reset_bling_state()
+    operator_auth.reset()
 
 
 @pytest.fixture
-def auth(bling_server: Any):
+def auth_app(bling_server: Any):
+    """The real auth function as a WSGI app; each .test_client() is one browser with its own cookies."""
     from functions_framework import create_app
 
-    return create_app(target="auth_http", source=str(SOURCE), signature_type="http").test_client()
+    return create_app(target="auth_http", source=str(SOURCE), signature_type="http")
 
 
-def _start(auth) -> str:
-    """GET /start; the authorize URL it redirects to."""
-    response = auth.get("/start")
-    assert response.status_code == 302
-    return response.headers["Location"]
-
-
-def _consent(authorize_url: str) -> str:
-    """What the browser does at Bling: the query string Bling sends back to the callback."""
-    answer = requests.get(authorize_url, allow_redirects=False, timeout=10)
-    assert answer.status_code == 302
-    return urllib.parse.urlsplit(answer.headers["Location"]).query
-
-
-def _authorize(auth) -> Any:
-    return auth.get("/callback?" + _consent(_start(auth)))
+@pytest.fixture
+def auth(auth_app: Any):
+    """The operator's browser."""
+    return auth_app.test_client()
 
 
 def test_start_redirects_to_blings_consent_page_with_a_saved_state(auth, bling_server):
-    location = _start(auth)
+    location = authorize_url(auth)
 
     url = urllib.parse.urlsplit(location)
     query = dict(urllib.parse.parse_qsl(url.query))
@@ -61,17 +55,20 @@ def test_start_redirects_to_blings_consent_page_with_a_saved_state(auth, bling_s
     state = firestore_client.collection("oauth_states").document(query["state"]).get()
     assert state.exists and state.get("used") is False
     assert state.get("expire_at") > datetime.datetime.now(tz=datetime.timezone.utc)
-    assert auth.get("/").status_code == 302  # the bare URL starts too
+    cookie = auth.get_cookie("bling_auth_flow")
+    assert cookie.http_only and cookie.same_site == "Lax" and not cookie.secure  # Secure only off on localhost
+    assert state.get("browser_sha256") != cookie.value and len(state.get("browser_sha256")) == 64  # only its hash
+    assert auth.post("/", data={"admin_key": ADMIN_KEY}).status_code == 302  # the bare URL starts too
 
 
 def test_the_callback_exchanges_the_code_once_and_stores_the_pair(auth, bling_server, capsys):
     capsys.readouterr()
 
-    response = _authorize(auth)
+    response = authorize(auth)
 
     assert response.status_code == 200 and b"authorized" in response.data
-    status = auth.get("/status").get_json()
-    assert status["token_stored"] is True and status["reauth_required"] is False
+    shown = status(auth)
+    assert shown["token_stored"] is True and shown["reauth_required"] is False
     assert bling_server.stats()["token_calls"] == 1
     assert get_client().get("/nfe")["data"]
     out = capsys.readouterr().out
@@ -82,7 +79,7 @@ def test_the_callback_exchanges_the_code_once_and_stores_the_pair(auth, bling_se
 
 
 def test_a_replayed_callback_never_reaches_the_token_endpoint(auth, bling_server):
-    callback = "/callback?" + _consent(_start(auth))
+    callback = "/callback?" + consent(authorize_url(auth))
     assert auth.get(callback).status_code == 200
 
     replay = auth.get(callback)
@@ -93,7 +90,7 @@ def test_a_replayed_callback_never_reaches_the_token_endpoint(auth, bling_server
 
 
 def test_a_double_submitted_callback_is_exchanged_once(auth, bling_server):
-    callback = "/callback?" + _consent(_start(auth))
+    callback = "/callback?" + consent(authorize_url(auth))
 
     codes = run_concurrently(2, lambda i: auth.get(callback).status_code)
 
@@ -102,9 +99,9 @@ def test_a_double_submitted_callback_is_exchanged_once(auth, bling_server):
 
 
 def test_the_same_code_with_another_state_is_refused(auth, bling_server):
-    query = dict(urllib.parse.parse_qsl(_consent(_start(auth))))
+    query = dict(urllib.parse.parse_qsl(consent(authorize_url(auth))))
     assert auth.get("/callback?" + urllib.parse.urlencode(query)).status_code == 200
-    other_state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(_start(auth)).query))["state"]
+    other_state = state_of(authorize_url(auth, confirm=True))  # a new flow, in the same browser
 
     response = auth.get("/callback?" + urllib.parse.urlencode({"code": query["code"], "state": other_state}))
 
@@ -113,7 +110,7 @@ def test_the_same_code_with_another_state_is_refused(auth, bling_server):
 
 
 def test_a_forged_state_is_refused(auth, bling_server):
-    query = dict(urllib.parse.parse_qsl(_consent(_start(auth))))
+    query = dict(urllib.parse.parse_qsl(consent(authorize_url(auth))))
 
     response = auth.get("/callback?" + urllib.parse.urlencode({"code": query["code"], "state": "forged" * 4}))
 
@@ -122,7 +119,7 @@ def test_a_forged_state_is_refused(auth, bling_server):
 
 
 def test_an_expired_state_is_refused(auth, bling_server):
-    query = dict(urllib.parse.parse_qsl(_consent(_start(auth))))
+    query = dict(urllib.parse.parse_qsl(consent(authorize_url(auth))))
     firestore_client.collection("oauth_states").document(query["state"]).update(
         {"expire_at": datetime.datetime.now(tz=datetime.timezone.utc) - datetime.timedelta(seconds=1)})
 
@@ -135,7 +132,7 @@ def test_an_expired_state_is_refused(auth, bling_server):
 def test_blings_access_denied_is_shown_escaped(auth, bling_server):
     bling_server.configure(authorize_error="access_denied")
 
-    response = auth.get("/callback?" + _consent(_start(auth)))
+    response = auth.get("/callback?" + consent(authorize_url(auth)))
 
     assert response.status_code == 400
     assert b"access_denied" in response.data and b"The user denied access" in response.data
@@ -145,7 +142,7 @@ def test_blings_access_denied_is_shown_escaped(auth, bling_server):
 
 
 def test_a_revoked_refresh_token_shows_in_status_with_exactly_one_error_line(auth, bling_server, capsys):
-    assert _authorize(auth).status_code == 200
+    assert authorize(auth).status_code == 200
     bling_server.revoke_refresh_tokens()
     bling_server.expire_access_tokens()
     capsys.readouterr()
@@ -156,13 +153,13 @@ def test_a_revoked_refresh_token_shows_in_status_with_exactly_one_error_line(aut
     results = run_concurrently(3, work) + run_concurrently(2, work)
 
     assert all(isinstance(r, BlingReauthorizationRequired) for r in results), results
-    status = auth.get("/status").get_json()
-    assert status["reauth_required"] is True and status["reauthorize_url"].endswith("/start")
+    shown = status(auth)
+    assert shown["reauth_required"] is True and shown["reauthorize_url"].endswith("/start")
     errors = [line for line in log_lines(capsys.readouterr().out) if line["severity"] == "ERROR"]
     assert len(errors) == 1 and "re-authorization is required" in errors[0]["message"]
 
-    assert _authorize(auth).status_code == 200  # the human re-authorizes
-    assert auth.get("/status").get_json()["reauth_required"] is False
+    assert authorize(auth).status_code == 200  # the human re-authorizes
+    assert status(auth)["reauth_required"] is False
     assert get_client().get("/nfe")["data"]
 
 
@@ -177,7 +174,7 @@ def test_a_new_authorization_publishes_the_parked_work_again(auth, pubsub_topolo
     parking.park(topology.NFE.topic, PubSubMessage(data=b'{"parked": 1}', attributes={"k": "v"},
                                                   message_id="m-1"), reason="reauthorization required")
 
-    assert _authorize(auth).status_code == 200
+    assert authorize(auth).status_code == 200
 
     assert pubsub_topology.pull_data(topology.NFE.topic) == [{"parked": 1}]
     assert list(firestore_client.collection("parked").stream()) == []
@@ -190,3 +187,22 @@ def test_routes_work_behind_the_functions_url_prefix():
     assert _route("/bling-auth/", True) == "callback" and _route("/", True) == "callback"
     assert _route("/bling-auth/status", False) == "status" and _route("/x/start", False) == "start"
     assert _route("/favicon.ico", False) == ""
+
+
+def test_the_flow_cookie_is_httponly_lax_scoped_and_secure_except_on_plain_localhost(auth_app, bling_server):
+    os.environ["AUTH_PUBLIC_URL"] = "https://southamerica-east1-p.cloudfunctions.net/bling-auth"
+    reset_bling_state()
+
+    def set_cookie(base_url: str) -> str:
+        response = auth_app.test_client().post("/start", data={"admin_key": ADMIN_KEY}, base_url=base_url)
+        assert response.status_code == 302
+        return response.headers["Set-Cookie"]
+
+    public = set_cookie("https://southamerica-east1-p.cloudfunctions.net")
+    behind_a_proxy = set_cookie("http://bling-auth-xyz.a.run.app")  # TLS ended in front of the instance
+    local = set_cookie("http://127.0.0.1:8080")
+
+    for header in (public, behind_a_proxy, local):
+        assert "HttpOnly" in header and "SameSite=Lax" in header and "Max-Age=600" in header, header
+        assert "Path=/bling-auth" in header, header  # sent back to the callback, not to the other functions
+    assert "Secure" in public and "Secure" in behind_a_proxy and "Secure" not in local

@@ -1,13 +1,14 @@
 """Auth callback inputs tests/auth does not cover yet (it covers replay, double submit, the same code with another
 state, a forged state, an expired state and access_denied): a callback without state, without code, with a
-state that is not even shaped like one (oversized, SQL, control characters) and an error without description.
-Each: a plain 400 page, one clear log line saying
-why, no call to Bling's token endpoint, and the stored authorization unchanged."""
+state that is not even shaped like one (oversized, SQL, control characters), an error without description, and a
+live state presented with a cookie that is not the starting browser's (none, empty, oversized, non-ASCII, the
+stored hash). Each: a plain 400 page, one clear log line saying why, no call to Bling's token endpoint, and the
+stored authorization (and the live state) unchanged."""
 from __future__ import annotations
 
 import urllib.parse
 
-from tests.auth.test_auth_function import auth, bling_server  # noqa: F401 - fixtures
+from tests.auth.test_auth_function import auth, auth_app, bling_server  # noqa: F401 - fixtures
 from tests.badinput.helpers import log_lines
 from tests.bling.helpers import store_pair, token_doc
 
@@ -49,3 +50,38 @@ def test_an_error_without_description_is_shown_plainly(auth, bling_server, capsy
     assert len(lines) == 1 and lines[0]["bling_error"] == "access_denied"
     assert bling_server.stats()["token_calls"] == 0
 
+
+
+COOKIE_CASES = {
+    "no cookie": None,
+    "empty cookie": "",
+    "cookie of 4,000 characters (about what a browser keeps)": "c" * 4000,
+    "cookie with non-ASCII": "ção-" + "x" * 40,
+    "the stored hash itself (someone who read Firestore)": "HASH",
+}
+
+
+def test_a_live_state_with_a_bad_browser_cookie_is_refused_without_touching_anything(auth, auth_app, bling_server,
+                                                                                    capsys):
+    from shared import firestore_client
+    from tests.auth.flow import authorize_url, consent, state_of
+
+    url = authorize_url(auth)  # the operator's live flow
+    callback = "/callback?" + consent(url)
+    stored_hash = firestore_client.collection("oauth_states").document(state_of(url)).get().get("browser_sha256")
+    problems = []
+    for name, cookie in COOKIE_CASES.items():
+        stranger = auth_app.test_client()
+        if cookie is not None:
+            stranger.set_cookie("bling_auth_flow", stored_hash if cookie == "HASH" else cookie)
+        capsys.readouterr()
+        response = stranger.get(callback)
+        lines = [e for e in log_lines(capsys.readouterr().out) if e.get("event") == "auth_callback_refused"]
+        if response.status_code != 400 or b"Start again" not in response.data:
+            problems.append(f"{name}: status {response.status_code}")
+        if [e.get("reason") for e in lines] != ["not started in this browser"]:
+            problems.append(f"{name}: log lines {lines}")
+    assert problems == []
+    assert bling_server.stats()["token_calls"] == 0 and token_doc() == {}
+    assert firestore_client.collection("oauth_states").document(state_of(url)).get().get("used") is False
+    assert auth.get(callback).status_code == 200  # the operator's own browser still completes

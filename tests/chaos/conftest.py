@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import pytest
-import requests
 
 from local import verify
 from local import stack as local_stack
@@ -86,7 +85,7 @@ class Chaos:
         return round(time.monotonic() - self.started, 1)
 
     def status(self) -> dict[str, Any]:
-        return requests.get(self.stack.auth_url + "/status", timeout=10).json()
+        return self.stack.auth_status()  # as the operator: /status needs the admin key (ADR 007)
 
     def stats(self) -> dict[str, Any]:
         return self.stack.sandbox.stats()

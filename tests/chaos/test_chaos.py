@@ -208,18 +208,18 @@ def test_refresh_token_revoked_mid_run_parks_the_work_until_reauthorized(chaos: 
 
 def test_no_secret_in_any_log_of_the_whole_chaos_run(chaos: Chaos):
     """After every scenario above (refreshes, revocation, re-authorizations, failures with stack traces): no
-    access or refresh token the store ever held, no client secret and no DB password in any log the stack
+    access or refresh token the store ever held, no client secret, DB password or auth admin key in any log the stack
     wrote — the functions' and the infrastructure's (PostgreSQL, emulators, sandbox)."""
     chaos.remember_tokens()
     text = chaos.stack.log_text(include_infra=True)
     assert len(chaos.secrets_seen) >= 2, "no token pair was collected: the check would prove nothing"
     secrets = {"client secret": [chaos.stack.sandbox.client_secret], "DB password": [chaos.stack.postgres.password],
-               "token": sorted(chaos.secrets_seen)}
+               "auth admin key": [chaos.stack.auth_admin_key], "token": sorted(chaos.secrets_seen)}
     found = [name for name, values in secrets.items() for value in values if value and value in text]
     assert found == [], f"secrets in logs: {found}"
     record("no secret in any log",
            fault=f"grep of every log the chaos stack wrote ({len(text) // 1024} kB: functions, PostgreSQL, "
                  "emulators, sandbox) after all scenarios",
            outcome=f"0 occurrences of {len(chaos.secrets_seen)} access/refresh tokens held during the run, "
-                   "the client secret or the DB password",
+                   "the client secret, the DB password or the auth admin key",
            ok=True)

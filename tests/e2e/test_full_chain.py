@@ -53,7 +53,7 @@ def test_no_secret_in_logs(stack, loaded):
     text = stack.log_text(include_infra=False)
     assert text, "the functions wrote no logs at all"
     for name, secret in (("client secret", stack.sandbox.client_secret),
-                         ("DB password", stack.postgres.password)):
+                         ("DB password", stack.postgres.password), ("auth admin key", stack.auth_admin_key)):
         assert secret not in text, f"the {name} appears in a function log"
 
 
