@@ -164,6 +164,7 @@ locals {
 }
 
 resource "google_project_iam_member" "deployer" {
+  #checkov:skip=CKV_GCP_49:The deployer creates and changes the stack's own service accounts and their IAM (this file); creating an account is a project-level permission, and this is the one identity that deploys the project.
   for_each = local.deployer_roles
 
   project = var.project_id
