@@ -26,8 +26,9 @@ pytestmark = pytest.mark.skipif(shutil.which("gcloud") is None and os.environ.ge
 
 def _code_spans(markdown: str) -> list[str]:
     """Fenced blocks and inline code, with backslash-continued lines joined."""
-    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", markdown, flags=re.S | re.M)
-    outside = re.sub(r"^```[^\n]*\n.*?^```", "", markdown, flags=re.S | re.M)
+    fence = r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```"  # also indented, inside a list item
+    fenced = re.findall(fence, markdown, flags=re.S | re.M)
+    outside = re.sub(fence, "", markdown, flags=re.S | re.M)
     inline = re.findall(r"`([^`\n]+)`", outside)
     return [re.sub(r"\\\n\s*", " ", block) for block in fenced + inline]
 
