@@ -1,5 +1,8 @@
 # eventarc.googleapis.com is deliberately absent: the workers have no event_trigger, Pub/Sub pushes to them through
 # subscriptions declared in pubsub.tf (docs/decisions/002-push-subscriptions-with-dead-letters.md).
+# cloudresourcemanager and serviceusage must already be on before the first plan (data.google_project and this
+# resource call them): docs/RUNBOOK.md, "Prerequisites", enables them with gcloud. They are listed here as well so
+# that a destroy or a later change never switches them off underneath the stack.
 locals {
   apis = toset([
     "artifactregistry.googleapis.com",
@@ -14,6 +17,7 @@ locals {
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
+    "serviceusage.googleapis.com",
     "sqladmin.googleapis.com",
     "storage.googleapis.com",
   ])

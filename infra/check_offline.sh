@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The Terraform checks that work without network access to the providers (part of `make test`):
 #   1. terraform fmt -check        when terraform is installed (it is not installable on every machine: skipped then)
-#   2. checkov, built-in GCP checks + the project's policies in infra/policies (never skipped)
-# `terraform init/validate/plan` need the google provider from the registry and are left to Cloud Build.
+#   2. the provider schema check (infra/schema_check.py, never skipped): every resource, data, ephemeral and provider
+#      block against the published schema of the pinned google 6.50.0 and time 0.13.1 providers, taken from their
+#      prebuilt CDKTF npm packages (@cdktf/provider-google 16.12.1, @cdktf/provider-time 11.0.1; see
+#      infra/provider_schema.py). Fetched once with npm into build/provider-schema/, then it runs in under a second.
+#   3. checkov, built-in GCP checks + the project's policies in infra/policies (never skipped)
+# `terraform init/validate/plan` need the providers from the registry and are left to Cloud Build.
 #
 # checkov lives in its own venv (.venv-checkov/, created here on first use) because it installs bc-python-hcl2,
 # which shadows the `hcl2` module that tests/infra uses from the main venv.
@@ -31,6 +35,23 @@ if command -v terraform >/dev/null 2>&1; then
   fi
 else
   echo "terraform fmt: skipped: terraform not installed"
+fi
+
+# --- provider schema ------------------------------------------------------------------------------------------------
+SCHEMA_CACHE="${SCHEMA_CACHE:-$REPO/build/provider-schema}"
+PYTHON="${PYTHON:-$REPO/.venv/bin/python}"  # python-hcl2 comes from requirements-dev.txt
+(
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"${TMPDIR:-/tmp}/provider-schema-$(printf '%s' "$SCHEMA_CACHE" | cksum | cut -d' ' -f1).lock"
+    flock 9
+  fi
+  python3 infra/provider_schema.py --cache "$SCHEMA_CACHE" >/dev/null
+)
+if "$PYTHON" infra/schema_check.py --schemas "$SCHEMA_CACHE" --dir infra; then
+  :
+else
+  echo "schema check: FAILED" >&2
+  status=1
 fi
 
 # --- checkov --------------------------------------------------------------------------------------------------------

@@ -104,16 +104,27 @@ resource "google_sql_database" "main" {
   name     = "bling"
 }
 
-# The password is not managed here (it would be stored in the Terraform state): after the first apply, set it from
-# the bling-db-password secret with `gcloud sql users set-password` (docs/RUNBOOK.md, "Secrets").
+# The ETL user's password is the bling-db-password secret, added out of band (docs/RUNBOOK.md, "First deployment").
+# Terraform reads it at apply time through an ephemeral resource and hands it to the Cloud SQL API as a write-only
+# argument: it is in neither the plan nor the state (docs/decisions/006-deploy-passwords-and-configuration.md).
+# Cloud SQL for PostgreSQL refuses a BUILT_IN user without a password (Error 400: Missing user password).
+ephemeral "google_secret_manager_secret_version" "db_password" {
+  project = var.project_id
+  secret  = google_secret_manager_secret.secret["bling-db-password"].secret_id
+  version = var.secret_versions.db_password
+}
+
 resource "google_sql_user" "etl" {
   project  = var.project_id
   instance = google_sql_database_instance.main.name
   name     = "bling_etl"
   type     = "BUILT_IN"
 
-  # Nothing Terraform knows about the password may overwrite the one set out of band.
-  lifecycle {
-    ignore_changes = [password]
-  }
+  password_wo = ephemeral.google_secret_manager_secret_version.db_password.secret_data
+  # Write-only values are sent only when this number changes: bump it after adding a new secret version.
+  password_wo_version = var.db_password_rotation
+
+  # The user owns the tables, and PostgreSQL refuses to drop a role that owns objects: on destroy Terraform forgets
+  # the user, and deleting the instance removes it with everything else.
+  deletion_policy = "ABANDON"
 }

@@ -127,3 +127,60 @@ resource "google_project_iam_member" "build" {
   role    = each.key
   member  = google_service_account.build.member
 }
+
+# --- deployer ------------------------------------------------------------------------------------------------------
+
+# The identity cloudbuild.yaml runs as (its serviceAccount field). Since mid-2024 a new project's builds run as the
+# Compute Engine default account, which may hold no role at all; this account holds exactly what the build does:
+# write its logs, read the operator's configuration and the Terraform state, run the migrations through the
+# connector with the DB passwords, and create or change everything in infra/. docs/RUNBOOK.md lists the same grants.
+resource "google_service_account" "deployer" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-deployer"
+  display_name = "Bling ETL deployer (Cloud Build)"
+  description  = "Runs cloudbuild.yaml: tests, bundles, migrations, terraform apply."
+
+  depends_on = [google_project_service.api]
+}
+
+locals {
+  deployer_roles = toset([
+    "roles/logging.logWriter",               # the build's own log (options.logging: CLOUD_LOGGING_ONLY)
+    "roles/cloudsql.client",                 # migrations through the Cloud SQL connector
+    "roles/cloudsql.admin",                  # google_sql_database_instance, _database, _user
+    "roles/cloudfunctions.admin",            # google_cloudfunctions2_function
+    "roles/run.admin",                       # invoker bindings on the functions' Cloud Run services
+    "roles/iam.serviceAccountAdmin",         # the runtime, invoker and build accounts and their IAM
+    "roles/resourcemanager.projectIamAdmin", # google_project_iam_member (and reading the project)
+    "roles/pubsub.admin",                    # topics, subscriptions and their IAM
+    "roles/secretmanager.admin",             # secret containers, their IAM, reading the DB passwords
+    "roles/datastore.owner",                 # the Firestore database and its TTL fields
+    "roles/cloudscheduler.admin",            # the bling-daily job
+    "roles/storage.admin",                   # the source bucket, the state bucket's objects, the tfvars object
+    "roles/monitoring.editor",               # alert policies, notification channel, dashboard
+    "roles/logging.configWriter",            # log-based metrics
+    "roles/serviceusage.serviceUsageAdmin",  # google_project_service
+  ])
+}
+
+resource "google_project_iam_member" "deployer" {
+  #checkov:skip=CKV_GCP_49:The deployer creates and changes the stack's own service accounts and their IAM (this file); creating an account is a project-level permission, and this is the one identity that deploys the project.
+  for_each = local.deployer_roles
+
+  project = var.project_id
+  role    = each.key
+  member  = google_service_account.deployer.member
+}
+
+# Deploying a function acts as its runtime account and as the build account: actAs on those accounts only, not on
+# every account of the project.
+resource "google_service_account_iam_member" "deployer_acts_as" {
+  for_each = merge(
+    { for name, sa in google_service_account.function : "function-${name}" => sa.name },
+    { build = google_service_account.build.name },
+  )
+
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.deployer.member
+}

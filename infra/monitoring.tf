@@ -1,4 +1,5 @@
-# Alerts on what needs a human (function ERROR lines, dead letters) and a dashboard of the daily work.
+# Alerts on what needs a human (function ERROR lines, dead letters, a missed daily run) and a dashboard of the daily
+# work.
 # Gen2 functions log as the Cloud Run service of the same name: resource.type="cloud_run_revision".
 
 locals {
@@ -94,6 +95,44 @@ resource "google_logging_metric" "bling_requests" {
   depends_on = [google_project_service.api]
 }
 
+# The data path logs event="run_completed" (fields run_id, kind) once per run, when all its windows are listed.
+resource "google_logging_metric" "runs_completed" {
+  project     = var.project_id
+  name        = "bling/runs_completed"
+  description = "Runs of the Bling ETL whose windows were all listed, by kind (daily, month, range)."
+  filter      = "${local.functions_log_filter} AND jsonPayload.event=\"run_completed\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "kind"
+      value_type  = "STRING"
+      description = "Kind of run: daily, month or range."
+    }
+  }
+
+  label_extractors = {
+    kind = "EXTRACT(jsonPayload.kind)"
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+# A policy on a log-based metric created in the same apply fails with 404 "Cannot find metric(s)" until Cloud
+# Monitoring has seen the new metric (hashicorp/terraform-provider-google#11102): the policies wait for this, which
+# is replaced (and waits again) whenever a metric is.
+resource "time_sleep" "log_metrics_visible" {
+  create_duration = "90s"
+
+  triggers = {
+    function_errors = google_logging_metric.function_errors.id
+    runs_completed  = google_logging_metric.runs_completed.id
+  }
+}
+
 # --- alerts --------------------------------------------------------------------------------------------------------
 
 resource "google_monitoring_alert_policy" "function_errors" {
@@ -128,7 +167,7 @@ resource "google_monitoring_alert_policy" "function_errors" {
     content   = <<-EOT
       A Bling ETL function logged an ERROR. Read the entries (docs/RUNBOOK.md, "Troubleshooting"):
 
-          gcloud logging read 'resource.type="cloud_run_revision" AND resource.labels.service_name="$${metric.label.service}" AND severity>=ERROR' --freshness=1h
+          gcloud logging read 'resource.type="cloud_run_revision" AND resource.labels.service_name="$${metric.label.service}" AND severity>=ERROR' --freshness=1h --limit=50
 
       "re-authorization required" means the Bling refresh token is gone: open the auth start URL again.
     EOT
@@ -139,6 +178,51 @@ resource "google_monitoring_alert_policy" "function_errors" {
   }
 
   notification_channels = local.notification_channels
+
+  depends_on = [time_sleep.log_metrics_visible]
+}
+
+# The daily run did not complete by var.missed_run_alert_utc_hour: the scheduler job is paused or failing, the
+# scheduler or lister keeps failing, or Bling refused the authorization. Without this policy all of those are
+# silent. A metric-absence condition cannot express it (its longest absence is 23.5 h, shorter than a day between
+# runs), so it is PromQL: during that UTC hour, fire if no daily run completed in the lookback before it.
+resource "google_monitoring_alert_policy" "daily_run_missed" {
+  project      = var.project_id
+  display_name = "Bling ETL: daily run missed"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "No daily run completed by ${var.missed_run_alert_utc_hour}:00 UTC"
+
+    condition_prometheus_query_language {
+      query    = "absent_over_time(logging_googleapis_com:user_bling_runs_completed{kind=\"daily\"}[${var.missed_run_lookback_hours}h]) and on() (hour() == ${var.missed_run_alert_utc_hour})"
+      duration = "0s"
+      # Before the first run_completed line the metric has no data; the policy must still be created (and fire).
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The daily Bling import did not complete today (docs/RUNBOOK.md, "The daily run did not complete"). Check in order:
+
+          gcloud scheduler jobs describe bling-daily --location=${var.region} --format='value(state,status)'
+          gcloud logging read 'jsonPayload.event="run_planned"' --freshness=1d --limit=5
+          gcloud logging read 'resource.type="cloud_run_revision" AND severity>=ERROR' --freshness=1d --limit=50
+
+      A PAUSED job: `gcloud scheduler jobs resume bling-daily --location=${var.region}`. "re-authorization required":
+      open the auth start URL. Then run it by hand: `gcloud scheduler jobs run bling-daily --location=${var.region}`.
+    EOT
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  notification_channels = local.notification_channels
+
+  depends_on = [time_sleep.log_metrics_visible]
 }
 
 resource "google_monitoring_alert_policy" "dead_letters" {

@@ -9,7 +9,9 @@ resource "google_storage_bucket" "source" {
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  force_destroy               = false
+  # It holds only build artefacts (rebuilt from git by infra/build_bundles.py), and a versioned bucket keeps
+  # noncurrent versions: without force_destroy `terraform destroy` stops at "bucket not empty".
+  force_destroy = true
 
   versioning {
     enabled = true

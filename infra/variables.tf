@@ -97,8 +97,16 @@ variable "secret_versions" {
     bling_client_id     = optional(string, "latest")
     bling_client_secret = optional(string, "latest")
     db_password         = optional(string, "latest")
+    token_key           = optional(string, "latest")
+    auth_admin_key      = optional(string, "latest")
   })
   default = {}
+}
+
+variable "db_password_rotation" {
+  description = "Generation of the bling_etl password. Terraform sends the bling-db-password secret to Cloud SQL only when this number changes (a write-only argument): after adding a new secret version, raise it by one and apply."
+  type        = number
+  default     = 1
 }
 
 variable "db_tier" {
@@ -125,8 +133,30 @@ variable "db_backup_start_time" {
   default     = "05:00"
 }
 
+variable "missed_run_alert_utc_hour" {
+  description = "Hour of the day (UTC, 0-23) by which the daily run must have completed; if no run_completed log line of kind daily was written in the missed_run_lookback_hours before it, the \"daily run missed\" alert fires. Default 12 = 09:00 in São Paulo, three hours after the 06:00 schedule."
+  type        = number
+  default     = 12
+
+  validation {
+    condition     = var.missed_run_alert_utc_hour >= 0 && var.missed_run_alert_utc_hour <= 23 && floor(var.missed_run_alert_utc_hour) == var.missed_run_alert_utc_hour
+    error_message = "missed_run_alert_utc_hour must be a whole hour from 0 to 23."
+  }
+}
+
+variable "missed_run_lookback_hours" {
+  description = "How far before missed_run_alert_utc_hour a completed daily run counts. It must reach back past today's scheduled start and stay short of yesterday's run: default 6 (from 06:00 UTC, the run starts at 09:00 UTC)."
+  type        = number
+  default     = 6
+
+  validation {
+    condition     = var.missed_run_lookback_hours >= 1 && var.missed_run_lookback_hours <= 20
+    error_message = "missed_run_lookback_hours must be between 1 and 20."
+  }
+}
+
 variable "alert_email" {
-  description = "Email address that receives the alerts (function errors, dead letters). Empty: the alert policies exist but notify nobody."
+  description = "Email address that receives the alerts (function errors, dead letters, missed daily run). Empty: the alert policies exist but notify nobody."
   type        = string
   default     = ""
 }

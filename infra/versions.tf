@@ -1,11 +1,19 @@
 terraform {
-  # 1.5: `check` blocks and `import` blocks are available; nothing here needs a newer CLI.
-  required_version = ">= 1.5"
+  # 1.11: write-only arguments (google_sql_user.password_wo) and ephemeral resources (the DB passwords are read from
+  # Secret Manager at apply time and never stored in the state): docs/decisions/006-deploy-passwords-and-configuration.md.
+  required_version = ">= 1.11"
 
+  # Exact versions: infra/check_offline.sh checks every block against these versions' published schemas
+  # (infra/provider_schema.py), and .terraform.lock.hcl holds their package hashes.
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.0, < 8"
+      version = "6.50.0"
+    }
+    # time_sleep: Cloud Monitoring does not see a new log-based metric at once (monitoring.tf).
+    time = {
+      source  = "hashicorp/time"
+      version = "0.13.1"
     }
   }
 

@@ -43,6 +43,10 @@ def replay(route: topology.Route, max_messages: int, dry_run: bool) -> int:
                 log.info("replaying dead letter", topic=route.topic, dead_letter_message_id=message.message_id,
                          data=message.data[:300].decode("utf-8", errors="replace"), dry_run=dry_run)
                 if dry_run:
+                    # Hand it back at once (deadline 0): a dry run must not hide the message from the real
+                    # replay that follows for the subscription's ack deadline.
+                    subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_ids": [received.ack_id],
+                                                            "ack_deadline_seconds": 0})
                     continue
                 future = pubsub.publisher().publish(pubsub.topic_path(route.topic), message.data, **attributes)
                 future.result(timeout=60)
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--topic", choices=[r.topic for r in topology.ROUTES])
     target.add_argument("--all", action="store_true")
     parser.add_argument("--max", type=int, default=10_000)
-    parser.add_argument("--dry-run", action="store_true", help="show what would be replayed; acknowledge nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show what would be replayed (up to 100); acknowledge nothing and release them at once")
     args = parser.parse_args(argv)
     routes = topology.ROUTES if args.all else [r for r in topology.ROUTES if r.topic == args.topic]
     with log.bind(function="replay_dead_letters"):

@@ -132,3 +132,22 @@ def string_list(value: Any) -> list[str]:
     match = re.fullmatch(r"\$\{\w+\(\[(.*)\]\)\}", value.strip(), flags=re.S)
     assert match, f"{value!r} is not a list literal"
     return re.findall(r'"((?:[^"\\]|\\.)*)"', match.group(1))
+
+
+def load_cloudbuild(path: pathlib.Path = REPO / "cloudbuild.yaml") -> dict[str, Any]:
+    """cloudbuild.yaml as data. No YAML parser is in requirements-dev.txt, but the Google Cloud SDK that the tests
+    need anyway (its emulators) ships ruamel.yaml in lib/third_party: a child process parses with it, so the SDK's
+    vendored packages never mix with this venv's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    third_party = pathlib.Path(os.environ.get("GCLOUD_SDK_ROOT", "/usr/lib/google-cloud-sdk")) / "lib" / "third_party"
+    assert (third_party / "ruamel" / "yaml").is_dir(), f"no ruamel.yaml in {third_party} (set GCLOUD_SDK_ROOT)"
+    result = subprocess.run(
+        [sys.executable, "-c", "import json, sys\nfrom ruamel.yaml import YAML\n"
+                               "print(json.dumps(YAML(typ='safe').load(open(sys.argv[1], encoding='utf-8'))))",
+         str(path)], env={**os.environ, "PYTHONPATH": str(third_party)}, capture_output=True, text=True,
+        check=True, timeout=60)
+    return json.loads(result.stdout)

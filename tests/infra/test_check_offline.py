@@ -28,6 +28,7 @@ def test_offline_checks_pass_on_infra(offline_check):
 
     assert offline_check.returncode == 0, output
     assert "checkov: ok" in output
+    assert "schema check: ok against google 6.50.0 (@cdktf/provider-google@16.12.1)" in output
     assert "terraform fmt: ok" in output or "terraform fmt: skipped: terraform not installed" in output
 
 

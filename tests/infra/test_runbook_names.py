@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from infra_hcl import REPO, load_infra, render
+from infra_hcl import REPO, load_infra, render, string_list
 from shared import topology
 
 # Both documents a user follows; the README's deploy and authorization sections point into infra/ as well.
@@ -18,7 +18,8 @@ def _deployed_names() -> set[str]:
              for fn in tf.locals["functions"]}
     names |= {render(tf.resource("google_sql_database_instance", "main")["name"], "", variables=defaults)}
     names |= {tf.resource("google_cloud_scheduler_job", "job")["name"]}
-    names |= set(tf.locals["secrets"])
+    names |= set(tf.locals["secrets"]) | set(string_list(tf.locals["deploy_only_secrets"]))
+    names |= {render(tf.resource("google_service_account", "deployer")["account_id"], "", variables=defaults)}
     for route in topology.ROUTES:
         names |= {route.topic, route.dead_letter_topic, route.subscription, route.dead_letter_subscription}
     # The Terraform state prefix (cloudbuild.yaml's _TF_STATE_PREFIX default) and the label value.

@@ -141,14 +141,40 @@ def test_functions_get_the_settings_they_cannot_default(tf):
 
     assert {"GOOGLE_CLOUD_PROJECT", "CLOUD_SQL_INSTANCE", "DB_NAME", "DB_USER", "BLING_RATE_BUDGET_PER_S",
             "AUTH_PUBLIC_URL", "LOG_EXECUTION_ID"} <= set_names
-    assert secret_names == {"BLING_CLIENT_ID", "BLING_CLIENT_SECRET", "DB_PASSWORD"}
+    assert secret_names == {"BLING_CLIENT_ID", "BLING_CLIENT_SECRET", "DB_PASSWORD", "BLING_TOKEN_KEY",
+                            "AUTH_ADMIN_KEY"}
     assert tf.locals["env_common"]["LOG_EXECUTION_ID"] == "true"
+
+
+def test_each_function_reads_only_the_secrets_it_needs(tf):
+    # Rendered from the expression in secrets.tf for each function's flags in main.tf.
+    expected = {
+        "scheduler": {"bling-db-password"},
+        "lister": {"bling-client-id", "bling-client-secret", "bling-token-key", "bling-db-password"},
+        "detail": {"bling-client-id", "bling-client-secret", "bling-token-key", "bling-db-password"},
+        "enrich": {"bling-client-id", "bling-client-secret", "bling-token-key", "bling-db-password"},
+        "auth": {"bling-client-id", "bling-client-secret", "bling-token-key", "bling-auth-admin-key"},
+    }
+    expression = tf.locals["function_secrets"]
+    bling = string_list(re.search(r"f\.uses_bling \? (\[[^\]]*\])", expression).group(1).join(["${x(", ")}"]))
+    db = string_list(re.search(r"f\.uses_db \? (\[[^\]]*\])", expression).group(1).join(["${x(", ")}"]))
+    auth_only = re.search(r'name == "(\w+)" \? (\[[^\]]*\])', expression)
+    for name, f in tf.locals["functions"].items():
+        granted = set(bling if f["uses_bling"] else []) | set(db if f["uses_db"] else [])
+        if name == auth_only.group(1):
+            granted |= set(string_list(auth_only.group(2).join(["${x(", ")}"])))
+        assert granted == expected[name], name
 
 
 def test_secret_values_never_enter_terraform(tf, variable_defaults):
     assert not tf.resources_of_type("google_secret_manager_secret_version")
-    assert "password" not in tf.resource("google_sql_user", "etl")
-    assert set(tf.locals["secrets"]) == {"bling-client-id", "bling-client-secret", "bling-db-password"}
+    user = tf.resource("google_sql_user", "etl")
+    assert "password" not in user
+    # Write-only (never in plan or state), read from Secret Manager by an ephemeral resource at apply time.
+    assert user["password_wo"] == "${ephemeral.google_secret_manager_secret_version.db_password.secret_data}"
+    assert user["password_wo_version"] == "${var.db_password_rotation}"
+    assert set(tf.locals["secrets"]) == {"bling-client-id", "bling-client-secret", "bling-db-password",
+                                         "bling-token-key", "bling-auth-admin-key"}
     assert variable_defaults["secret_versions"] == {}
     assert re.findall(r'optional\(string,\s*"latest"\)', tf.variables["secret_versions"]["type"])
 
@@ -321,13 +347,18 @@ def test_every_variable_is_typed_and_described_and_every_output_described(tf):
         assert body.get("description"), f"output {name}"
 
 
-def test_providers_and_terraform_are_pinned_with_ranges(tf):
+def test_providers_are_pinned_exactly_and_locked(tf):
     settings = tf.terraform[0]
     providers = block(settings["required_providers"])
+    lock = (INFRA / ".terraform.lock.hcl").read_text(encoding="utf-8")
 
-    assert settings["required_version"].startswith(">=")
+    # Write-only arguments and ephemeral resources need Terraform 1.11; cloudbuild.yaml's image is that version.
+    assert settings["required_version"] == ">= 1.11"
+    assert "hashicorp/terraform:1.11.4" in (REPO / "cloudbuild.yaml").read_text(encoding="utf-8")
     for name, spec in providers.items():
-        assert re.fullmatch(r">= [\d.]+, < \d+", spec["version"]), name
+        assert re.fullmatch(r"\d+\.\d+\.\d+", spec["version"]), name
+        locked = re.search(r'provider "registry.terraform.io/%s" \{\s*version\s*=\s*"([^"]+)"' % spec["source"], lock)
+        assert locked and locked.group(1) == spec["version"], name
 
 
 def test_auth_urls_are_output_for_the_bling_app_and_the_runbook(tf):

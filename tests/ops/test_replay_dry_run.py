@@ -1,0 +1,29 @@
+"""replay_dead_letters --dry-run releases what it showed: the real replay right after it replays every message
+(before, the dry run held them for the hold subscription's ack deadline and the replay found none)."""
+from __future__ import annotations
+
+from shared import topology
+from shared.ops import replay_dead_letters
+
+
+def test_replay_right_after_a_dry_run_replays_everything(pubsub_env, gcp_project):
+    route = next(r for r in topology.ROUTES if r.topic == "bling-nfe")
+    publisher, subscriber = pubsub_env.publisher(), pubsub_env.subscriber()
+    for topic in (route.topic, route.dead_letter_topic):
+        publisher.create_topic(request={"name": publisher.topic_path(gcp_project, topic)})
+    hold = subscriber.subscription_path(gcp_project, route.dead_letter_subscription)
+    # A long deadline, as in production (infra/pubsub.tf: 60 s): a held message would stay hidden past the replay.
+    subscriber.create_subscription(request={"name": hold, "ack_deadline_seconds": 600,
+                                            "topic": publisher.topic_path(gcp_project, route.dead_letter_topic)})
+    capture = subscriber.subscription_path(gcp_project, "bling-nfe-capture")
+    subscriber.create_subscription(request={"name": capture, "topic": publisher.topic_path(gcp_project, route.topic)})
+    for n in range(3):
+        publisher.publish(publisher.topic_path(gcp_project, route.dead_letter_topic), f'{{"ids": [{n}]}}'.encode()
+                          ).result(timeout=30)
+
+    assert replay_dead_letters.replay(route, 1000, dry_run=True) == 0
+    replayed = replay_dead_letters.replay(route, 1000, dry_run=False)
+
+    assert replayed == 3
+    received = subscriber.pull(request={"subscription": capture, "max_messages": 10}, timeout=10).received_messages
+    assert sorted(m.message.data for m in received) == [b'{"ids": [0]}', b'{"ids": [1]}', b'{"ids": [2]}']
