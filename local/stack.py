@@ -20,6 +20,7 @@ start. Run directories live in .stack/<run>/ (logs/<name>.log for every process,
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import datetime
 import glob
@@ -777,6 +778,8 @@ class LocalStack:
         self.extra_functions = dict(extra_functions or {})
         self.ack_deadline_s = ack_deadline_s
         self.function_env = dict(function_env or {})
+        # The key of the stored Bling tokens (ADR 008): random per stack, as Secret Manager holds one per project.
+        self.token_key = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
         self.keep_pgdata = keep_pgdata
         self.project = project
         self.handle_signals = handle_signals
@@ -838,9 +841,8 @@ class LocalStack:
             self.firestore.wait_ready()
             if self.sandbox:
                 self.sandbox.wait_ready()
-            env = self.function_process_env()
             for fn in self.functions.values():
-                fn.extra_env = {**env, **fn.extra_env}
+                fn.extra_env = {**self.function_process_env(fn.name), **fn.extra_env}
                 fn.launch()
             self._track()
             for fn in self.functions.values():
@@ -972,10 +974,14 @@ class LocalStack:
                 env.update(component.env())
         if self.auth_url:
             env["AUTH_PUBLIC_URL"] = self.auth_url
+        env["BLING_TOKEN_KEY"] = self.token_key
         return env
 
-    def function_process_env(self) -> dict[str, str]:
-        return {**self.env(), "PYTHONPATH": str(REPO_ROOT), **self.function_env}
+    def function_process_env(self, name: str = "") -> dict[str, str]:
+        env = {**self.env(), "PYTHONPATH": str(REPO_ROOT), **self.function_env}
+        if name == "scheduler":
+            env.pop("BLING_TOKEN_KEY", None)  # as in Terraform: only the functions that call Bling get the key
+        return env
 
     # -- logs
     def log_paths(self) -> dict[str, Path]:

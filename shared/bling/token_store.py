@@ -170,7 +170,7 @@ class TokenStore:
         flag the fleet once, so nobody calls Bling until a new authorization; always raises."""
         with self._lock:
             self._cached = None
-        while True:
+        for _ in range(_CAS_ATTEMPTS):
             doc = self._read()
             if doc.authorization_broken:
                 raise self._broken_error(doc)
@@ -184,6 +184,8 @@ class TokenStore:
                 _log_broken(reason, error)
                 raise BlingAuthorizationBroken(error.status, error.error_type, error.error_message, reason,
                                                error.fields, error.path)
+        raise BlingRetryableError(0, "token_store_contention", "could not record the refused authorization",
+                                  "the token document kept changing", path=error.path)
 
     def store_authorization(self, token_response: dict[str, Any], requested_at: float | None = None) -> None:
         """Save the pair from a code exchange (auth callback): a new version, every flag cleared."""
@@ -348,33 +350,35 @@ class TokenStore:
         requested_at = self._clock()
         handed_over = False  # a late answer may still come: its handler owns the lease from then on
         try:
-            if not token_meter.take_slot():
-                log.warning("refused a Bling token call: the fleet made its per-minute share already",
-                            event="bling_token_fleet_cap", limit_per_min=get_settings().token_fleet_calls_per_min)
-                raise BlingRetryableError(0, "token_fleet_cap", "fleet token call cap reached",
-                                          "the fleet made its token calls for this minute; retry later",
-                                          path="/oauth/token")
-            token = oauth.request_token(
-                {"grant_type": "refresh_token", "refresh_token": refresh_token}, deadline_s=_call_deadline_s(),
-                on_late=lambda outcome: self._on_late_answer(doc.version, holder, requested_at, outcome))
-        except BlingError as exc:
-            handed_over = exc.error_type == "token_call_deadline"
-            if exc.error_type == "invalid_grant":
-                return self._after_invalid_grant(refresh_token, holder, exc, takeover)
-            if isinstance(exc, BlingAuthorizationBroken):
-                self._flag_broken(holder, exc)
+            try:
+                if not token_meter.take_slot():
+                    log.warning("refused a Bling token call: the fleet made its per-minute share already",
+                                event="bling_token_fleet_cap",
+                                limit_per_min=get_settings().token_fleet_calls_per_min)
+                    raise BlingRetryableError(0, "token_fleet_cap", "fleet token call cap reached",
+                                              "the fleet made its token calls for this minute; retry later",
+                                              path="/oauth/token")
+                token = oauth.request_token(
+                    {"grant_type": "refresh_token", "refresh_token": refresh_token}, deadline_s=_call_deadline_s(),
+                    on_late=lambda outcome: self._on_late_answer(doc.version, holder, requested_at, outcome))
+            except BlingError as exc:
+                handed_over = exc.error_type == "token_call_deadline"
+                if exc.error_type == "invalid_grant":
+                    return self._after_invalid_grant(refresh_token, holder, exc, takeover)
+                if isinstance(exc, BlingAuthorizationBroken):
+                    self._flag_broken(holder, exc)
+                    raise
+                if not handed_over and exc.error_type not in _LOCAL_REFUSALS:
+                    self._release_lease(holder, failure=exc)
+                if reason == "expiring" and doc.expires_at - self._clock() > _STILL_USABLE_S:
+                    log.warning("token refresh failed; the current access token is still valid and used meanwhile",
+                                event="bling_token_refresh_failed", **exc.log_fields())
+                    return self._use(doc)
                 raise
-            if not handed_over and exc.error_type not in _LOCAL_REFUSALS:
-                self._release_lease(holder, failure=exc)
-            if reason == "expiring" and doc.expires_at - self._clock() > _STILL_USABLE_S:
-                log.warning("token refresh failed; the current access token is still valid and used meanwhile",
-                            event="bling_token_refresh_failed", **exc.log_fields())
-                return self._use(doc)
-            raise
+            return self._write_pair(doc.version, token, requested_at)  # clears the lease with the pair
         finally:
             if not handed_over:
                 self._release_lease(holder)  # a no-op once the pair, a flag or a failure has cleared it
-        return self._write_pair(doc.version, token, requested_at)
 
     def _on_late_answer(self, seen_version: int, holder: str, requested_at: float, outcome: Any) -> None:
         """The token endpoint answered after the caller stopped waiting (oauth.request_token's deadline)."""
@@ -479,8 +483,9 @@ class TokenStore:
             if doc.authorization_broken and doc.data.get("authorization_broken_fingerprint") == fingerprint:
                 return
             fields = self._broken_fields(exc, reason, fingerprint)
-            if doc.data.get("lease_holder") not in (holder, None):
-                fields.pop("lease_holder"), fields.pop("lease_until")  # someone else's lease: not ours to clear
+            if doc.data.get("lease_holder") not in (holder, None):  # someone else's lease: not ours to clear
+                del fields["lease_holder"]
+                del fields["lease_until"]
             if self._cas(doc, fields):
                 _log_broken(reason, exc)
                 return
