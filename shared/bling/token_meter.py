@@ -35,8 +35,7 @@ def take_slot() -> bool:
             return False
         random.shuffle(free)  # instances racing for slots spread over them instead of all taking the first
         for snap in free:
-            fields = {"used_at": firestore.SERVER_TIMESTAMP, "holder": _HOLDER,
-                      "expire_at": datetime.datetime.now(tz=datetime.timezone.utc) + datetime.timedelta(days=1)}
+            fields = {"used_at": firestore.SERVER_TIMESTAMP, "holder": _HOLDER}  # N documents, reused: no TTL
             try:
                 if snap.exists:
                     snap.reference.update(fields, option=firestore_client.client().write_option(

@@ -438,7 +438,9 @@ class TokenStore:
                  token_version=fields["version"], token_expires_at=fields["expires_at"].isoformat())
         if before.reauth_required or before.authorization_broken:
             log.info("a valid token pair cleared the authorization flag", event="bling_authorization_restored")
-            _release_parked_work()
+            from shared import parking  # only here: the token store itself needs no Pub/Sub
+
+            parking.release_after_fix()  # the work parked behind the flag resumes now, not at the daily run
         return token["access_token"]
 
     def _after_invalid_grant(self, refused: str, holder: str, exc: BlingError, takeover: bool = False) -> str:
@@ -559,17 +561,6 @@ def _what_to_fix(exc: BlingError, token_endpoint: bool) -> str:
 
 def _log_broken(reason: str, exc: BlingError) -> None:
     log.error(reason, event="bling_authorization_broken", reauthorize_url=_start_url(), **exc.log_fields())
-
-
-def _release_parked_work() -> None:
-    """Work parked while a flag stood resumes at once (shared.parking); the daily run would release it too."""
-    from shared import parking
-
-    try:
-        parking.release_all()
-    except Exception as exc:  # noqa: BLE001 - the pair is stored; the daily run releases the rest
-        log.warning(f"could not release parked messages now; the next daily run will: {exc}",
-                    event="parked_release_failed", error_type=type(exc).__name__)
 
 
 _missing_logged = False

@@ -173,3 +173,37 @@ class TokenEndpoint:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class FakeApi:
+    """A Bling-compatible API server for answers the sandbox does not give: `answer(n)` (n = 1, 2, ... for each
+    GET) returns (status, JSON body bytes, extra headers). BLING_API_BASE is pointed at it; arrivals are kept."""
+
+    def __init__(self, answer: Callable[[int], tuple[int, bytes, dict[str, str]]]):
+        import http.server
+        import time
+
+        self.arrivals: list[float] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                owner.arrivals.append(time.monotonic())
+                status, body, headers = answer(len(owner.arrivals))
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        set_env(BLING_API_BASE=f"http://127.0.0.1:{self._server.server_address[1]}/Api/v3")
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

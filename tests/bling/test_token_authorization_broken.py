@@ -5,9 +5,7 @@ Real Firestore emulator and the sandbox's token endpoint; the API answers Bling 
 """
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import pytest
 
@@ -16,7 +14,7 @@ from shared.bling.client import BlingClient
 from shared.bling.token_store import TokenStore
 from shared.errors import PermanentError, RetryableError
 from shared.handler import pubsub_handler
-from tests.bling.helpers import log_lines, run_concurrently, set_env, store_pair, token_doc
+from tests.bling.helpers import FakeApi, log_lines, run_concurrently, set_env, store_pair, token_doc
 
 
 def _errors(out: str) -> list[dict]:
@@ -100,38 +98,13 @@ def test_a_missing_client_secret_is_a_configuration_error_not_a_dropped_message(
     assert bling_server.stats()["token_calls"] == 0
 
 
-class _Api:
-    """A Bling API that answers every GET with one fixed error."""
-
-    def __init__(self, status: int, error: dict):
-        self.requests = 0
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                owner.requests += 1
-                body = json.dumps({"error": error}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        set_env(BLING_API_BASE=f"http://127.0.0.1:{self.server.server_address[1]}/Api/v3")
-
-
 @pytest.mark.parametrize("status,error", [
     (403, {"type": "insufficient_scope", "message": "insufficient_scope",
            "description": "The request requires higher privileges than provided by the access token"}),
     (401, {"type": "UNAUTHORIZED_ERROR", "message": "Empresa inativa", "description": "Empresa inativa"}),
 ])
 def test_an_api_refusal_of_the_authorization_flags_the_fleet(bling, status, error, capsys):
-    api = _Api(status, error)
+    api = FakeApi(lambda n: (status, json.dumps({"error": error}).encode(), {}))
     try:
         capsys.readouterr()
         with pytest.raises(Exception) as first:
@@ -139,13 +112,13 @@ def test_an_api_refusal_of_the_authorization_flags_the_fleet(bling, status, erro
         with pytest.raises(Exception) as second:
             BlingClient(token_store=TokenStore()).get("/nfe")
     finally:
-        api.server.shutdown()
+        api.stop()
 
     from shared.errors import AuthorizationBroken
 
     assert isinstance(first.value, AuthorizationBroken) and not isinstance(first.value, PermanentError)
     assert isinstance(second.value, AuthorizationBroken)
-    assert api.requests == 1  # the second call never reached Bling
+    assert len(api.arrivals) == 1  # the second call never reached Bling
     assert bling.stats()["token_calls"] == 0
     assert token_doc()["authorization_broken"] is True
     assert len(_errors(capsys.readouterr().out)) == 1
