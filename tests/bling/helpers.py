@@ -165,10 +165,12 @@ class TokenEndpoint:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/oauth/token"
         set_env(BLING_TOKEN_URL=self.url)
 
-    def calls_in(self, first_s: float) -> int:
-        """POSTs that arrived within `first_s` seconds of the first one."""
+    def max_calls_in_60s(self) -> int:
+        """The most POSTs in any 60 s, counted as the sandbox counts its own token calls."""
+        from local.sandbox.ratelimit import max_in_window
+
         with self._lock:
-            return sum(1 for t in self.arrivals if self.arrivals and t - self.arrivals[0] < first_s)
+            return max_in_window(list(self.arrivals), 60.0)
 
     def stop(self) -> None:
         self._server.shutdown()
