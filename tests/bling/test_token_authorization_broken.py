@@ -158,3 +158,45 @@ def test_configuration_and_authorization_errors_are_neither_retryable_nor_perman
 
     for cls in (AuthorizationBroken, ConfigurationError):
         assert not issubclass(cls, (PermanentError, RetryableError))
+
+
+def test_detail_and_lister_park_their_messages_when_the_client_secret_is_refused(sandbox, db_env, firestore_env,
+                                                                                 pubsub_topology, postgres):
+    """The real handlers: before, detail marked every invoice 'failed' (one token call each) and the lister the
+    window 'failed', both acknowledged, and those months were never retried."""
+    import datetime
+
+    from shared import audit
+    from shared.messages import NoteRef, Window
+    from tests.data.pipeline_driver import envelope, handler, rows
+
+    set_env(BLING_RATE_BUDGET_PER_S=28)
+    server = sandbox("small", rate_per_s=30.0)
+    store_pair(server, expires_in=30)  # the access token is spent: the first call must refresh
+    truth = server.truth()
+    january = sorted(i for i, n in truth["nfe"].items() if n["tipo"] == 1 and n["dataEmissao"].startswith("2026-01"))
+    notes = [NoteRef(id=i, situacao=truth["nfe"][i]["situacao"]) for i in january[:3]]
+    window = Window("r-broken", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
+    audit.ensure_window(window)
+    audit.record_listed(window, notes)
+    set_env(BLING_CLIENT_SECRET="the-secret-before-it-was-regenerated")
+    server.reset_stats()
+
+    handler("detail")(envelope({"run_id": window.run_id, "window": window.key,
+                                "notes": [{"id": n.id, "situacao": n.situacao} for n in notes]}, "detail-1"))
+    handler("lister")(envelope(window.to_json(), "lister-1"))
+
+    assert server.stats()["token_calls"] == 1  # detail's first invoice; the flag stopped everything after it
+    parked = {s.id: s.to_dict() for s in firestore_client.collection("parked").stream()}
+    assert set(parked) == {"detail-1", "lister-1"}
+    assert {p["reason"] for p in parked.values()} == {"BlingAuthorizationBroken"}
+    failed = rows(postgres, "SELECT count(*) FROM etl_window_nfe WHERE run_id = %s AND resultado = 'failed'",
+                  (window.run_id,))
+    assert [tuple(r) for r in failed] == [(0,)]
+    status = rows(postgres, "SELECT status FROM etl_window WHERE run_id = %s", (window.run_id,))
+    assert [tuple(r) for r in status] != [("failed",)]
+
+    set_env(BLING_CLIENT_SECRET=server.client_secret)
+    TokenStore().get_valid_access_token()  # the right secret deployed: one try clears the flag, work released
+    assert list(firestore_client.collection("parked").stream()) == []
+    assert len(pubsub_topology.pull("bling-nfe")) == 1 and len(pubsub_topology.pull("bling-windows")) == 1
