@@ -21,6 +21,7 @@ start. Run directories live in .stack/<run>/ (logs/<name>.log for every process,
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import datetime
 import glob
@@ -778,6 +779,8 @@ class LocalStack:
         self.extra_functions = dict(extra_functions or {})
         self.ack_deadline_s = ack_deadline_s
         self.function_env = dict(function_env or {})
+        # The key of the stored Bling tokens (ADR 008): random per stack, as Secret Manager holds one per project.
+        self.token_key = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
         self.keep_pgdata = keep_pgdata
         self.project = project
         # The operator's key for the auth function's /start and /status (ADR 007): random per stack, given to the
@@ -842,11 +845,8 @@ class LocalStack:
             self.firestore.wait_ready()
             if self.sandbox:
                 self.sandbox.wait_ready()
-            env = self.function_process_env()
             for fn in self.functions.values():
-                fn.extra_env = {**env, **fn.extra_env}
-                if fn.name == "auth":
-                    fn.extra_env["AUTH_ADMIN_KEY"] = self.auth_admin_key
+                fn.extra_env = {**self.function_process_env(fn.name), **fn.extra_env}
                 fn.launch()
             self._write_admin_key()
             self._track()
@@ -986,10 +986,16 @@ class LocalStack:
                 env.update(component.env())
         if self.auth_url:
             env["AUTH_PUBLIC_URL"] = self.auth_url
+        env["BLING_TOKEN_KEY"] = self.token_key
         return env
 
-    def function_process_env(self) -> dict[str, str]:
-        return {**self.env(), "PYTHONPATH": str(REPO_ROOT), **self.function_env}
+    def function_process_env(self, name: str = "") -> dict[str, str]:
+        env = {**self.env(), "PYTHONPATH": str(REPO_ROOT), **self.function_env}
+        if name == "scheduler":
+            env.pop("BLING_TOKEN_KEY", None)  # as in Terraform: only the functions that call Bling get the key
+        if name == "auth":
+            env["AUTH_ADMIN_KEY"] = self.auth_admin_key  # as in Terraform: the operator's key is the auth function's only
+        return env
 
     # -- logs
     def log_paths(self) -> dict[str, Path]:

@@ -53,6 +53,17 @@ class Settings:
     token_lease_s: float
     token_http_timeout_s: float
     token_calls_per_min: int
+    # Fleet-wide guards of the token endpoint (docs/decisions/008): at most this many token calls in any 60 s for
+    # every instance together (Firestore meter; Bling blocks the IP at 20), and after a failed call nobody calls
+    # again before a backoff that starts at token_backoff_min_s and doubles up to token_backoff_max_s.
+    token_fleet_calls_per_min: int
+    token_backoff_min_s: float
+    token_backoff_max_s: float
+    # AES-256-GCM key of the token fields (urlsafe base64 of 32 bytes; Secret Manager secret bling-token-key).
+    bling_token_key: str
+    # The rate ledger never sleeps longer than this for one slot: a tick further ahead is clock skew or an
+    # oversubscribed account, and the work is better redelivered (docs/decisions/001).
+    rate_max_wait_s: float
     # How long a state issued by the auth function's /start stays valid.
     oauth_state_ttl_s: int
     # Public URL of the auth function, quoted in the ERROR that asks a human to re-authorize.
@@ -106,6 +117,11 @@ def get_settings() -> Settings:
         token_lease_s=_env_float("BLING_TOKEN_LEASE_S", 30.0),
         token_http_timeout_s=_env_float("BLING_TOKEN_HTTP_TIMEOUT_S", 15.0),
         token_calls_per_min=_env_int("BLING_TOKEN_CALLS_PER_MIN", 5),
+        token_fleet_calls_per_min=_env_int("BLING_TOKEN_FLEET_CALLS_PER_MIN", 8),
+        token_backoff_min_s=_env_float("BLING_TOKEN_BACKOFF_MIN_S", 15.0),
+        token_backoff_max_s=_env_float("BLING_TOKEN_BACKOFF_MAX_S", 600.0),
+        bling_token_key=_env("BLING_TOKEN_KEY"),
+        rate_max_wait_s=_env_float("BLING_RATE_MAX_WAIT_S", 60.0),
         oauth_state_ttl_s=_env_int("OAUTH_STATE_TTL_S", 600),
         auth_public_url=_env("AUTH_PUBLIC_URL", "<auth function URL>"),
         auth_admin_key=_env("AUTH_ADMIN_KEY"),

@@ -3,6 +3,9 @@
 The leaves decide what a handler does with a Pub/Sub message (shared.handler):
 - RetryableError: raise, so Pub/Sub delivers the message again later.
 - PermanentError: log an ERROR and acknowledge; retrying would give the same answer.
+- OperatorActionRequired: park the message until a human fixes the authorization or the configuration; it is
+  deliberately neither retryable (retries would only burn delivery attempts) nor permanent (the work is not lost,
+  and per-record `except PermanentError` blocks must not swallow it as one bad record).
 """
 from __future__ import annotations
 
@@ -23,8 +26,20 @@ class BadMessage(PermanentError):
     """A Pub/Sub message that is not what its topic carries (not JSON, unknown keys, bad dates)."""
 
 
-class ConfigurationError(PermanentError):
-    """A required setting is missing; a human has to fix the deployment."""
+class OperatorActionRequired(EtlError):
+    """The authorization or the configuration is broken: nothing a retry can fix, everything a human fix will.
+
+    The handler parks the message (shared.parking) with the reason; it is released when the fix is in.
+    """
+
+
+class ConfigurationError(OperatorActionRequired):
+    """A required setting is missing or unusable; a human has to fix the deployment."""
+
+
+class AuthorizationBroken(OperatorActionRequired):
+    """Bling refuses our client credentials, the company or the scopes (invalid_client, "Empresa inativa",
+    insufficient_scope): a fleet-wide flag is set and nobody calls Bling until it is cleared (ADR 008)."""
 
 
 class ReauthorizationRequired(RetryableError):

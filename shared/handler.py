@@ -4,17 +4,22 @@ Raise means "Pub/Sub, deliver this again" (functions-framework answers 500 to th
 dropped". PermanentError (bad input, a record Bling does not have) is logged as ERROR and acknowledged, so it is
 never retried forever. RetryableError is logged as WARNING and re-raised. Anything unexpected is logged with its
 stack and re-raised: the subscription's dead-letter policy stops it after the configured attempts.
-DailyLimitReached and ReauthorizationRequired park the message instead (shared.parking): retrying cannot help
-before tomorrow or before a human re-authorizes, and the work must not end in the dead-letter topic meanwhile.
+DailyLimitReached, ReauthorizationRequired and OperatorActionRequired (a broken authorization or configuration:
+ConfigurationError, AuthorizationBroken) park the message instead (shared.parking), with the reason: retrying
+cannot help before tomorrow or before a human fixes something, and the work must not be dropped nor end in the
+dead-letter topic meanwhile. A configuration error is logged as ERROR once per process and text (the fleet-wide
+authorization flag logs its own single ERROR where it is set); every parked message is a WARNING.
 """
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from typing import Any, Callable
 
 from shared import log, parking, topology
-from shared.errors import DailyLimitReached, PermanentError, ReauthorizationRequired, RetryableError
+from shared.errors import (ConfigurationError, DailyLimitReached, OperatorActionRequired, PermanentError,
+                           ReauthorizationRequired, RetryableError)
 from shared.messages import PubSubMessage
 
 MessageHandler = Callable[[PubSubMessage], None]
@@ -41,11 +46,8 @@ def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[A
                         log.error(f"message dropped, it cannot succeed: {exc}", input=message.text_for_log(),
                                   error_type=type(exc).__name__, **fields)
                         return
-                    except (DailyLimitReached, ReauthorizationRequired) as exc:
-                        parking.park(topic, message, type(exc).__name__)
-                        until = "tomorrow" if isinstance(exc, DailyLimitReached) else "re-authorization"
-                        log.warning(f"message parked until {until}: {exc}", event="message_parked",
-                                    error_type=type(exc).__name__)
+                    except (DailyLimitReached, ReauthorizationRequired, OperatorActionRequired) as exc:
+                        _park(topic, message, exc)
                         return
                     except RetryableError as exc:
                         fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
@@ -60,3 +62,24 @@ def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[A
         return on_cloud_event
 
     return decorate
+
+
+_UNTIL = ((DailyLimitReached, "tomorrow"), (ReauthorizationRequired, "re-authorization"),
+          (OperatorActionRequired, "the authorization or configuration is fixed"))
+_configuration_errors_logged: set[str] = set()
+_logged_lock = threading.Lock()
+
+
+def _park(topic: str, message: PubSubMessage, exc: Exception) -> None:
+    parking.park(topic, message, type(exc).__name__, detail=str(exc))
+    if isinstance(exc, ConfigurationError):
+        with _logged_lock:
+            first = str(exc) not in _configuration_errors_logged
+            _configuration_errors_logged.add(str(exc))
+        if first:
+            log.error(f"configuration error, work parked until it is fixed: {exc}", event="configuration_error",
+                      error_type=type(exc).__name__)
+    until = next(text for cls, text in _UNTIL if isinstance(exc, cls))
+    fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
+    log.warning(f"message parked until {until}: {exc}", event="message_parked", error_type=type(exc).__name__,
+                **fields)

@@ -1,10 +1,12 @@
 """Parked messages: work that cannot run now for a reason that retries cannot fix soon.
 
-Two such reasons: Bling's daily quota is spent (it resets tomorrow), or the authorization was revoked (a human
-must re-authorize). Retrying would only burn the subscription's delivery attempts and end in the dead-letter
+Three such reasons: Bling's daily quota is spent (it resets tomorrow), the authorization was revoked (a human
+must re-authorize), or the authorization or configuration is broken (a human must fix a secret, a scope, a
+setting: docs/decisions/008). Retrying would only burn the subscription's delivery attempts and end in the dead-letter
 topic, so the handler parks the message in Firestore (`<prefix>_parked/<message id>`) and acknowledges it.
-Parked messages are published again to their topic by the next daily scheduler run and right after a new
-authorization is stored, so the work resumes without anyone replaying anything.
+Parked messages are published again to their topic by the next daily scheduler run, right after a new
+authorization is stored, and right after a valid token pair clears a flag of the token store, so the work
+resumes without anyone replaying anything.
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ def _collection():
     return firestore_client.collection("parked")
 
 
-def park(topic: str, message: PubSubMessage, reason: str) -> None:
+def park(topic: str, message: PubSubMessage, reason: str, detail: str = "") -> None:
+    """`reason`: the error class; `detail`: what it said (what to fix), for whoever looks at parked work."""
     # Keyed by message id: a redelivery of the same message parks it once.
     _collection().document(message.message_id or f"anon-{datetime.datetime.now().timestamp()}").set({
         "topic": topic, "data": message.data, "attributes": message.attributes, "reason": reason,
-        "parked_at": datetime.datetime.now(tz=datetime.timezone.utc)})
+        "detail": detail[:1000], "parked_at": datetime.datetime.now(tz=datetime.timezone.utc)})
 
 
 def release_all(limit: int = 10_000) -> int:
@@ -38,3 +41,14 @@ def release_all(limit: int = 10_000) -> int:
     if released:
         log.info(f"{released} parked message(s) published again", event="parked_released", released=released)
     return released
+
+
+def release_after_fix() -> int:
+    """release_all() for a caller whose own work is done (a pair stored, a flag cleared): a failure here is
+    logged, not raised, because the next daily scheduler run releases the messages anyway."""
+    try:
+        return release_all()
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning(f"could not release parked messages now; the next daily run will: {exc}",
+                    event="parked_release_failed", error_type=type(exc).__name__)
+        return 0

@@ -15,8 +15,6 @@ import contextlib
 import contextvars
 import dataclasses
 import datetime
-import decimal
-import json
 import threading
 import time
 import zoneinfo
@@ -28,6 +26,7 @@ from shared import firestore_client, log
 from shared.bling import rate_budget
 from shared.bling.errors import (BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError,
                                  BlingRetryableError)
+from shared.bling.http import error_from_response, parse_json, reset_session, session
 from shared.bling.retry_policy import DEADLINE_S, MAX_ATTEMPTS_PER_CALL, POLICY, Outcome, Rule
 from shared.config import get_settings
 
@@ -62,49 +61,8 @@ def _count(throttled: bool) -> None:
         counter.throttled += int(throttled)
 
 
-# ---------------------------------------------------------------------------------------------------- HTTP session
-
-_session = None
-_session_lock = threading.Lock()
-
-
-def session():
-    """One requests.Session per process (connection reuse), created on first use."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            import requests
-            from requests.adapters import HTTPAdapter
-
-            s = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-            s.mount("https://", adapter)
-            s.mount("http://", adapter)
-            _session = s
-        return _session
-
-
-# ---------------------------------------------------------------------------------------------------- parsing
-
-
-def parse_json(body: bytes) -> Any:
-    """The JSON value of body with exact decimals, or None when it is not (complete) JSON."""
-    try:
-        return json.loads(body.decode("utf-8"), parse_float=decimal.Decimal)
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def error_from_response(status: int, parsed: Any, path: str) -> BlingError:
-    """A BlingError carrying Bling's {"error": {type, message, description, fields}} (or what there is of it)."""
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict):
-        return BlingError(status, str(error.get("type") or ""), str(error.get("message") or ""),
-                          str(error.get("description") or ""), error.get("fields") or [], path)
-    if isinstance(error, str):  # RFC 6749 shape {"error": "invalid_grant", "error_description": ...}
-        return BlingError(status, error, error, str(parsed.get("error_description") or ""), [], path)
-    return BlingError(status, "", "", "" if parsed is not None else "non-JSON body", [], path)
-
+# ---------------------------------------------------------------------------------------------------- HTTP
+# The session and the error-body parsing live in shared.bling.http, shared with the token endpoint (oauth.py).
 
 def classify(status: int, parsed: Any) -> Outcome:
     """Which row of the retry table an answer falls in."""
@@ -116,6 +74,8 @@ def classify(status: int, parsed: Any) -> Outcome:
         return Outcome.RATE_DAY if str(error.get("period", "")).lower() == "day" else Outcome.RATE_SECOND
     if status == 401:
         return Outcome.INVALID_TOKEN if error.get("type") == "invalid_token" else Outcome.UNAUTHORIZED
+    if status == 403 and error.get("type") == "insufficient_scope":
+        return Outcome.INSUFFICIENT_SCOPE
     if status == 404:
         return Outcome.NOT_FOUND
     if status >= 500:
@@ -130,7 +90,7 @@ def _raise_for(outcome: Outcome, status: int, parsed: Any, path: str) -> BlingEr
         return BlingNotFound(*args)
     if outcome is Outcome.RATE_DAY:
         return BlingDailyLimit(*args)
-    if outcome in (Outcome.CLIENT_ERROR, Outcome.UNAUTHORIZED):
+    if outcome is Outcome.CLIENT_ERROR:
         return BlingPermanentError(*args)
     if outcome is Outcome.INVALID_JSON:
         return BlingRetryableError(status, "invalid_json", "unreadable body",
@@ -299,6 +259,9 @@ class BlingClient:
         if outcome is Outcome.RATE_DAY:
             _remember_daily_limit(error)  # type: ignore[arg-type]
             raise error
+        if outcome in (Outcome.UNAUTHORIZED, Outcome.INSUFFICIENT_SCOPE):
+            # Bling refuses the authorization itself, not this record: flag the fleet and park (ADR 008).
+            self._tokens.mark_authorization_broken(token, error)
         if outcome is Outcome.INVALID_TOKEN:
             if call.refreshed:
                 # A token fresh from the store was refused too: keep the work (retryable), do not loop on refreshes.
@@ -339,12 +302,11 @@ def get_client() -> BlingClient:
 
 def reset_client() -> None:
     """Forget the client, the token store, the session and the cached daily-limit state (tests)."""
-    global _client, _session
+    global _client
     from shared.bling import token_store
 
     with _client_lock:
         _client = None
-    with _session_lock:
-        _session = None
+    reset_session()
     token_store.reset_token_store()
     reset_daily_limit_cache()

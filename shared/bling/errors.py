@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import DailyLimitReached, EtlError, PermanentError, ReauthorizationRequired, RetryableError
+from shared.errors import (AuthorizationBroken, DailyLimitReached, EtlError, PermanentError, ReauthorizationRequired,
+                           RetryableError)
 
 
 class BlingError(EtlError):
@@ -45,3 +46,8 @@ class BlingDailyLimit(BlingError, DailyLimitReached):
 
 class BlingReauthorizationRequired(BlingError, ReauthorizationRequired):
     """The refresh token was refused (invalid_grant) and no other instance had replaced it."""
+
+
+class BlingAuthorizationBroken(BlingError, AuthorizationBroken):
+    """Bling refuses the client credentials (token endpoint 4xx other than invalid_grant), the company (401 other
+    than invalid_token) or the scopes (403 insufficient_scope): fleet-wide flag, work parked (ADR 008)."""

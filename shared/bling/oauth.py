@@ -4,18 +4,24 @@ Both grants go through `request_token`: the code exchange (auth function) and th
 retries by itself: a refresh token and a code are single-use, so a retry after a lost answer could spend one twice;
 the callers decide. Request (API-NOTES §2.2): POST form-urlencoded, `Authorization: Basic base64(id:secret)`,
 `Accept: 1.0`, `enable-jwt: 1`.
+
+A 4xx other than `invalid_grant` (invalid_client after the secret was regenerated, "Empresa inativa", a malformed
+request) means the authorization or the configuration is broken: BlingAuthorizationBroken, parked by the handler,
+never a PermanentError that would drop the work (ADR 008). Bling's IP block (403 "bloqueado") is transient: it
+carries the hour Bling blocks for, so the token store's fleet-wide backoff waits that long.
 """
 from __future__ import annotations
 
 import base64
 import collections
+import hashlib
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from shared import log, secrets
-from shared.bling import client as bling_client
-from shared.bling.errors import BlingError, BlingPermanentError, BlingRetryableError
+from shared.bling import http as bling_http
+from shared.bling.errors import (BlingAuthorizationBroken, BlingError, BlingPermanentError, BlingRetryableError)
 from shared.config import get_settings
 
 # Process-wide record of token-endpoint calls (monotonic seconds), for the per-minute guard.
@@ -30,6 +36,21 @@ def client_credentials() -> tuple[str, str]:
     client_secret = secrets.resolve(settings.bling_client_secret, settings.bling_client_secret_secret,
                                     "BLING_CLIENT_SECRET")
     return client_id, client_secret
+
+
+def credentials_fingerprint() -> str:
+    """A short hash of the client credentials (never the secret): the flag of ADR 008 records the one it failed
+    with, so a process with other credentials (a new secret deployed) may try once. Missing credentials raise
+    ConfigurationError."""
+    client_id, client_secret = client_credentials()
+    digest = hashlib.sha256(b"bling-client-credentials\0" + client_id.encode() + b"\0" + client_secret.encode())
+    return digest.hexdigest()[:16]
+
+
+class BlingTokenEndpointBlocked(BlingRetryableError):
+    """Bling blocked our IP at the token endpoint (20 calls in 60 s block it for an hour)."""
+
+    retry_after_s = 3600.0
 
 
 def _take_guard_slot() -> None:
@@ -54,26 +75,69 @@ def reset_guard() -> None:
         _calls.clear()
 
 
-def request_token(form: dict[str, str]) -> dict[str, Any]:
+def request_token(form: dict[str, str], deadline_s: float | None = None,
+                  on_late: Callable[[dict[str, Any] | BaseException], None] | None = None) -> dict[str, Any]:
     """POST `form` to the token endpoint once; the validated token response (tokens registered as secrets).
 
-    Raises BlingPermanentError for 4xx answers (error_type "invalid_grant", "invalid_client", "VALIDATION_ERROR"
-    ...), BlingRetryableError for 5xx, 429, timeouts, connection errors, unreadable answers and the local guard.
+    Raises BlingPermanentError for invalid_grant, BlingAuthorizationBroken for the other 4xx answers,
+    BlingRetryableError for 5xx, 429, Bling's IP block, timeouts, connection errors, unreadable answers and the
+    local guard, ConfigurationError when the client credentials are not configured.
+
+    With `deadline_s`, the caller gets an answer or BlingRetryableError("token_call_deadline") within that many
+    seconds whatever the network does (requests' timeouts are per phase, not total). The POST itself may still be
+    answered later: then `on_late` receives that answer (the token response or the exception), because a refresh
+    answered after we stopped waiting carries the only copy of the new single-use refresh token.
     """
+    settings = get_settings()
+    client_id, client_secret = client_credentials()
+    _take_guard_slot()
+    if deadline_s is None:
+        return _post(form, client_id, client_secret, settings.token_http_timeout_s)
+    box: dict[str, Any] = {}
+    lock = threading.Lock()
+    # Per-phase timeouts of the late POST: it connects within the deadline and gets its answer within
+    # `late_s`, so whoever waits for it (the lease, ADR 008) knows it is over after deadline_s + late_s.
+    timeouts = (deadline_s, max(deadline_s, settings.token_lease_s / 2))
+
+    def run() -> None:
+        try:
+            outcome: Any = _post(form, client_id, client_secret, timeouts)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller or to on_late
+            outcome = exc
+        with lock:
+            box["outcome"] = outcome
+            late = box.get("abandoned", False)
+        if late and on_late is not None:
+            on_late(outcome)
+
+    worker = threading.Thread(target=run, name="bling-token-call", daemon=True)
+    worker.start()
+    worker.join(deadline_s)
+    with lock:
+        if "outcome" not in box:
+            box["abandoned"] = True
+            raise BlingRetryableError(0, "token_call_deadline", "token call outlived its deadline",
+                                      f"no answer from the token endpoint within {deadline_s:.1f} s; a late answer "
+                                      "is still stored", path="/oauth/token")
+        outcome = box["outcome"]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _post(form: dict[str, str], client_id: str, client_secret: str, timeout: Any) -> dict[str, Any]:
     import requests
 
     settings = get_settings()
-    client_id, client_secret = client_credentials()
     basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
     headers = {"Authorization": f"Basic {basic}", "Accept": "1.0", "enable-jwt": "1",
                "Content-Type": "application/x-www-form-urlencoded"}
     grant_type = form.get("grant_type", "")
-    _take_guard_slot()
     started = time.monotonic()
     status = 0
     try:
-        response = bling_client.session().post(settings.bling_token_url, data=form, headers=headers,
-                                               timeout=settings.token_http_timeout_s)
+        response = bling_http.session().post(settings.bling_token_url, data=form, headers=headers,
+                                               timeout=timeout)
         status = response.status_code
         body = response.content
     except requests.RequestException as exc:
@@ -83,15 +147,25 @@ def request_token(form: dict[str, str]) -> dict[str, Any]:
     finally:
         log.info("bling token request", event="bling_token_request", method="POST", path="/oauth/token",
                  grant_type=grant_type, status=status, duration_ms=round((time.monotonic() - started) * 1000))
-    parsed = bling_client.parse_json(body)
+    parsed = bling_http.parse_json(body)
     if status == 200 and isinstance(parsed, dict):
         return parse_token_response(parsed)
-    error = bling_client.error_from_response(status, parsed, "/oauth/token")
-    if isinstance(error, BlingError) and 400 <= status < 500 and status != 429:
-        raise BlingPermanentError(status, error.error_type, error.error_message, error.description,
-                                  error.fields, "/oauth/token")
+    error = bling_http.error_from_response(status, parsed, "/oauth/token")
+    args = (status, error.error_type, error.error_message, error.description, error.fields, "/oauth/token")
+    if status == 403 and _is_ip_block(error):
+        raise BlingTokenEndpointBlocked(*args)
+    if 400 <= status < 500 and status != 429 and error.error_type:
+        if error.error_type == "invalid_grant":
+            raise BlingPermanentError(*args)
+        raise BlingAuthorizationBroken(*args)
     raise BlingRetryableError(status, error.error_type or "token_endpoint_error", error.error_message,
                               error.description or "token endpoint answered unexpectedly", path="/oauth/token")
+
+
+def _is_ip_block(error: BlingError) -> bool:
+    """Bling's IP block is a 403 FORBIDDEN "Acesso bloqueado"; insufficient_scope and the like are not."""
+    text = f"{error.error_message} {error.description}".lower()
+    return error.error_type in ("FORBIDDEN", "") and ("bloque" in text or "block" in text)
 
 
 def parse_token_response(body: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,14 @@ tick n starts at n / budget (Unix time). To send one request a process claims a 
 whatever the number of instances, and each tick is a different document (no hot document, no membership).
 The winner sleeps until its tick starts and sends at most `slack` later; a process that would be later than that
 drops the tick and claims another. Any 1-second window therefore holds at most ceil((1 + slack_s) * budget)
-sends (3 for the defaults: budget 2.8, slack 15 % of a tick), given NTP-synced clocks.
+sends (3 for the defaults: budget 2.8, slack 15 % of a tick).
+
+Clocks: "now" is Firestore's clock, not the local one — the offset is learned from the server time of a read
+before the first claim and of every claim's write — so a laptop whose clock runs ahead claims the same ticks as
+the fleet instead of ticks an hour away. A tick in the ledger that starts more than BLING_RATE_MAX_WAIT_S ahead
+(left there by a process with a skewed clock before this fix) is treated as skew, not as a queue to join; and no
+claim sleeps longer than that cap: beyond it the account is oversubscribed and the work is better redelivered
+(RetryableError) than held in a sleeping instance (docs/decisions/001).
 
 Tick documents carry `expire_at` (now + 1 h) for the Firestore TTL policy on collection group `bling_rate_ticks`.
 BLING_RATE_LEDGER=local replaces the ledger by in-process pacing, for pure unit tests only.
@@ -21,6 +28,7 @@ import random
 import socket
 import threading
 import time
+from typing import Any
 
 from shared import firestore_client, log
 from shared.config import get_settings
@@ -30,6 +38,11 @@ TICK_TTL = datetime.timedelta(hours=1)
 # A wait longer than this is worth a WARNING: the account is oversubscribed (many instances queueing).
 _LONG_WAIT_S = 20.0
 _HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+# The local clock; Firestore's time is this plus _server_offset_s. A seam for tests that skew the local clock.
+_wall_clock = time.time
+_CLOCK_WARN_S = 1.0
+# An offset smaller than this is NTP-synced clocks plus the noise of our estimate (half a round trip): kept at 0.
+_CLOCK_TRUST_S = 0.25
 
 
 @dataclasses.dataclass
@@ -47,6 +60,8 @@ _highest_taken = 0  # highest tick this process knows to be taken (by itself or 
 _claim_latency_s = 0.05  # moving estimate of one create() round trip
 _local_next_send = 0.0
 _stats = LedgerStats()
+_server_offset_s: float | None = None  # Firestore's clock minus ours, None until first learned
+_skew_warned: set[str] = set()
 
 
 def acquire() -> None:
@@ -67,9 +82,47 @@ def stats() -> LedgerStats:
 
 def reset() -> None:
     """Forget the process-wide state (tests)."""
-    global _highest_taken, _claim_latency_s, _local_next_send, _stats
+    global _highest_taken, _claim_latency_s, _local_next_send, _stats, _server_offset_s
     with _lock:
         _highest_taken, _claim_latency_s, _local_next_send, _stats = 0, 0.05, 0.0, LedgerStats()
+        _server_offset_s = None
+        _skew_warned.clear()
+
+
+def _now() -> float:
+    """Firestore's time as best known: the local clock corrected by the learned offset."""
+    return _wall_clock() + (_server_offset_s or 0.0)
+
+
+def _learn_offset(server_time: Any, sent_at: float, received_at: float) -> None:
+    """One sample of Firestore's clock (a read's read_time or a write's update_time) taken between two local
+    readings: the offset is the server time minus the midpoint."""
+    global _server_offset_s
+    if not isinstance(server_time, datetime.datetime):
+        return
+    offset = server_time.timestamp() - (sent_at + received_at) / 2
+    offset = offset if abs(offset) >= _CLOCK_TRUST_S else 0.0
+    with _lock:
+        first = _server_offset_s is None
+        _server_offset_s = offset
+    if first and abs(offset) > _CLOCK_WARN_S:
+        log.warning(f"this machine's clock differs from Firestore's by {offset:+.1f} s; the rate ledger uses "
+                    "Firestore's time", event="rate_clock_skew", offset_s=round(offset, 3))
+
+
+def _sync_clock(ticks) -> None:
+    sent_at = _wall_clock()
+    snap = ticks.document("clock").get()  # never written: only its read_time (server time) matters
+    _learn_offset(getattr(snap, "read_time", None), sent_at, _wall_clock())
+
+
+def _warn_skew_once(kind: str, **fields: Any) -> None:
+    with _lock:
+        if kind in _skew_warned:
+            return
+        _skew_warned.add(kind)
+    log.warning("ignored a rate-ledger tick far in the future (a process with a skewed clock wrote it)",
+                event="rate_tick_skew", **fields)
 
 
 def _acquire_tick(tick_s: float, slack_s: float) -> None:
@@ -77,32 +130,48 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
     from google.api_core import exceptions as gexc
 
     ticks = firestore_client.collection("rate_ticks")
+    max_wait_s = get_settings().rate_max_wait_s
     started = time.monotonic()
     conflicts_here = 0
+    try:
+        if _server_offset_s is None:
+            _sync_clock(ticks)
+    except gexc.GoogleAPICallError as exc:
+        raise RetryableError(f"rate ledger unavailable: {exc}") from exc
     while True:
-        now = time.time()
+        now = _now()
         with _lock:
             # The first tick whose send window [start, start + slack] we can still reach after the claim round trip.
             earliest = math.ceil((now + _claim_latency_s - slack_s) / tick_s)
             candidate = max(earliest, _highest_taken + 1)
         # Processes that just collided would collide again on the same next tick; spread them a little.
         candidate += random.randint(0, 1 if conflicts_here >= 2 else 0)
+        if candidate * tick_s - now > max_wait_s:
+            # Every slot within the cap is taken: the account is oversubscribed; let Pub/Sub redeliver later.
+            raise RetryableError(f"rate budget oversubscribed: no slot within {max_wait_s:.0f} s")
         expire_at = datetime.datetime.now(tz=datetime.timezone.utc) + TICK_TTL
+        sent_at = _wall_clock()
         try:
-            ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at, "holder": _HOLDER})
+            result = ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at,
+                                                             "holder": _HOLDER})
         except (gexc.Conflict, gexc.AlreadyExists):
             conflicts_here += 1
             highest = candidate
             if conflicts_here == 1 or conflicts_here % 3 == 0:
-                highest = max(highest, _highest_tick_in_ledger(ticks))
+                in_ledger = _highest_tick_in_ledger(ticks)
+                if in_ledger * tick_s - now > max_wait_s:
+                    _warn_skew_once(str(in_ledger), tick=in_ledger, ahead_s=round(in_ledger * tick_s - now))
+                else:
+                    highest = max(highest, in_ledger)
             with _lock:
                 _highest_taken = max(_highest_taken, highest)
                 _stats.conflicts += 1
-                _stats.claim_seconds += time.time() - now
+                _stats.claim_seconds += _now() - now
             continue
         except gexc.GoogleAPICallError as exc:
             raise RetryableError(f"rate ledger unavailable: {exc}") from exc
-        claimed_at = time.time()
+        _learn_offset(getattr(result, "update_time", None), sent_at, _wall_clock())
+        claimed_at = _now()
         start = candidate * tick_s
         with _lock:
             _highest_taken = max(_highest_taken, candidate)
@@ -112,10 +181,10 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
         if claimed_at > start + slack_s:
             _count_late()
             continue
-        wait = start - time.time()
+        wait = min(start - _now(), max_wait_s)
         if wait > 0:
             time.sleep(wait)
-        if time.time() > start + slack_s:  # overslept (a busy process): never send outside the tick's window
+        if _now() > start + slack_s:  # overslept (a busy process): never send outside the tick's window
             _count_late()
             continue
         waited = time.monotonic() - started

@@ -21,9 +21,10 @@ class Outcome(str, enum.Enum):
     RATE_SECOND = "rate_second"  # 429 with period "second" (or no period)
     RATE_DAY = "rate_day"  # 429 with period "day": stop until São Paulo midnight
     INVALID_TOKEN = "invalid_token"  # 401 invalid_token: one forced refresh, one retry
-    UNAUTHORIZED = "unauthorized"  # any other 401
+    UNAUTHORIZED = "unauthorized"  # any other 401 ("Empresa inativa"): the authorization is broken (ADR 008)
+    INSUFFICIENT_SCOPE = "insufficient_scope"  # 403 insufficient_scope (401 before v328): broken too
     NOT_FOUND = "not_found"  # 404
-    CLIENT_ERROR = "client_error"  # 400, 403 (insufficient_scope since v328), other 4xx
+    CLIENT_ERROR = "client_error"  # 400, other 403s, other 4xx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,7 @@ POLICY: dict[Outcome, Rule] = {
     Outcome.INVALID_TOKEN: Rule(max_attempts=2),
     Outcome.RATE_DAY: Rule(max_attempts=1),
     Outcome.UNAUTHORIZED: Rule(max_attempts=1),
+    Outcome.INSUFFICIENT_SCOPE: Rule(max_attempts=1),
     Outcome.NOT_FOUND: Rule(max_attempts=1),
     Outcome.CLIENT_ERROR: Rule(max_attempts=1),
 }

@@ -35,11 +35,21 @@ def store_pair(server: Any, expires_in: int | None = None) -> dict[str, Any]:
     return pair
 
 
-def token_doc() -> dict[str, Any]:
+def raw_token_doc() -> dict[str, Any]:
+    """The token document exactly as Firestore holds it (token fields encrypted)."""
     from shared import firestore_client
 
     snap = firestore_client.collection("oauth").document("bling").get()
     return snap.to_dict() or {}
+
+
+def token_doc() -> dict[str, Any]:
+    """The token document with access_token and refresh_token decrypted, as the token store sees them."""
+    from shared.bling import token_store
+
+    doc = raw_token_doc()
+    decrypt = getattr(token_store, "decrypted_tokens", None)  # absent before encryption (ADR 008)
+    return {**doc, **decrypt(doc)} if doc and decrypt else doc
 
 
 def log_lines(captured: str) -> list[dict[str, Any]]:
@@ -100,3 +110,102 @@ def refresh_in_processes(n: int) -> list[tuple[str, str]]:
     for p in procs:
         p.join(timeout=30)
     return answers
+
+
+class TokenEndpoint:
+    """A real HTTP server in front of the token endpoint: forwards each POST to `upstream` (the sandbox) after an
+    optional per-call delay of the ANSWER (the request reaches upstream at once, as a slow network would), or
+    answers `fail_status` itself. Counts POSTs with their arrival times; BLING_TOKEN_URL is pointed at it."""
+
+    def __init__(self, upstream: str = "", fail_status: int = 0, answer_delays: list[float] | None = None):
+        import http.server
+        import time
+        import urllib.error
+        import urllib.request
+
+        self.upstream, self.fail_status = upstream, fail_status
+        self.answer_delays = list(answer_delays or [])
+        self.arrivals: list[float] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with owner._lock:
+                    owner.arrivals.append(time.monotonic())
+                    delay = owner.answer_delays.pop(0) if owner.answer_delays else 0.0
+                if owner.fail_status:
+                    status, payload = owner.fail_status, b"<html><body>Service Unavailable</body></html>"
+                else:
+                    request = urllib.request.Request(owner.upstream, data=body, method="POST", headers={
+                        k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")})
+                    try:
+                        with urllib.request.urlopen(request, timeout=30) as answer:
+                            status, payload = answer.status, answer.read()
+                    except urllib.error.HTTPError as refused:
+                        status, payload = refused.code, refused.read()
+                time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client gave up first
+
+            def log_message(self, *args):
+                pass
+
+        self._lock = threading.Lock()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/oauth/token"
+        set_env(BLING_TOKEN_URL=self.url)
+
+    def max_calls_in_60s(self) -> int:
+        """The most POSTs in any 60 s, counted as the sandbox counts its own token calls."""
+        from local.sandbox.ratelimit import max_in_window
+
+        with self._lock:
+            return max_in_window(list(self.arrivals), 60.0)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FakeApi:
+    """A Bling-compatible API server for answers the sandbox does not give: `answer(n)` (n = 1, 2, ... for each
+    GET) returns (status, JSON body bytes, extra headers). BLING_API_BASE is pointed at it; arrivals are kept."""
+
+    def __init__(self, answer: Callable[[int], tuple[int, bytes, dict[str, str]]]):
+        import http.server
+        import time
+
+        self.arrivals: list[float] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                owner.arrivals.append(time.monotonic())
+                status, body, headers = answer(len(owner.arrivals))
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        set_env(BLING_API_BASE=f"http://127.0.0.1:{self._server.server_address[1]}/Api/v3")
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

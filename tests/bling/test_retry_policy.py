@@ -16,7 +16,8 @@ from shared.bling.retry_policy import DEADLINE_S, POLICY, Outcome
     (429, {"error": {"type": "TOO_MANY_REQUESTS", "period": "day", "limit": 120000}}, Outcome.RATE_DAY),
     (401, {"error": {"type": "invalid_token", "message": "invalid_token"}}, Outcome.INVALID_TOKEN),
     (401, {"error": {"type": "UNAUTHORIZED"}}, Outcome.UNAUTHORIZED),
-    (403, {"error": {"type": "insufficient_scope"}}, Outcome.CLIENT_ERROR),
+    (403, {"error": {"type": "insufficient_scope"}}, Outcome.INSUFFICIENT_SCOPE),  # parked, not dropped (ADR 008)
+    (403, {"error": {"type": "FORBIDDEN"}}, Outcome.CLIENT_ERROR),
     (400, {"error": {"type": "VALIDATION_ERROR"}}, Outcome.CLIENT_ERROR),
     (404, {"error": {"type": "RESOURCE_NOT_FOUND"}}, Outcome.NOT_FOUND),
     (500, None, Outcome.SERVER_ERROR),
@@ -27,7 +28,8 @@ def test_answers_fall_in_the_expected_row(status, body, outcome):
 
 
 def test_retried_rows_back_off_within_their_bounds_and_the_rest_are_single_attempts():
-    for outcome in (Outcome.RATE_DAY, Outcome.UNAUTHORIZED, Outcome.NOT_FOUND, Outcome.CLIENT_ERROR):
+    for outcome in (Outcome.RATE_DAY, Outcome.UNAUTHORIZED, Outcome.INSUFFICIENT_SCOPE, Outcome.NOT_FOUND,
+                    Outcome.CLIENT_ERROR):
         assert POLICY[outcome].max_attempts == 1
     rate = POLICY[Outcome.RATE_SECOND]
     waits = [rate.wait(n) for n in range(1, rate.max_attempts)]
