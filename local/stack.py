@@ -21,7 +21,6 @@ start. Run directories live in .stack/<run>/ (logs/<name>.log for every process,
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
 import datetime
 import glob
@@ -780,7 +779,9 @@ class LocalStack:
         self.ack_deadline_s = ack_deadline_s
         self.function_env = dict(function_env or {})
         # The key of the stored Bling tokens (ADR 008): random per stack, as Secret Manager holds one per project.
-        self.token_key = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+        from shared.bling import token_crypto
+
+        self.token_key = token_crypto.new_key()
         self.keep_pgdata = keep_pgdata
         self.project = project
         # The operator's key for the auth function's /start and /status (ADR 007): random per stack, given to the

@@ -8,7 +8,6 @@ under CI=true: CI must never go green by skipping.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import sys
@@ -256,11 +255,13 @@ def sandbox() -> Iterator[Callable[..., Any]]:
         server.start()
         started.append(server)
         api = server.api_base.rstrip("/")
+        from shared.bling import token_crypto
+
         # A random key for the token fields per sandbox, as the local stack makes one per stack (ADR 008).
         os.environ.update({"BLING_API_BASE": api, "BLING_TOKEN_URL": api + "/oauth/token",
                            "BLING_AUTHORIZE_URL": api + "/oauth/authorize", "BLING_CLIENT_ID": client_id,
                            "BLING_CLIENT_SECRET": client_secret,
-                           "BLING_TOKEN_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()})
+                           "BLING_TOKEN_KEY": token_crypto.new_key()})
         _reset_shared_caches()  # settings, the Bling client, its token store and session
         return server
 

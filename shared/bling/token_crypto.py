@@ -37,8 +37,10 @@ def encrypt(plain: str, context: str) -> str:
     return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
 
-def decrypt(stored: str, context: str) -> str:
-    """The plain value of a stored field; a legacy plain-text value is returned as it is."""
+def decrypt(stored: str, context: str, key_text: str | None = None) -> str:
+    """The plain value of a stored field; a legacy plain-text value is returned as it is.
+
+    key_text: the key to use instead of this process's BLING_TOKEN_KEY (a test harness reading a stack's tokens)."""
     if not stored or not is_encrypted(stored):
         return stored or ""
     from cryptography.exceptions import InvalidTag
@@ -46,7 +48,7 @@ def decrypt(stored: str, context: str) -> str:
 
     try:
         raw = base64.urlsafe_b64decode(stored[len(_PREFIX):].encode("ascii"))
-        plain = AESGCM(_key()).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
+        plain = AESGCM(_key() if key_text is None else _decode_key(key_text)).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
     except (InvalidTag, ValueError, binascii.Error):
         raise TokenKeyError("BLING_TOKEN_KEY does not decrypt the stored Bling token: deploy the key it was "
                             "written with (Secret Manager secret bling-token-key), or re-authorize through the "

@@ -65,9 +65,10 @@ def _context(field: str) -> str:
     return f"{get_settings().firestore_prefix}_oauth/{_DOC_ID}#{field}"
 
 
-def decrypted_tokens(data: dict[str, Any]) -> dict[str, str]:
-    """{access_token, refresh_token} of a token document's fields, decrypted (plain text from before passes)."""
-    return {name: token_crypto.decrypt(data.get(name) or "", _context(name)) for name in _TOKEN_FIELDS}
+def decrypted_tokens(data: dict[str, Any], key_text: str | None = None) -> dict[str, str]:
+    """{access_token, refresh_token} of a token document's fields, decrypted (plain text from before passes);
+    key_text as in token_crypto.decrypt."""
+    return {name: token_crypto.decrypt(data.get(name) or "", _context(name), key_text) for name in _TOKEN_FIELDS}
 
 
 @dataclass(frozen=True)

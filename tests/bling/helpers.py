@@ -48,8 +48,7 @@ def token_doc() -> dict[str, Any]:
     from shared.bling import token_store
 
     doc = raw_token_doc()
-    decrypt = getattr(token_store, "decrypted_tokens", None)  # absent before encryption (ADR 008)
-    return {**doc, **decrypt(doc)} if doc and decrypt else doc
+    return {**doc, **token_store.decrypted_tokens(doc)} if doc else doc
 
 
 def log_lines(captured: str) -> list[dict[str, Any]]:

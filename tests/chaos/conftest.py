@@ -20,6 +20,7 @@ import pytest
 from local import verify
 from local import stack as local_stack
 from local.stack import LocalStack, MissingDependency
+from shared.bling import token_store
 
 SCALED_RATE = 30.0
 FUNCTION_ENV = {"BLING_RATE_BUDGET_PER_S": "28", "IDS_PER_MESSAGE": "3", "LIST_PAGE_SIZE": "5"}
@@ -118,7 +119,9 @@ class Chaos:
         """Every token pair the store ever held, for the no-secret-in-logs check at the end of the module."""
         doc = self.stack.firestore.client().collection("bling_oauth").document("bling").get()
         data = doc.to_dict() or {} if doc.exists else {}
-        self.secrets_seen |= {data[k] for k in ("access_token", "refresh_token") if data.get(k)}
+        # Stored encrypted (ADR 008): what a leak would show is the plain token, so that is what is looked for.
+        plain = token_store.decrypted_tokens(data, self.stack.token_key) if data else {}
+        self.secrets_seen |= {value for value in plain.values() if value}
 
     def parked(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.stack.firestore.client().collection("bling_parked").stream()]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from local import verify
 from local.sandbox.dataset import NASTY_NAME
-from shared import firestore_client
 from tests.badinput.helpers import errors, log_lines
+from tests.bling.helpers import token_doc
 from tests.chaos.reliability import record
 from tests.data.pipeline_driver import Pipeline, envelope, handler
 
@@ -64,7 +64,7 @@ def test_hostile_names_load_as_text_the_tables_survive_and_no_secret_is_logged(
     assert query(postgres, "SELECT run_id FROM etl_run WHERE run_id = %s", (HOSTILE_RUN,)) == [(HOSTILE_RUN,)]
     assert errors(log_lines(out)) == []
 
-    doc = firestore_client.collection("oauth").document("bling").get().to_dict()
+    doc = token_doc()  # decrypted: a leak would show the plain tokens (ADR 008)
     secrets = {"access token": doc["access_token"], "refresh token": doc["refresh_token"],
                "client secret": bling.client_secret, "DB password": postgres.password}
     leaked = [name for name, value in secrets.items() if value and value in out]
