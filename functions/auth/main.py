@@ -169,21 +169,12 @@ def _callback(request):
                      link=("start", "Start again"))
     get_token_store().store_authorization(token_response, requested_at=requested_at)
     log.info("Bling authorization stored", event="auth_authorized")
-    _release_parked_work()
+    parking.release_after_fix()  # work parked while the authorization was missing or revoked resumes now
     response = _response(*_page(200, "Bling is authorized",
                                 "The pipeline can now read invoices, contacts and products. You may close this page.",
                                 link=("status", "Status")))
     response.delete_cookie(oauth_state.COOKIE_NAME, path=_cookie_path())  # its state is spent
     return response
-
-
-def _release_parked_work() -> None:
-    """Work parked while the authorization was missing or revoked resumes now (shared.parking)."""
-    try:
-        parking.release_all()
-    except Exception as exc:  # noqa: BLE001 - the authorization is stored; the daily run releases them too
-        log.warning(f"could not release parked messages now; the next daily run will: {exc}",
-                    event="auth_release_parked_failed", error_type=type(exc).__name__)
 
 
 # ---------------------------------------------------------------------------------------------------- pages
