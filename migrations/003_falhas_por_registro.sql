@@ -1,0 +1,13 @@
+-- Issue 10: the failure paths the chaos suite did not reach.
+--
+-- nfe.buscado_em: when the stored detail was fetched from Bling (GET /nfe/{id} sent). Two deliveries of one
+-- invoice can fetch it in one order and commit in the other (payment-form lookups sit between fetch and commit);
+-- the upsert keeps the newer fetch, so a stale one never overwrites it. NULL for rows loaded before this column.
+ALTER TABLE nfe ADD COLUMN buscado_em timestamptz;
+COMMENT ON COLUMN nfe.buscado_em IS 'Quando o detalhe gravado foi pedido ao Bling (GET /nfe/{id}); um detalhe buscado antes nunca substitui um buscado depois, e uma nota cancelada nunca volta a autorizada.';
+COMMENT ON COLUMN nfe.xml IS 'Link/conteúdo do campo xml do Bling, inteiro (sem corte de tamanho); o JSON original está em raw.';
+
+-- etl_run.concluido_em: set once, by the one transaction that sees the last window of the run reach a final
+-- listing status (listed or failed); the lister logs event="run_completed" only when its UPDATE set it.
+ALTER TABLE etl_run ADD COLUMN concluido_em timestamptz;
+COMMENT ON COLUMN etl_run.concluido_em IS 'Quando a última janela da execução chegou a listed ou failed (marcado uma única vez, mesmo com reentregas).';
