@@ -5,7 +5,7 @@
 -- the upsert keeps the newer fetch, so a stale one never overwrites it. NULL for rows loaded before this column.
 ALTER TABLE nfe ADD COLUMN buscado_em timestamptz;
 COMMENT ON COLUMN nfe.buscado_em IS 'Quando o detalhe gravado foi pedido ao Bling (GET /nfe/{id}); um detalhe buscado antes nunca substitui um buscado depois, e uma nota cancelada nunca volta a autorizada.';
-COMMENT ON COLUMN nfe.xml IS 'Link/conteúdo do campo xml do Bling, inteiro (sem corte de tamanho); o JSON original está em raw.';
+COMMENT ON COLUMN nfe.xml IS 'Campo xml do Bling como enviado, inteiro (sem limite de tamanho), como em raw.';
 
 -- etl_run.concluido_em: set once, by the one transaction that sees the last window of the run reach a final
 -- listing status (listed or failed); the lister logs event="run_completed" only when its UPDATE set it.
