@@ -85,6 +85,33 @@ def test_function_processes_killed_mid_work_and_restarted(chaos: Chaos):
            ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), pages_listed=len(resumed))
 
 
+def test_enrich_process_killed_mid_work_loses_nothing(chaos: Chaos):
+    """Issue 10.3: the enrich instance dies holding its claims on contacts and SKUs (a SIGKILL runs no finally);
+    the redelivery of its message, seconds later, must take them over and do the work, not acknowledge it with
+    nothing stored because the dead instance's claims are still live (they last 5 minutes)."""
+    chaos.begin()
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.4})  # every Bling call takes 0.4 s: the kill lands mid-call
+    chaos.publish_months()
+    chaos.wait_until(lambda: chaos.calls("contato") >= 2, 120, "the enrich function fetching contacts")
+    contacts_before_kill = chaos.calls("contato")
+    chaos.stack.kill_function("enrich")
+    time.sleep(1.0)
+    chaos.stack.restart_function("enrich")
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.05})
+    waited = chaos.settle(timeout_s=150)
+    report, _ = ends_equal_to_truth(chaos)
+    lines = chaos.lines(["enrich"])
+    redelivered = {e.get("message_id") for e in lines if (e.get("delivery_attempt") or 0) > 1}
+    assert unexpected_errors(lines) == []
+    record("enrich process killed mid-work",
+           fault=f"SIGKILL of the enrich process after {contacts_before_kill} contact calls (0.4 s each), with its "
+                 "claims on contacts and SKUs live in Firestore (5 min), restarted 1 s later",
+           outcome=f"{len(redelivered)} redelivered message(s) took their own claims over; DB = truth "
+                   f"({report.counts['contato']} contacts, {report.counts['produto_sku']} SKUs), 0 duplicates, "
+                   "0 dead letters",
+           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), contacts_before_kill=contacts_before_kill)
+
+
 def test_postgresql_restarted_in_the_middle_of_a_backfill(chaos: Chaos):
     chaos.begin()
     chaos.stack.sandbox.admin("config", {"latency_s": 0.15})
