@@ -62,6 +62,9 @@ def claim(kind: str, key: str, owner: str) -> bool:
         # Expired: a dead claimant's leftover (TTL deletion lags). Our own: a redelivery after a crash.
         if expire_at is None or expire_at < now or held.get("owner") == owner:
             doc.set(fields)
+            if held.get("owner") == owner:
+                log.info("claim taken over from an earlier delivery of this message", event="claim_taken_over",
+                         claim_kind=kind, claim_key=key)
             return True
         return False
 
