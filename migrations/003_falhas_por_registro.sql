@@ -11,3 +11,16 @@ COMMENT ON COLUMN nfe.xml IS 'Campo xml do Bling como enviado, inteiro (sem limi
 -- listing status (listed or failed); the lister logs event="run_completed" only when its UPDATE set it.
 ALTER TABLE etl_run ADD COLUMN concluido_em timestamptz;
 COMMENT ON COLUMN etl_run.concluido_em IS 'Quando a última janela da execução chegou a listed ou failed (marcado uma única vez, mesmo com reentregas).';
+
+-- Failed deliveries per message, counted only when the push carries no deliveryAttempt (Google's Pub/Sub
+-- emulator omits it; Pub/Sub sends it whenever a subscription has a dead-letter policy, as ours all do): the
+-- per-record retries (ADR 009) must know a message's last attempt to give one record up instead of letting it
+-- reach the dead-letter topic.
+CREATE TABLE etl_message_failures (
+    topic          text NOT NULL,
+    message_id     text NOT NULL,
+    falhas         integer NOT NULL,
+    atualizado_em  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, message_id)
+);
+COMMENT ON TABLE etl_message_failures IS 'Entregas falhas de uma mensagem Pub/Sub, contadas só quando o push não traz deliveryAttempt (emulador local).';

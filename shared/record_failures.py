@@ -19,9 +19,9 @@ docs/decisions/009-per-record-retries.md has the design; in short:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Hashable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
-from shared import log
+from shared import db, log
 from shared.bling.errors import BlingRetryableError
 from shared.errors import DailyLimitReached, ReauthorizationRequired
 from shared.messages import PubSubMessage
@@ -30,7 +30,6 @@ from shared.topology import Route
 # Transient failures in a row, no record answered in between, after which a delivery stops calling Bling.
 MAX_FAILURES_IN_A_ROW = 3
 
-K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
@@ -43,10 +42,25 @@ def is_record_transient(exc: BaseException) -> bool:
     return exc.status == 0 or exc.status >= 500 or 200 <= exc.status < 300
 
 
-def is_last_attempt(message: PubSubMessage, route: Route) -> bool:
-    """Pub/Sub sends deliveryAttempt only when the subscription has a dead-letter policy (ours always do); without
-    it the last attempt cannot be known, and a failing record is simply redelivered."""
-    return message.delivery_attempt is not None and message.delivery_attempt >= route.max_delivery_attempts
+def last_attempt(message: PubSubMessage, route: Route) -> Callable[[], bool]:
+    """Whether this delivery, about to fail, is the message's last: asked only then (at most once per delivery).
+
+    Pub/Sub sends deliveryAttempt whenever the subscription has a dead-letter policy (ours all do). Google's
+    emulator does not, so without it this delivery's failure is counted in PostgreSQL (etl_message_failures):
+    the N-th failed delivery is the last of N allowed, exactly when Pub/Sub would dead-letter the message."""
+    def decide() -> bool:
+        if message.delivery_attempt is not None:
+            return message.delivery_attempt >= route.max_delivery_attempts
+        if not message.message_id:
+            return False
+        with db.transaction() as cur:
+            cur.execute("""INSERT INTO etl_message_failures (topic, message_id, falhas) VALUES (%s, %s, 1)
+                           ON CONFLICT (topic, message_id) DO UPDATE
+                           SET falhas = etl_message_failures.falhas + 1, atualizado_em = now()
+                           RETURNING falhas""", (route.topic, message.message_id))
+            return cur.fetchone()[0] >= route.max_delivery_attempts
+
+    return decide
 
 
 @dataclasses.dataclass
@@ -87,20 +101,22 @@ class Attempts:
         return value
 
 
-def settle(attempts: Attempts, records: int, last_attempt: bool, republish: Callable[[list[list[Any]]], None],
-           give_up: Callable[[Any, BlingRetryableError], None]) -> None:
+def settle(attempts: Attempts, records: int, is_last_attempt: Callable[[], bool],
+           republish: Callable[[list[list[Any]]], None], give_up: Callable[[Any, BlingRetryableError], None]) -> None:
     """What the delivery does with the records it could not finish (see the module docstring). `records` is how
-    many the message carried; republish(groups) publishes one message per group of keys; give_up(key, error)
-    records a failure for good. Raises the first failure when the message must be redelivered as it is."""
+    many the message carried; is_last_attempt() is asked only when the delivery would fail (last_attempt());
+    republish(groups) publishes one message per group of keys; give_up(key, error) records a failure for good.
+    Raises the first failure when the message must be redelivered as it is."""
     if not attempts.failed and not attempts.untried:
         return
     if records == 1:
         (key, error), = attempts.failed.items()
-        if not last_attempt:
+        if not is_last_attempt():
             raise error
         give_up(key, error)
         return
-    if not attempts.answered and not last_attempt:
+    last = False if attempts.answered else is_last_attempt()
+    if not attempts.answered and not last:
         raise next(iter(attempts.failed.values()))
     groups = [[key] for key in attempts.failed]
     if attempts.untried:
@@ -111,7 +127,3 @@ def settle(attempts: Attempts, records: int, last_attempt: bool, republish: Call
     log.info(f"{len(attempts.failed)} record(s) retried in messages of their own, {len(attempts.untried)} "
              "untried republished", event="records_republished", failed=len(attempts.failed),
              untried=len(attempts.untried), messages=len(groups))
-
-
-def unique(keys: Iterable[K]) -> list[K]:
-    return list(dict.fromkeys(keys))

@@ -26,7 +26,7 @@ def on_nfe_batch(message: PubSubMessage) -> None:
                                                      for g in groups])
 
         record_failures.settle(result.attempts, len(batch.notes),
-                               record_failures.is_last_attempt(message, topology.NFE), republish,
+                               record_failures.last_attempt(message, topology.NFE), republish,
                                lambda note, error: nfe_detail.give_up(batch, note, error))
         counts = {o: list(result.outcomes.values()).count(o) for o in set(result.outcomes.values())}
         log.info(f"batch of {len(batch.notes)} NF-e done", event="batch_done", outcomes=counts,

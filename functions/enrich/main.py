@@ -47,7 +47,7 @@ def on_enrich(message: PubSubMessage) -> None:
                 tuple(k for kind, k in g if kind == SKU)).to_json() for g in groups])
 
         record_failures.settle(attempts, len(request.contact_ids) + len(request.skus),
-                               record_failures.is_last_attempt(message, topology.ENRICH), republish, _give_up)
+                               record_failures.last_attempt(message, topology.ENRICH), republish, _give_up)
         log.info("enrichment done", event="enrich_done", contacts_fetched=len(contacts),
                  contacts_found=found_contacts, skus_checked=len(skus), skus_found=found_products,
                  retried=len(attempts.failed), untried=len(attempts.untried), api_calls=calls.requests)

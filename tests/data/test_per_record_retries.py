@@ -6,17 +6,20 @@ chosen records on every request; the pipeline runs in process with Pub/Sub's red
 are the real ones)."""
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
 
-from shared import topology
+from shared import audit, config, record_failures, topology
 from shared.bling import client as bling_client
 from shared.bling.errors import BlingDailyLimit, BlingReauthorizationRequired, BlingRetryableError
 from shared.bling.retry_policy import POLICY, scaled
 from shared.bling.token_store import get_token_store
 from shared.errors import RetryableError
+from shared.messages import NoteRef, Window
 from shared.ops import reconcile
+from tests.chaos.reliability import record
 from tests.data.failing_bling import running
 from tests.data.pipeline_driver import Pipeline, envelope, handler, rows
 
@@ -31,7 +34,6 @@ def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     server = sandbox("small", rate_per_s=30.0)
     get_token_store().store_authorization(server.issue_tokens())
     for proxy in running(server.api_base):
-        from shared import config
         config.reset_settings_cache()
         monkeypatch.setattr(bling_client, "_client", bling_client.BlingClient(policy=scaled(POLICY, 0.01)))
         proxy.server = server
@@ -41,6 +43,15 @@ def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
 def january(server) -> list[int]:
     truth = server.truth()
     return sorted(i for i in truth["outgoing_ids"] if truth["nfe"][i]["dataEmissao"].startswith(MONTH))
+
+
+def listed(server, run_id: str, ids: list[int]) -> dict:
+    """The detail message of these ids, listed in the audit of a January window of run_id."""
+    truth = server.truth()["nfe"]
+    window = Window(run_id, datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
+    audit.ensure_window(window)
+    audit.record_listed(window, [NoteRef(i, truth[i]["situacao"]) for i in ids])
+    return {"run_id": run_id, "window": window.key, "notes": [{"id": i, "situacao": truth[i]["situacao"]} for i in ids]}
 
 
 def failed_in_audit(postgres) -> dict[int, str]:
@@ -79,6 +90,13 @@ def test_invoices_that_always_answer_503_cost_no_other_invoice_and_are_recorded_
     assert report["missing"] == sorted(bad)
     assert sorted(f["nfe_id"] for f in report["failed_in_audit"]) == sorted(bad)
     assert all("503" in f["detalhe"] for f in report["failed_in_audit"])
+    contacts = rows(postgres, "SELECT count(*) FROM contato")[0][0]
+    record("one invoice always answering 503", fault=f"GET /nfe/{{id}} of 3 of the {len(ids)} January invoices "
+           "answers 503 (nginx HTML) on every request; Pub/Sub redelivery modelled (5 attempts, then dead letter)",
+           outcome=f"{len(stored)} other invoices and {contacts} contacts stored, 0 dead letters; the 3 recorded "
+                   f"failed in the audit with their 503 and shown by reconcile (failed_in_audit); "
+                   f"{pipeline.delivered['bling-nfe']} detail deliveries, {sum(bling.answered.values())} 503 answers",
+           ok=True, stored=len(stored), failed=len(failed), contacts=contacts)
 
 
 def test_a_batch_whose_every_invoice_fails_is_retried_whole_then_split_on_its_last_attempt(
@@ -87,17 +105,9 @@ def test_a_batch_whose_every_invoice_fails_is_retried_whole_then_split_on_its_la
     (no fan-out of one message per id); only its last delivery splits it, so each id gets attempts of its own and
     ends recorded as failed, not dead-lettered with the batch."""
     ids = january(bling.server)[:3]
-    from shared import audit
-    from shared.messages import NoteRef, Window
-    import datetime
-    window = Window("r-all-bad", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
-    truth = bling.server.truth()["nfe"]
-    audit.ensure_window(window)
-    audit.record_listed(window, [NoteRef(i, truth[i]["situacao"]) for i in ids])
+    batch = listed(bling.server, "r-all-bad", ids)
     for nfe_id in ids:
         bling.fail(f"/nfe/{nfe_id}", "truncated")
-    batch = {"run_id": window.run_id, "window": window.key,
-             "notes": [{"id": i, "situacao": truth[i]["situacao"]} for i in ids]}
     last = topology.NFE.max_delivery_attempts
     for attempt in range(1, last):
         with pytest.raises(RetryableError):
@@ -138,7 +148,6 @@ def test_429_that_outlives_the_retries_is_not_split_per_invoice(bling, postgres,
     (ConnectionError("reset"), False),
 ])
 def test_only_a_records_own_bling_call_failing_transiently_is_a_per_record_failure(error, per_record):
-    from shared import record_failures
     assert record_failures.is_record_transient(error) is per_record
 
 
@@ -158,3 +167,17 @@ def test_a_contact_that_always_answers_503_does_not_block_the_other_contacts_and
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     failed = [x for x in lines if x.get("event") == "enrich_failed"]
     assert [x["contato_id"] for x in failed] == [bad] and failed[0]["severity"] == "ERROR"
+
+
+def test_without_delivery_attempt_in_the_push_the_failed_deliveries_are_counted(bling, postgres, pubsub_topology):
+    """Google's Pub/Sub emulator sends no deliveryAttempt: the local stack's last attempt is counted in PostgreSQL,
+    so a record still ends recorded failed, not in the dead-letter topic."""
+    nfe_id = january(bling.server)[0]
+    one = listed(bling.server, "r-no-attempt", [nfe_id])
+    bling.fail(f"/nfe/{nfe_id}", 503)
+    for _ in range(topology.NFE.max_delivery_attempts - 1):
+        with pytest.raises(RetryableError):
+            handler("detail")(envelope(one, "one-id"))
+    assert failed_in_audit(postgres) == {}
+    handler("detail")(envelope(one, "one-id"))  # the 5th failed delivery: given up, acknowledged
+    assert set(failed_in_audit(postgres)) == {nfe_id}
