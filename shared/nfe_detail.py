@@ -80,7 +80,8 @@ def give_up(batch: NfeBatch, note: NoteRef, error: Exception) -> None:
     with log.bind(nfe_id=note.id):
         log.error(f"NF-e not loaded after the last delivery attempt: {error}", event="nfe_failed",
                   **(error.log_fields() if hasattr(error, "log_fields") else {}))
-        _record(batch, note.id, "failed", 0, f"every attempt failed: {error}"[:500])
+        # keep_final: a duplicate delivery that stored it meanwhile keeps its outcome.
+        _record(batch, note.id, "failed", 0, f"every attempt failed: {error}"[:500], keep_final=True)
 
 
 def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
@@ -157,6 +158,7 @@ def _is_data_exception(exc: Exception) -> bool:
     return code.startswith("22")
 
 
-def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None) -> None:
+def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None,
+            keep_final: bool = False) -> None:
     with db.transaction() as cur:
-        audit.record_outcome(cur, batch.run_id, batch.window, nfe_id, outcome, api_calls, detail)
+        audit.record_outcome(cur, batch.run_id, batch.window, nfe_id, outcome, api_calls, detail, keep_final)
