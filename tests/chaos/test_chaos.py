@@ -30,6 +30,18 @@ def unexpected_errors(lines) -> list[dict]:
     return [e for e in lines if e.get("severity") in ("ERROR", "CRITICAL")]
 
 
+def kill_and_restart(chaos: Chaos, function: str, kind: str, timeout_s: float, what: str) -> tuple[int, float]:
+    """Once `function` has made 2 Bling calls of `kind`, SIGKILL its process and start it again 1 s later.
+    Returns (calls of that kind before the kill, seconds the restart took)."""
+    chaos.wait_until(lambda: chaos.calls(kind) >= 2, timeout_s, what)
+    before = chaos.calls(kind)
+    chaos.stack.kill_function(function)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    chaos.stack.restart_function(function)
+    return before, time.monotonic() - t0
+
+
 # ------------------------------------------------------------------------------------------------------------
 
 def test_every_message_twice_and_out_of_order(chaos: Chaos):
@@ -58,18 +70,8 @@ def test_function_processes_killed_mid_work_and_restarted(chaos: Chaos):
     chaos.begin()
     chaos.stack.sandbox.admin("config", {"latency_s": 0.4})  # every Bling call takes 0.4 s: kills land mid-call
     chaos.publish_months()
-    chaos.wait_until(lambda: chaos.calls("nfe_list") >= 2, 60, "the lister listing")
-    listed_before_kill = chaos.calls("nfe_list")
-    chaos.stack.kill_function("lister")
-    time.sleep(1.0)
-    t0 = time.monotonic()
-    chaos.stack.restart_function("lister")
-    lister_restart_s = time.monotonic() - t0
-    chaos.wait_until(lambda: chaos.calls("nfe_detail") >= 2, 90, "the detail function fetching")
-    details_before_kill = chaos.calls("nfe_detail")
-    chaos.stack.kill_function("detail")
-    time.sleep(1.0)
-    chaos.stack.restart_function("detail")
+    listed_before_kill, lister_restart_s = kill_and_restart(chaos, "lister", "nfe_list", 60, "the lister listing")
+    details_before_kill, _ = kill_and_restart(chaos, "detail", "nfe_detail", 90, "the detail function fetching")
     chaos.stack.sandbox.admin("config", {"latency_s": 0.05})
     waited = chaos.settle()
     report, _ = ends_equal_to_truth(chaos)
@@ -92,11 +94,8 @@ def test_enrich_process_killed_mid_work_loses_nothing(chaos: Chaos):
     chaos.begin()
     chaos.stack.sandbox.admin("config", {"latency_s": 0.4})  # every Bling call takes 0.4 s: the kill lands mid-call
     chaos.publish_months()
-    chaos.wait_until(lambda: chaos.calls("contato") >= 2, 120, "the enrich function fetching contacts")
-    contacts_before_kill = chaos.calls("contato")
-    chaos.stack.kill_function("enrich")
-    time.sleep(1.0)
-    chaos.stack.restart_function("enrich")
+    contacts_before_kill, _ = kill_and_restart(chaos, "enrich", "contato", 120,
+                                               "the enrich function fetching contacts")
     chaos.stack.sandbox.admin("config", {"latency_s": 0.05})
     waited = chaos.settle(timeout_s=150)
     report, _ = ends_equal_to_truth(chaos)
