@@ -47,7 +47,8 @@ def last_attempt(message: PubSubMessage, route: Route) -> Callable[[], bool]:
 
     Pub/Sub sends deliveryAttempt whenever the subscription has a dead-letter policy (ours all do). Google's
     emulator does not, so without it this delivery's failure is counted in PostgreSQL (etl_message_failures):
-    the N-th failed delivery is the last of N allowed, exactly when Pub/Sub would dead-letter the message."""
+    the N-th delivery failing this way is the last of N allowed. (Deliveries that failed otherwise, e.g. on the
+    database, are not counted, so locally such a message may still reach the dead-letter topic first.)"""
     def decide() -> bool:
         if message.delivery_attempt is not None:
             return message.delivery_attempt >= route.max_delivery_attempts
