@@ -5,6 +5,7 @@ invoice's outcome in a window is one row keyed by (run, window, nfe_id), so coun
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from typing import Iterable
@@ -38,9 +39,39 @@ def window_listing_progress(window: Window, status: str, pages: int, api_calls: 
     with db.transaction() as cur:
         cur.execute("""UPDATE etl_window SET status = %s, paginas = paginas + %s, chamadas_api = chamadas_api + %s,
                               respostas_429 = respostas_429 + %s, erro = %s, atualizado_em = now(),
-                              listado_em = CASE WHEN %s = 'listed' THEN now() ELSE listado_em END
+                              listado_em = CASE WHEN %s = 'listed' THEN coalesce(listado_em, now())
+                                                ELSE listado_em END
                        WHERE run_id = %s AND inicio = %s AND fim = %s""",
                     (status, pages, api_calls, throttled, error, status, window.run_id, window.start, window.end))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunCompletion:
+    run_id: str
+    kind: str
+    windows: int
+    windows_failed: int
+
+
+def complete_run_if_done(run_id: str) -> RunCompletion | None:
+    """Mark the run completed when every window of it has a final listing status (listed or failed); returns the
+    completion only to the one caller whose UPDATE marked it, so it is reported exactly once per run.
+
+    Call it after the window's own status is committed, in a transaction of its own: two last windows finishing
+    at once then both see each other's status, and the row lock on etl_run lets only the first UPDATE find
+    concluido_em still NULL (the second re-checks the row after the first commits, and matches nothing)."""
+    with db.transaction() as cur:
+        cur.execute("""UPDATE etl_run r SET concluido_em = now()
+                       WHERE r.run_id = %s AND r.concluido_em IS NULL
+                         AND EXISTS (SELECT 1 FROM etl_window w WHERE w.run_id = r.run_id)
+                         AND NOT EXISTS (SELECT 1 FROM etl_window w WHERE w.run_id = r.run_id
+                                         AND w.status NOT IN ('listed', 'failed'))
+                       RETURNING r.tipo,
+                         (SELECT count(*) FROM etl_window w WHERE w.run_id = r.run_id),
+                         (SELECT count(*) FROM etl_window w WHERE w.run_id = r.run_id AND w.status = 'failed')""",
+                    (run_id,))
+        row = cur.fetchone()
+    return RunCompletion(run_id, row[0], row[1], row[2]) if row else None
 
 
 def record_listed(window: Window, notes: Iterable[NoteRef]) -> None:
@@ -53,13 +84,17 @@ def record_listed(window: Window, notes: Iterable[NoteRef]) -> None:
 
 
 def record_outcome(cur, run_id: str, window_key: str, nfe_id: int, outcome: str, api_calls: int,
-                   detail: str | None = None) -> None:
-    """Inside the caller's transaction, so the outcome commits together with the invoice it describes."""
+                   detail: str | None = None, keep_final: bool = False) -> None:
+    """Inside the caller's transaction, so the outcome commits together with the invoice it describes.
+
+    keep_final: only a row still 'listed' takes this outcome (the calls are counted either way), so a delivery
+    that stored nothing does not hide what another delivery of the same invoice did."""
     start, end = parse_window_key(window_key)
-    cur.execute("""UPDATE etl_window_nfe SET resultado = %s, chamadas_api = chamadas_api + %s, detalhe = %s,
-                          atualizado_em = now()
+    cur.execute("""UPDATE etl_window_nfe SET chamadas_api = chamadas_api + %s, atualizado_em = now(),
+                          resultado = CASE WHEN %s AND resultado <> 'listed' THEN resultado ELSE %s END,
+                          detalhe = CASE WHEN %s AND resultado <> 'listed' THEN detalhe ELSE %s END
                    WHERE run_id = %s AND inicio = %s AND fim = %s AND nfe_id = %s""",
-                (outcome, api_calls, detail, run_id, start, end, nfe_id))
+                (api_calls, keep_final, outcome, keep_final, detail, run_id, start, end, nfe_id))
 
 
 def parse_window_key(key: str) -> tuple[datetime.date, datetime.date]:

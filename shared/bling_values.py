@@ -52,13 +52,16 @@ def as_decimal(value: Any) -> decimal.Decimal | None:
     return None
 
 
-def as_text(value: Any, max_length: int = 1_000_000) -> str | None:
-    """Identifiers that look like numbers (numero, chaveAcesso, CPF/CNPJ, CEP) stay text, exactly as sent."""
+def as_text(value: Any) -> str | None:
+    """Identifiers that look like numbers (numero, chaveAcesso, CPF/CNPJ, CEP) stay text, exactly as sent.
+
+    Never cut: a text column holds up to 1 GB, far beyond any answer Bling sends (nfe.xml once lost everything
+    past 1,000,000 characters here while raw kept it)."""
     if value is None or isinstance(value, (dict, list)):
         return None
     text = value if isinstance(value, str) else str(value)
     text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
-    return text[:max_length] if text != "" else None
+    return text if text != "" else None
 
 
 def as_bool(value: Any) -> bool | None:

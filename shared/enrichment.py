@@ -12,9 +12,15 @@ of stock must not be reported unknown). What is still unknown is recorded as suc
 product's full record comes from GET /produtos/{id}.
 
 Invoices of one backfill share customers and products, and their enrich messages run concurrently, so each
-contact or SKU is claimed first (a Firestore document created by exactly one instance, expiring after a few
-minutes): only the claimant calls Bling for it, and releases the claim when done. If the claimant fails, its
-own message is redelivered and tries again; a claim left by a dead instance expires.
+contact or SKU is claimed first (a Firestore document created by exactly one message, expiring after a few
+minutes): only the claimant calls Bling for it, and releases the claim when done. A claim names its owner, the
+Pub/Sub message id, which stays the same across redeliveries: an instance killed mid-work (OOM, SIGKILL) never
+releases its claims, and the redelivery of its message, seconds later, takes them over instead of acknowledging
+with the work undone; another message still leaves a live claim alone (its owner will do the work, or its own
+redelivery will). A claim whose owner is gone for good expires.
+
+A contact or SKU whose own Bling call fails transiently is set aside without blocking the others of the message
+(shared.record_failures; functions/enrich).
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from typing import Any, Iterable
 
 from google.api_core import exceptions as google_exceptions
 
-from shared import db, firestore_client, jsonutil, log
+from shared import db, firestore_client, jsonutil, log, record_failures
 from shared.bling.client import get_client
 from shared.bling.errors import BlingNotFound
 from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
@@ -36,20 +42,29 @@ _STOCK_FILTER_RETRIES = ("0", "2")
 
 
 _CLAIM_TTL = datetime.timedelta(minutes=5)
+# The kinds of entity enriched: the claims' kinds, and the first half of a record's key in record_failures.
+CONTACT, SKU = "contato", "sku"
 
 
-def claim(kind: str, key: str) -> bool:
-    """True when this instance may fetch the entity now; False when another one is fetching it."""
+def claim(kind: str, key: str, owner: str) -> bool:
+    """True when the message `owner` may fetch the entity now (a new claim, its own, or an expired one); False
+    when another message holds a live claim on it."""
     now = datetime.datetime.now(tz=datetime.timezone.utc)
     doc = firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F"))
+    fields = {"claimed_at": now, "expire_at": now + _CLAIM_TTL, "owner": owner}
     try:
-        doc.create({"claimed_at": now, "expire_at": now + _CLAIM_TTL})
+        doc.create(fields)
         return True
     except google_exceptions.AlreadyExists:
         snapshot = doc.get()
-        expire_at = (snapshot.to_dict() or {}).get("expire_at") if snapshot.exists else None
-        if expire_at is None or expire_at < now:  # a dead claimant's leftover (TTL deletion lags)
-            doc.set({"claimed_at": now, "expire_at": now + _CLAIM_TTL})
+        held = (snapshot.to_dict() or {}) if snapshot.exists else {}
+        expire_at = held.get("expire_at")
+        # Expired: a dead claimant's leftover (TTL deletion lags). Our own: a redelivery after a crash.
+        if expire_at is None or expire_at < now or held.get("owner") == owner:
+            doc.set(fields)
+            if held.get("owner") == owner:
+                log.info("claim taken over from an earlier delivery of this message", event="claim_taken_over",
+                         claim_kind=kind, claim_key=key)
             return True
         return False
 
@@ -63,23 +78,23 @@ def _stale_before(max_age_days: int) -> datetime.datetime:
     return datetime.datetime.now(tz=datetime.timezone.utc) - datetime.timedelta(days=max_age_days)
 
 
-def contacts_to_fetch(contact_ids: Iterable[int], max_age_days: int) -> list[int]:
+def contacts_to_fetch(contact_ids: Iterable[int], max_age_days: int, owner: str) -> list[int]:
     ids = sorted(set(contact_ids))
     if not ids:
         return []
     fresh = {row[0] for row in db.fetch_all("SELECT id FROM contato WHERE id = ANY(%s) AND atualizado_em >= %s",
                                              (ids, _stale_before(max_age_days)))}
-    return [i for i in ids if i not in fresh and claim("contato", str(i))]
+    return [i for i in ids if i not in fresh and claim(CONTACT, str(i), owner)]
 
 
-def skus_to_resolve(skus: Iterable[str], max_age_days: int) -> list[str]:
+def skus_to_resolve(skus: Iterable[str], max_age_days: int, owner: str) -> list[str]:
     wanted = sorted(set(skus))
     if not wanted:
         return []
     fresh = {row[0] for row in db.fetch_all(
         "SELECT codigo FROM produto_sku WHERE codigo = ANY(%s) AND verificado_em >= %s",
         (wanted, _stale_before(max_age_days)))}
-    return [s for s in wanted if s not in fresh and claim("sku", s)]
+    return [s for s in wanted if s not in fresh and claim(SKU, s, owner)]
 
 
 def load_contact(contact_id: int) -> bool:
@@ -121,19 +136,22 @@ def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
 MAX_LOOKUP_SKU_LENGTH = 120
 
 
-def find_products_by_sku(skus: list[str]) -> dict[str, dict[str, Any]]:
-    """SKU → list item of the product whose codigo is exactly that SKU (only exact matches)."""
+def find_products_by_sku(skus: list[str], attempts: record_failures.Attempts) -> dict[str, dict[str, Any]]:
+    """SKU → list item of the product whose codigo is exactly that SKU (only exact matches).
+
+    A lookup that fails transiently sets its SKUs aside in `attempts`, keyed (SKU, sku): they are neither found
+    nor unknown, not asked again in a later pass of this call, and never recorded unknown."""
     found: dict[str, dict[str, Any]] = {}
     skus = [s for s in skus if len(s) <= MAX_LOOKUP_SKU_LENGTH]
     for extra in [None, *_STOCK_FILTER_RETRIES]:
-        missing = [s for s in skus if s not in found]
+        missing = [s for s in skus if s not in found and attempts.settled((SKU, s))]
         for start in range(0, len(missing), _SKUS_PER_LOOKUP):
             chunk = missing[start:start + _SKUS_PER_LOOKUP]
-            for item in _lookup(chunk, extra):
+            for item in attempts.run(lambda: _lookup(chunk, extra), *((SKU, s) for s in chunk)) or []:
                 sku = item.get("codigo")
                 if sku in chunk and _preferred(item, found.get(sku)):
                     found[sku] = item
-        if len(found) == len(skus):
+        if all(s in found or not attempts.settled((SKU, s)) for s in skus):
             break
     return found
 

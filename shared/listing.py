@@ -124,45 +124,76 @@ def list_params(window: Window, page: int, page_size: int, situacao: int | None)
 def list_window(window: Window, fetch_page: Callable[[list[tuple[str, str]]], Any],
                 publish: Callable[[list[NoteRef]], None], checkpoints: CheckpointStore,
                 page_size: int, page_cap: int) -> ListingResult:
-    """Page through both passes from the checkpoint on; `publish` records and sends one page's new ids."""
+    """Page through both passes from the checkpoint on; `publish` records and sends one page's new ids.
+
+    A pass that fails permanently (page cap, a repeated page, garbage) does not stop the other one: the cancelled
+    invoices of a window must be seen even when its default listing cannot be completed. The window then fails
+    with one error that says what happened to each pass; the checkpoint stays at the first failed pass, so a
+    replayed window lists again from there."""
     checkpoint = checkpoints.load(window)
     result = ListingResult()
     if checkpoint.done:
         result.already_done = True
         return result
     seen: dict[int, int] = {}
+    reports: list[str] = []
+    failures: list[BlingPermanentError] = []
+    failed_at: Checkpoint | None = None
     for pass_index in range(checkpoint.pass_index, len(PASSES)):
-        pass_name, situacao = PASSES[pass_index]
-        page = checkpoint.next_page if pass_index == checkpoint.pass_index else 1
-        previous_page: list[int] = []
-        identical_pages = 0
-        while True:
-            if page > page_cap:
-                raise ListingIncomplete(200, "PAGE_CAP", f"{pass_name} listing passed {page_cap} pages",
-                                        "raise LIST_PAGE_CAP or use smaller windows", path="/nfe")
-            data = fetch_page(list_params(window, page, page_size, situacao))
-            result.pages += 1
-            if data == []:
-                break  # the only reliable end of a listing: Bling gives no totals
-            refs = note_refs_from_page(data)
-            new = [r for r in refs if seen.get(r.id) != r.situacao]
-            seen.update((r.id, r.situacao) for r in refs)
-            log.debug("page listed", page=page, listing=pass_name, items=len(refs), new=len(new))
-            if new:
-                publish(new)
-                result.notes += len(new)
-            checkpoints.save(window, Checkpoint(pass_index, page + 1))
-            page_ids = [r.id for r in refs]
-            identical_pages = identical_pages + 1 if page_ids and page_ids == previous_page else 0
-            previous_page = page_ids
-            if identical_pages >= _IDENTICAL_PAGES_TO_STOP:
-                raise ListingIncomplete(200, "REPEATED_PAGE", f"{pass_name} listing: Bling served the same page "
-                                        f"{identical_pages + 1} times up to page {page}",
-                                        "pagina seems ignored; the window cannot be proved complete", path="/nfe")
-            page += 1
-        checkpoints.save(window, Checkpoint(pass_index + 1, 1))
+        pass_name = PASSES[pass_index][0]
+        first_page = checkpoint.next_page if pass_index == checkpoint.pass_index else 1
+        before = result.notes
+        try:
+            _list_pass(window, pass_index, first_page, fetch_page, publish, checkpoints, page_size, page_cap,
+                       seen, result)
+        except BlingPermanentError as exc:
+            log.error(f"{pass_name} listing failed; the other pass still runs: {exc}", event="listing_pass_failed",
+                      listing=pass_name)
+            reports.append(f"{pass_name} listing: {exc.error_type} {exc.error_message} ({exc.description})")
+            failures.append(exc)
+            failed_at = failed_at or checkpoints.load(window)
+            checkpoints.save(window, Checkpoint(pass_index + 1, 1))
+            continue
+        reports.append(f"{pass_name} listing: {result.notes - before} NF-e listed")
+    if failed_at is not None:
+        checkpoints.save(window, failed_at)
+        raise ListingIncomplete(200, "+".join(f.error_type or "ERROR" for f in failures), "window not complete",
+                                "; ".join(reports), path="/nfe")
     checkpoints.save(window, Checkpoint(len(PASSES), 1, done=True))
     return result
+
+
+def _list_pass(window: Window, pass_index: int, page: int, fetch_page: Callable[[list[tuple[str, str]]], Any],
+               publish: Callable[[list[NoteRef]], None], checkpoints: CheckpointStore, page_size: int,
+               page_cap: int, seen: dict[int, int], result: ListingResult) -> None:
+    pass_name, situacao = PASSES[pass_index]
+    previous_page: list[int] = []
+    identical_pages = 0
+    while True:
+        if page > page_cap:
+            raise ListingIncomplete(200, "PAGE_CAP", f"{pass_name} listing passed {page_cap} pages",
+                                    "raise LIST_PAGE_CAP or use smaller windows", path="/nfe")
+        data = fetch_page(list_params(window, page, page_size, situacao))
+        result.pages += 1
+        if data == []:
+            break  # the only reliable end of a listing: Bling gives no totals
+        refs = note_refs_from_page(data)
+        new = [r for r in refs if seen.get(r.id) != r.situacao]
+        seen.update((r.id, r.situacao) for r in refs)
+        log.debug("page listed", page=page, listing=pass_name, items=len(refs), new=len(new))
+        if new:
+            publish(new)
+            result.notes += len(new)
+        checkpoints.save(window, Checkpoint(pass_index, page + 1))
+        page_ids = [r.id for r in refs]
+        identical_pages = identical_pages + 1 if page_ids and page_ids == previous_page else 0
+        previous_page = page_ids
+        if identical_pages >= _IDENTICAL_PAGES_TO_STOP:
+            raise ListingIncomplete(200, "REPEATED_PAGE", f"{pass_name} listing: Bling served the same page "
+                                    f"{identical_pages + 1} times up to page {page}",
+                                    "pagina seems ignored; the window cannot be proved complete", path="/nfe")
+        page += 1
+    checkpoints.save(window, Checkpoint(pass_index + 1, 1))
 
 
 def batches(items: list[NoteRef], size: int) -> Iterable[list[NoteRef]]:

@@ -3,17 +3,20 @@
 "Needed" means not stored yet, or stored with another situação than the listing shows (a cancellation, an
 authorization). So a re-run of a loaded window costs list calls only. Each invoice is written in its own
 transaction together with its audit outcome; a failure of one invoice (404, garbage) is recorded and logged and
-does not hold back the others, while a transient failure (429, 5xx, database down) re-raises so Pub/Sub delivers
-the batch again — the invoices already stored are then skipped without calling Bling.
+does not hold back the others. A transient failure of one invoice's own call (5xx, truncated JSON) does not either:
+the invoice is set aside and retried in a message of its own (shared.record_failures, ADR 009). A failure of the
+system (429, database down, daily limit, authorization) re-raises so Pub/Sub delivers the batch again — the
+invoices already stored are then skipped without calling Bling.
 """
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 import pg8000.dbapi
 
-from shared import audit, db, log, nfe_store, payment_forms
+from shared import audit, db, log, nfe_store, payment_forms, record_failures
 from shared.bling.client import count_calls, get_client
 from shared.bling.errors import BlingPermanentError
 from shared.config import get_settings
@@ -30,6 +33,8 @@ class BatchResult:
     outcomes: dict[int, str] = dataclasses.field(default_factory=dict)
     contact_ids: list[int] = dataclasses.field(default_factory=list)
     skus: list[str] = dataclasses.field(default_factory=list)
+    # invoices whose own GET /nfe/{id} failed transiently, or that were not tried: keyed by NoteRef
+    attempts: record_failures.Attempts = dataclasses.field(default_factory=record_failures.Attempts)
 
     def enrich_request(self, run_id: str) -> EnrichRequest | None:
         if not self.contact_ids and not self.skus:
@@ -47,7 +52,9 @@ def process_batch(batch: NfeBatch) -> BatchResult:
                 _record(batch, note.id, "unchanged", 0)
                 result.outcomes[note.id] = "unchanged"
                 continue
-            result.outcomes[note.id] = _load_one(batch, note, result)
+            outcome = result.attempts.run(lambda: _load_one(batch, note, result), note)
+            if outcome is not None:
+                result.outcomes[note.id] = outcome
     unchanged = [i for i, outcome in result.outcomes.items() if outcome == "unchanged"]
     if unchanged:
         # An earlier delivery may have stored these and died before its enrich message went out: ask again for
@@ -68,10 +75,20 @@ def _add_stored_references(nfe_ids: list[int], result: BatchResult) -> None:
     result.skus.extend(s for s in skus if s not in result.skus)
 
 
+def give_up(batch: NfeBatch, note: NoteRef, error: Exception) -> None:
+    """The last delivery attempt of this invoice's own message failed too: recorded failed, with its error."""
+    with log.bind(nfe_id=note.id):
+        log.error(f"NF-e not loaded after the last delivery attempt: {error}", event="nfe_failed",
+                  **(error.log_fields() if hasattr(error, "log_fields") else {}))
+        # keep_final: a duplicate delivery that stored it meanwhile keeps its outcome.
+        _record(batch, note.id, "failed", 0, f"every attempt failed: {error}"[:500], keep_final=True)
+
+
 def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
     settings = get_settings()
     with count_calls() as calls:
         try:
+            fetched_at = datetime.datetime.now(tz=datetime.timezone.utc)
             nfe, raw = _fetch(note)
             if nfe.get("tipo") not in (1, "1"):
                 _record(batch, note.id, "skipped", calls.requests, "incoming invoice (tipo 0) is not loaded")
@@ -80,8 +97,13 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
             forms_calls = payment_forms.ensure_known(nfe_store.payment_form_ids(nfe))
             try:
                 with db.transaction() as cur:
-                    outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw)
-                    audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
+                    outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)
+                    if outcome == "stale":
+                        # Another delivery stored a newer fetch meanwhile: it decided this row's outcome.
+                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, "unchanged", calls.requests,
+                                             "a newer fetch was stored meanwhile", keep_final=True)
+                    else:
+                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
             except pg8000.dbapi.DatabaseError as exc:
                 if not _is_data_exception(exc):
                     raise
@@ -95,6 +117,9 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
             log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **fields)
             _record(batch, note.id, "failed", calls.requests, str(exc)[:500])
             return "failed"
+    if outcome == "stale":
+        log.info("older fetch not stored: a newer one is", event="nfe_stale", situacao=nfe.get("situacao"))
+        return "unchanged"
     contato_id = nfe_store.header_row(nfe, settings.timezone, batch.run_id)["contato_id"]
     if contato_id and contato_id not in result.contact_ids:
         result.contact_ids.append(contato_id)
@@ -133,6 +158,7 @@ def _is_data_exception(exc: Exception) -> bool:
     return code.startswith("22")
 
 
-def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None) -> None:
+def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None,
+            keep_final: bool = False) -> None:
     with db.transaction() as cur:
-        audit.record_outcome(cur, batch.run_id, batch.window, nfe_id, outcome, api_calls, detail)
+        audit.record_outcome(cur, batch.run_id, batch.window, nfe_id, outcome, api_calls, detail, keep_final)

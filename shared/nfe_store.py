@@ -1,11 +1,17 @@
 """Upserting one NF-e (header, item lines, parcelas) in a single transaction, and reading what is stored.
 
 Items and parcelas are replaced as a whole on every upsert, keyed by their line number: the same SKU on two lines
-stays two rows, and a line Bling removed disappears. The previous situação, read under a row lock, tells whether
+stays two rows, and a line Bling removed disappears. The previous situação, read under a lock, tells whether
 this was a new invoice, an update, or a cancellation.
+
+Two deliveries of one invoice may fetch it in one order and commit in the other (payment-form lookups sit between
+fetch and commit). The stored row carries its fetch time (`buscado_em`), and a write never replaces a newer fetch
+with an older one, nor a cancelled invoice with a non-cancelled one: NF-e cancellation is final at SEFAZ, so a
+detail that still shows it authorized can only be older news. Such a write is refused as "stale".
 """
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from shared import jsonutil
@@ -22,7 +28,7 @@ _NFE_COLUMNS = (
     "contato_municipio", "contato_uf", "contato_pais", "natureza_operacao_id", "loja_id", "loja_numero",
     "valor_nota", "valor_frete", "finalidade", "tipo_nota", "xml", "link_danfe", "link_pdf",
     "optante_simples_nacional", "numero_pedido_loja", "vendedor_id", "transporte_frete_por_conta",
-    "transportador_nome", "transportador_numero_documento", "ultima_execucao",
+    "transportador_nome", "transportador_numero_documento", "ultima_execucao", "buscado_em",
 )
 _ITEM_COLUMNS = (
     "nfe_id", "linha", "codigo", "descricao", "unidade", "quantidade", "valor", "valor_total", "tipo", "peso_bruto",
@@ -32,7 +38,8 @@ _ITEM_COLUMNS = (
 _PARCELA_COLUMNS = ("nfe_id", "linha", "data", "valor", "observacoes", "caut", "forma_pagamento_id")
 
 
-def header_row(nfe: dict[str, Any], timezone: str, run_id: str) -> dict[str, Any]:
+def header_row(nfe: dict[str, Any], timezone: str, run_id: str,
+               fetched_at: datetime.datetime | None = None) -> dict[str, Any]:
     contato = nfe.get("contato") if isinstance(nfe.get("contato"), dict) else {}
     endereco = contato.get("endereco") if isinstance(contato.get("endereco"), dict) else {}
     transporte = nfe.get("transporte") if isinstance(nfe.get("transporte"), dict) else {}
@@ -67,7 +74,7 @@ def header_row(nfe: dict[str, Any], timezone: str, run_id: str) -> dict[str, Any
         "transporte_frete_por_conta": as_int(transporte.get("fretePorConta")),
         "transportador_nome": as_text(nested(transporte, "transportador", "nome")),
         "transportador_numero_documento": as_text(nested(transporte, "transportador", "numeroDocumento")),
-        "ultima_execucao": run_id,
+        "ultima_execucao": run_id, "buscado_em": fetched_at,
     }
 
 
@@ -122,20 +129,29 @@ def _insert_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple], c
                     [value for row in chunk for value in row])
 
 
-def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[str, Any] | None = None) -> str:
-    """Write one invoice inside the caller's transaction; returns new, updated or cancelled.
+def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[str, Any] | None = None,
+               fetched_at: datetime.datetime | None = None) -> str:
+    """Write one invoice inside the caller's transaction; returns new, updated, cancelled, or stale (nothing
+    written: the stored row comes from a newer fetch, or is cancelled and this detail is not).
 
-    `raw` is the JSON exactly as Bling sent it, when `nfe` had gaps filled in from the listing.
+    `raw` is the JSON exactly as Bling sent it, when `nfe` had gaps filled in from the listing; `fetched_at` when
+    GET /nfe/{id} was sent (None: unknown, e.g. a benchmark; then only the cancellation rule applies).
 
-    Four round trips: (1) a transaction-scoped advisory lock on the invoice id, read together with the stored
-    situação — unlike a row lock it also serializes two deliveries of an invoice not stored yet, so the second
-    one's statements see the first one's lines (bigint key space; the migration runner locks in the separate
-    two-integer space); (2) the header upsert with the removal of the old lines; (3) the item lines; (4) the
+    Five round trips: (1) a transaction-scoped advisory lock on the invoice id — unlike a row lock it also
+    serializes two deliveries of an invoice not stored yet, so the second one's statements see the first one's
+    lines (bigint key space; the migration runner locks in the separate two-integer space); (2) the stored
+    situação and fetch time; (3) the header upsert with the removal of the old lines; (4) the item lines; (5) the
     parcelas, each as one multi-row INSERT."""
-    header = header_row(nfe, timezone, run_id)
+    header = header_row(nfe, timezone, run_id, fetched_at)
     nfe_id = header["id"]
-    cur.execute("SELECT pg_advisory_xact_lock(%s), (SELECT situacao FROM nfe WHERE id = %s)", (nfe_id, nfe_id))
-    previous = cur.fetchone()[1]
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (nfe_id,))
+    # A statement of its own: a statement's snapshot is taken when it starts, so a read in the locking statement
+    # would miss what the lock holder committed while this one waited.
+    cur.execute("SELECT situacao, buscado_em FROM nfe WHERE id = %s", (nfe_id,))
+    stored = cur.fetchone()
+    previous, previous_fetch = stored if stored else (None, None)
+    if _is_stale(previous, previous_fetch, header["situacao"], fetched_at):
+        return "stale"
     columns = ", ".join(_NFE_COLUMNS)
     placeholders = ", ".join(["%s"] * len(_NFE_COLUMNS))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _NFE_COLUMNS if c != "id")
@@ -155,3 +171,12 @@ def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[s
     if header["situacao"] == SITUACAO_CANCELADA and previous != SITUACAO_CANCELADA:
         return "cancelled"
     return "updated"
+
+
+def _is_stale(stored_situacao: int | None, stored_fetch: datetime.datetime | None, situacao: int | None,
+              fetched_at: datetime.datetime | None) -> bool:
+    if stored_situacao is None:
+        return False
+    if stored_situacao == SITUACAO_CANCELADA and situacao != SITUACAO_CANCELADA:
+        return True
+    return stored_fetch is not None and fetched_at is not None and fetched_at < stored_fetch

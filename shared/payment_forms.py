@@ -2,17 +2,22 @@
 
 Parcelas carry only `formaPagamento.id`; the type (PIX, boleto, cartão…) needs GET /formas-pagamentos/{id}. The
 table is the cache shared by all instances (one indexed SELECT per invoice; no per-process copy that could
-outlive a restored or emptied table). A form Bling answers 404 for is stored with encontrada=false, so the
-parcela keeps its foreign key and nobody asks again.
+outlive a restored or emptied table). A form Bling answers 404 (or an odd 200 without a form) for is stored with
+encontrada=false, so the parcela keeps its foreign key; like a contact not found, it is asked again once that
+answer is older than ENRICH_MAX_AGE_DAYS (a form created late, or a passing Bling fault, must not stay unknown
+forever), and only then.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
+import datetime
+
 from shared import db, jsonutil, log
 from shared.bling.client import get_client
 from shared.bling.errors import BlingNotFound
 from shared.bling_values import as_bool, as_int, as_text
+from shared.config import get_settings
 
 # Bling API v3 enum FormasPagamentosDadosBaseDTO.tipoPagamento.
 TIPO_PAGAMENTO = {
@@ -31,7 +36,11 @@ def ensure_known(form_ids: Iterable[int]) -> int:
     wanted = set(form_ids)
     if not wanted:
         return 0
-    stored = {row[0] for row in db.fetch_all("SELECT id FROM forma_pagamento WHERE id = ANY(%s)", (list(wanted),))}
+    recheck_before = (datetime.datetime.now(tz=datetime.timezone.utc)
+                      - datetime.timedelta(days=get_settings().enrich_max_age_days))
+    stored = {row[0] for row in db.fetch_all(
+        "SELECT id FROM forma_pagamento WHERE id = ANY(%s) AND (encontrada OR atualizado_em >= %s)",
+        (list(wanted), recheck_before))}
     calls = 0
     for form_id in sorted(wanted - stored):
         calls += 1

@@ -1,7 +1,10 @@
-"""detail: fetches and upserts the NF-e of one batch, then asks the enrich function for their contacts and SKUs."""
+"""detail: fetches and upserts the NF-e of one batch, then asks the enrich function for their contacts and SKUs.
+
+An invoice whose own detail call keeps failing transiently is retried in a message of its own and, after that
+message's last delivery attempt, recorded failed in the audit (shared.record_failures, ADR 009)."""
 import functions_framework
 
-from shared import log, nfe_detail, pubsub
+from shared import log, nfe_detail, pubsub, record_failures, topology
 from shared.config import get_settings
 from shared.handler import pubsub_handler
 from shared.messages import NfeBatch, PubSubMessage
@@ -11,10 +14,20 @@ from shared.messages import NfeBatch, PubSubMessage
 @pubsub_handler("detail")
 def on_nfe_batch(message: PubSubMessage) -> None:
     batch = NfeBatch.parse(message.data)
+    settings = get_settings()
     with log.bind(run_id=batch.run_id, window=batch.window):
         result = nfe_detail.process_batch(batch)
         enrich = result.enrich_request(batch.run_id)
         if enrich:
-            pubsub.publish_json(get_settings().topic_enrich, [enrich.to_json()])
+            pubsub.publish_json(settings.topic_enrich, [enrich.to_json()])
+
+        def republish(groups) -> None:
+            pubsub.publish_json(settings.topic_nfe, [NfeBatch(batch.run_id, batch.window, tuple(g)).to_json()
+                                                     for g in groups])
+
+        record_failures.settle(result.attempts, len(batch.notes),
+                               record_failures.last_attempt(message, topology.NFE), republish,
+                               lambda note, error: nfe_detail.give_up(batch, note, error))
         counts = {o: list(result.outcomes.values()).count(o) for o in set(result.outcomes.values())}
-        log.info(f"batch of {len(batch.notes)} NF-e done", event="batch_done", outcomes=counts)
+        log.info(f"batch of {len(batch.notes)} NF-e done", event="batch_done", outcomes=counts,
+                 retried=len(result.attempts.failed), untried=len(result.attempts.untried))

@@ -1,10 +1,17 @@
-"""enrich: loads the contacts and products (by SKU) referenced by stored invoices, when missing or stale."""
+"""enrich: loads the contacts and products (by SKU) referenced by stored invoices, when missing or stale.
+
+A contact or SKU whose own Bling call keeps failing transiently is retried in a message of its own, and given up
+with one ERROR after that message's last delivery attempt (reconcile reports it unresolved): it never blocks the
+others of its message (shared.record_failures, ADR 009)."""
+import uuid
+
 import functions_framework
 
-from shared import enrichment, log
+from shared import enrichment, log, pubsub, record_failures, topology
 from shared.bling.client import count_calls
 from shared.config import get_settings
 from shared.handler import pubsub_handler
+from shared.enrichment import CONTACT, SKU
 from shared.messages import EnrichRequest, PubSubMessage
 
 
@@ -12,21 +19,41 @@ from shared.messages import EnrichRequest, PubSubMessage
 @pubsub_handler("enrich")
 def on_enrich(message: PubSubMessage) -> None:
     request = EnrichRequest.parse(message.data)
-    max_age = get_settings().enrich_max_age_days
+    settings = get_settings()
+    # The claims' owner: the message id is the same on every redelivery, so a redelivery after a crash takes
+    # over the claims its first delivery left behind.
+    owner = message.message_id or uuid.uuid4().hex
+    attempts = record_failures.Attempts()
     with log.bind(run_id=request.run_id), count_calls() as calls:
-        contacts = enrichment.contacts_to_fetch(request.contact_ids, max_age)
-        skus = enrichment.skus_to_resolve(request.skus, max_age)
+        contacts = enrichment.contacts_to_fetch(request.contact_ids, settings.enrich_max_age_days, owner)
+        skus = enrichment.skus_to_resolve(request.skus, settings.enrich_max_age_days, owner)
         try:
-            found_contacts = sum(enrichment.load_contact(c) for c in contacts)
-            products = enrichment.find_products_by_sku(skus) if skus else {}
-            found_products = sum(enrichment.load_product(s, products.get(s)) for s in skus)
+            found_contacts = sum(bool(attempts.run(lambda: enrichment.load_contact(c), (CONTACT, c)))
+                                 for c in contacts)
+            products = enrichment.find_products_by_sku(skus, attempts) if skus else {}
+            found_products = sum(bool(attempts.run(lambda: enrichment.load_product(s, products.get(s)), (SKU, s)))
+                                 for s in skus if attempts.settled((SKU, s)))
         finally:
             # A claim covers the fetch in flight only: once stored, freshness in the database decides; after a
-            # failure, the redelivery of this message must not be blocked by its own first attempt.
+            # failure, the redelivery of this message (or the retry of one record) must not be blocked by it.
             for contact_id in contacts:
-                enrichment.release("contato", str(contact_id))
+                enrichment.release(CONTACT, str(contact_id))
             for sku in skus:
-                enrichment.release("sku", sku)
+                enrichment.release(SKU, sku)
+
+        def republish(groups) -> None:
+            pubsub.publish_json(settings.topic_enrich, [EnrichRequest(
+                request.run_id, tuple(k for kind, k in g if kind == CONTACT),
+                tuple(k for kind, k in g if kind == SKU)).to_json() for g in groups])
+
+        record_failures.settle(attempts, len(request.contact_ids) + len(request.skus),
+                               record_failures.last_attempt(message, topology.ENRICH), republish, _give_up)
         log.info("enrichment done", event="enrich_done", contacts_fetched=len(contacts),
                  contacts_found=found_contacts, skus_checked=len(skus), skus_found=found_products,
-                 api_calls=calls.requests)
+                 retried=len(attempts.failed), untried=len(attempts.untried), api_calls=calls.requests)
+
+
+def _give_up(key, error) -> None:
+    kind, value = key
+    log.error(f"{kind} not loaded after the last delivery attempt: {error}", event="enrich_failed",
+              **({"contato_id": value} if kind == CONTACT else {"sku": value}), **error.log_fields())

@@ -2,6 +2,8 @@
 
 A redelivered window resumes from its Firestore checkpoint; a window already listed in this run is acknowledged
 without calling Bling. Reaching the page cap marks the window failed (ERROR) instead of pretending it is complete.
+When the last window of a run reaches listed or failed, one INFO line event="run_completed" says so (exactly once
+per run, decided in SQL: audit.complete_run_if_done); the missed-run alert counts those lines.
 """
 import functions_framework
 
@@ -33,13 +35,25 @@ def on_window(message: PubSubMessage) -> None:
                                              settings.list_page_size, settings.list_page_cap)
             except PermanentError as exc:  # page cap reached, or Bling answered garbage: the window is not complete
                 audit.window_listing_progress(window, "failed", 0, calls.requests, calls.throttled, str(exc)[:1000])
+                _report_if_run_completed(window)
                 raise
             except Exception:
                 audit.window_listing_progress(window, "listing", 0, calls.requests, calls.throttled)
                 raise
         if result.already_done:
             log.info("window already listed in this run; nothing to do", event="window_skipped")
+            # The first delivery may have died between its checkpoint and its status or its report.
+            audit.window_listing_progress(window, "listed", 0, calls.requests, calls.throttled)
+            _report_if_run_completed(window)
             return
         audit.window_listing_progress(window, "listed", result.pages, calls.requests, calls.throttled)
         log.info(f"window listed: {result.notes} NF-e in {result.pages} page(s)", event="window_listed",
                  nfe_listed=result.notes, pages=result.pages, api_calls=calls.requests)
+        _report_if_run_completed(window)
+
+
+def _report_if_run_completed(window: Window) -> None:
+    done = audit.complete_run_if_done(window.run_id)
+    if done:
+        log.info(f"run completed: {done.windows} window(s), {done.windows_failed} failed", event="run_completed",
+                 run_id=done.run_id, kind=done.kind, windows=done.windows, windows_failed=done.windows_failed)

@@ -8,7 +8,9 @@ them with the invoices stored with an emission date in that window: missing (lis
 (stored, not listed: deleted in Bling, or its date changed) and situação differences. Then quality checks over
 the same invoices: items whose NF-e is missing, contacts not resolved, SKUs neither resolved nor recorded as
 unknown, payment forms not resolved, and invoices whose parcelas do not add up to valorNota (flagged, not
-"fixed": freight, discounts and taxes make honest differences possible).
+"fixed": freight, discounts and taxes make honest differences possible). A missing invoice that the pipeline gave
+up on (its detail kept failing until the last delivery attempt) is also listed under failed_in_audit with the
+error the audit recorded, so the report says why it is missing.
 
 --repair publishes what is missing to the pipeline's topics (detail batches for missing or changed invoices,
 enrichment for unresolved references); the functions then load them as usual. Exit status 1 when any gap remains.
@@ -41,6 +43,7 @@ class WindowReport:
     unresolved_skus: list[str] = dataclasses.field(default_factory=list)
     unresolved_payment_forms: list[int] = dataclasses.field(default_factory=list)
     payments_differ_from_total: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    failed_in_audit: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # missing ones only
 
     @property
     def gaps(self) -> int:
@@ -98,7 +101,20 @@ def reconcile_window(window: Window) -> tuple[WindowReport, dict[int, int]]:
     report.situacao_differs = [{"nfe_id": i, "bling": in_bling[i], "stored": in_db[i]}
                                for i in sorted(set(in_bling) & set(in_db)) if in_bling[i] != in_db[i]]
     quality(report, sorted(set(in_db) | set(in_bling)))
+    report.failed_in_audit = failed_in_audit(report.missing)
     return report, in_bling
+
+
+def failed_in_audit(nfe_ids: list[int]) -> list[dict[str, Any]]:
+    """The latest audit row of each id whose latest outcome is 'failed': which run gave up on it, and why."""
+    if not nfe_ids:
+        return []
+    rows = db.fetch_all("""SELECT nfe_id, run_id, detalhe, atualizado_em FROM (
+                               SELECT DISTINCT ON (nfe_id) nfe_id, run_id, resultado, detalhe, atualizado_em
+                               FROM etl_window_nfe WHERE nfe_id = ANY(%s)
+                               ORDER BY nfe_id, atualizado_em DESC) latest
+                           WHERE resultado = 'failed' ORDER BY nfe_id""", (nfe_ids,))
+    return [{"nfe_id": r[0], "run_id": r[1], "detalhe": r[2], "em": r[3].isoformat()} for r in rows]
 
 
 def repair(window: Window, report: WindowReport, in_bling: dict[int, int]) -> int:
@@ -141,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([dataclasses.asdict(r) | {"gaps": r.gaps} for r in reports], indent=2))
     else:
         print(f"{'window':<24}{'bling':>7}{'stored':>8}{'missing':>9}{'unexpected':>11}{'situacao':>9}"
-              f"{'contacts?':>10}{'skus?':>7}{'pay≠total':>10}")
+              f"{'contacts?':>10}{'skus?':>7}{'pay≠total':>10}{'failed':>8}")
         for r in reports:
             print(f"{r.window:<24}{r.listed:>7}{r.stored:>8}{len(r.missing):>9}{len(r.unexpected):>11}"
                   f"{len(r.situacao_differs):>9}{len(r.unresolved_contacts):>10}{len(r.unresolved_skus):>7}"
-                  f"{len(r.payments_differ_from_total):>10}")
+                  f"{len(r.payments_differ_from_total):>10}{len(r.failed_in_audit):>8}")
     return 1 if any(r.gaps for r in reports) else 0
 
 

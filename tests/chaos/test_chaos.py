@@ -30,6 +30,18 @@ def unexpected_errors(lines) -> list[dict]:
     return [e for e in lines if e.get("severity") in ("ERROR", "CRITICAL")]
 
 
+def kill_and_restart(chaos: Chaos, function: str, kind: str, timeout_s: float, what: str) -> tuple[int, float]:
+    """Once `function` has made 2 Bling calls of `kind`, SIGKILL its process and start it again 1 s later.
+    Returns (calls of that kind before the kill, seconds the restart took)."""
+    chaos.wait_until(lambda: chaos.calls(kind) >= 2, timeout_s, what)
+    before = chaos.calls(kind)
+    chaos.stack.kill_function(function)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    chaos.stack.restart_function(function)
+    return before, time.monotonic() - t0
+
+
 # ------------------------------------------------------------------------------------------------------------
 
 def test_every_message_twice_and_out_of_order(chaos: Chaos):
@@ -58,18 +70,8 @@ def test_function_processes_killed_mid_work_and_restarted(chaos: Chaos):
     chaos.begin()
     chaos.stack.sandbox.admin("config", {"latency_s": 0.4})  # every Bling call takes 0.4 s: kills land mid-call
     chaos.publish_months()
-    chaos.wait_until(lambda: chaos.calls("nfe_list") >= 2, 60, "the lister listing")
-    listed_before_kill = chaos.calls("nfe_list")
-    chaos.stack.kill_function("lister")
-    time.sleep(1.0)
-    t0 = time.monotonic()
-    chaos.stack.restart_function("lister")
-    lister_restart_s = time.monotonic() - t0
-    chaos.wait_until(lambda: chaos.calls("nfe_detail") >= 2, 90, "the detail function fetching")
-    details_before_kill = chaos.calls("nfe_detail")
-    chaos.stack.kill_function("detail")
-    time.sleep(1.0)
-    chaos.stack.restart_function("detail")
+    listed_before_kill, lister_restart_s = kill_and_restart(chaos, "lister", "nfe_list", 60, "the lister listing")
+    details_before_kill, _ = kill_and_restart(chaos, "detail", "nfe_detail", 90, "the detail function fetching")
     chaos.stack.sandbox.admin("config", {"latency_s": 0.05})
     waited = chaos.settle()
     report, _ = ends_equal_to_truth(chaos)
@@ -83,6 +85,32 @@ def test_function_processes_killed_mid_work_and_restarted(chaos: Chaos):
            outcome=f"push redelivery resumed both; DB = truth ({report.counts['nfe']} NF-e), 0 duplicates, "
                    f"0 dead letters; lister back in {lister_restart_s:.1f} s",
            ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), pages_listed=len(resumed))
+
+
+def test_enrich_process_killed_mid_work_loses_nothing(chaos: Chaos):
+    """Issue 10.3: the enrich instance dies holding its claims on contacts and SKUs (a SIGKILL runs no finally);
+    the redelivery of its message, seconds later, must take them over and do the work, not acknowledge it with
+    nothing stored because the dead instance's claims are still live (they last 5 minutes)."""
+    chaos.begin()
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.4})  # every Bling call takes 0.4 s: the kill lands mid-call
+    chaos.publish_months()
+    contacts_before_kill, _ = kill_and_restart(chaos, "enrich", "contato", 120,
+                                               "the enrich function fetching contacts")
+    chaos.stack.sandbox.admin("config", {"latency_s": 0.05})
+    waited = chaos.settle(timeout_s=150)
+    report, _ = ends_equal_to_truth(chaos)
+    lines = chaos.lines(["enrich"])
+    taken_over = [e for e in lines if e.get("event") == "claim_taken_over"]
+    assert taken_over, "the kill left no claim behind: the scenario proved nothing"
+    assert unexpected_errors(lines) == []
+    record("enrich process killed mid-work",
+           fault=f"SIGKILL of the enrich process after {contacts_before_kill} contact calls (0.4 s each), with its "
+                 "claims on contacts and SKUs live in Firestore (5 min), restarted 1 s later",
+           outcome=f"the redelivered message(s) took over {len(taken_over)} claim(s) the killed instance left; "
+                   f"DB = truth "
+                   f"({report.counts['contato']} contacts, {report.counts['produto_sku']} SKUs), 0 duplicates, "
+                   "0 dead letters",
+           ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1), contacts_before_kill=contacts_before_kill)
 
 
 def test_postgresql_restarted_in_the_middle_of_a_backfill(chaos: Chaos):

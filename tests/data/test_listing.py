@@ -52,3 +52,23 @@ def test_a_bling_that_ignores_pagina_fails_the_window(client):
 
     with pytest.raises(listing.ListingIncomplete, match="REPEATED_PAGE"):
         run(fetch=page_one_forever)
+
+
+def test_a_default_pass_that_fails_permanently_still_runs_the_cancelled_pass_and_reports_both(client):
+    """Issue 10.15: the cancelled invoices of the window are listed (and published) anyway, and the window still
+    fails, with an error that names what happened to each pass."""
+    def default_pass_broken(params):
+        default = all(k != "situacao" for k, _ in params)
+        forced = [(k, "1" if k == "pagina" and default else v) for k, v in params]
+        return get_client().get("/nfe", forced).get("data")
+
+    published = []
+    with pytest.raises(listing.ListingIncomplete) as failure:
+        listing.list_window(WINDOW, default_pass_broken, published.extend, listing.MemoryCheckpoints(), 3, 50)
+    truth = client.truth()
+    cancelled = {i for i in truth["cancelled_ids"] if truth["nfe"][i]["dataEmissao"].startswith("2026-01")}
+    assert cancelled, "the sandbox month has no cancelled invoice: the test would prove nothing"
+    assert cancelled <= {n.id for n in published if n.situacao == 2}
+    message = str(failure.value)
+    assert "default listing" in message and "REPEATED_PAGE" in message
+    assert f"cancelled listing: {len(cancelled)} NF-e listed" in message
