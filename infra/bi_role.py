@@ -23,7 +23,7 @@ import sys
 # Run as a script (infra/ is not a package): the repository root holds `shared`.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from shared import db, log  # noqa: E402
+from shared import db, log
 
 ROLE = "bling_bi"
 _ITERATIONS = 4096  # PostgreSQL's default scram_iterations

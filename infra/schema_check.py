@@ -24,7 +24,8 @@ import json
 import pathlib
 import re
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import hcl2
 

@@ -20,7 +20,8 @@ import dataclasses
 import json
 import sys
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import requests
 

@@ -292,7 +292,7 @@ class Bench:
                 self.failed("baseline", exc)
             self.durations["baseline"] = time.monotonic() - t
         self.durations["total"] = time.monotonic() - self.started
-        meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "machine": f"{platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",
                 "loadavg_at_end": os.getloadavg(), "args": {k: (str(v) if isinstance(v, Path) else v)
                                                            for k, v in vars(self.args).items()},

@@ -20,7 +20,8 @@ import json
 import statistics
 import time
 import urllib.request
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from local import stack as stack_mod
 from local import verify
@@ -73,7 +74,7 @@ class PipelineBench:
         self.startup_s = 0.0
 
     # -- lifecycle
-    def start(self) -> "PipelineBench":
+    def start(self) -> PipelineBench:
         env = {"BLING_RATE_BUDGET_PER_S": f"{self.budget_per_s:g}"}
         if self.threads:
             env["THREADS"] = str(self.threads)

@@ -39,11 +39,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
-from local.processes import (ManagedProcess, free_port, http_ok, pid_alive, port_is_free, port_is_open, run, tail,
-                             wait_until)
+from local.processes import (
+    ManagedProcess,
+    free_port,
+    http_ok,
+    pid_alive,
+    port_is_free,
+    port_is_open,
+    run,
+    wait_until,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACK_DIR = REPO_ROOT / ".stack"
@@ -186,7 +195,7 @@ class PostgresCluster:
                       "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"),
             what="initdb", cwd="/tmp")
 
-    def start(self) -> "PostgresCluster":
+    def start(self) -> PostgresCluster:
         self.init()
         if self.socket_dir is None or not self.socket_dir.exists():
             self.socket_dir = Path(tempfile.mkdtemp(prefix="bling-pg-"))
@@ -326,7 +335,7 @@ class PubSubEmulator:
     def host(self) -> str:
         return f"{HOST}:{self.port}"
 
-    def launch(self) -> "PubSubEmulator":
+    def launch(self) -> PubSubEmulator:
         script = check_pubsub_emulator()
         self.process = ManagedProcess("pubsub-emulator", [str(script), f"--host={HOST}", f"--port={self.port}"],
                                       self.log_path, env={**os.environ}).start()
@@ -336,7 +345,7 @@ class PubSubEmulator:
         wait_until(lambda: http_ok(f"http://{self.host}/"), timeout_s, f"Pub/Sub emulator on {self.host}",
                    alive=self.process.exit_problem)
 
-    def start(self) -> "PubSubEmulator":
+    def start(self) -> PubSubEmulator:
         self.launch()
         self.wait_ready()
         return self
@@ -375,7 +384,7 @@ class FirestoreEmulator:
     def host(self) -> str:
         return f"{HOST}:{self.port}"
 
-    def launch(self) -> "FirestoreEmulator":
+    def launch(self) -> FirestoreEmulator:
         jar = check_firestore_emulator()
         argv = [java_bin(), "-cp", str(jar), "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
                 "start", f"--host={HOST}", f"--port={self.port}", f"--project_id={self.project}"]
@@ -386,7 +395,7 @@ class FirestoreEmulator:
         wait_until(lambda: http_ok(f"http://{self.host}/"), timeout_s, f"Firestore emulator on {self.host}",
                    alive=self.process.exit_problem)
 
-    def start(self) -> "FirestoreEmulator":
+    def start(self) -> FirestoreEmulator:
         self.launch()
         self.wait_ready()
         return self
@@ -487,7 +496,7 @@ class Sandbox:
     def api_base(self) -> str:
         return self.url + "/Api/v3"
 
-    def launch(self) -> "Sandbox":
+    def launch(self) -> Sandbox:
         if self.in_process:
             from local.sandbox.server import SandboxServer
 
@@ -525,7 +534,7 @@ class Sandbox:
 
         wait_until(ready, timeout_s, "Bling sandbox", alive=self.process.exit_problem)
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         self.launch()
         self.wait_ready()
         return self
@@ -590,7 +599,7 @@ class FunctionServer:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def launch(self) -> "FunctionServer":
+    def launch(self) -> FunctionServer:
         if not self.source.exists():
             raise FileNotFoundError(f"function source {self.source} does not exist")
         argv = [venv_bin("functions-framework"), "--target", self.entry_point, "--source", str(self.source),
@@ -622,7 +631,7 @@ class FunctionServer:
 
         wait_until(ready, timeout_s, f"function {self.name} on port {self.port}", alive=self.process.exit_problem)
 
-    def start(self) -> "FunctionServer":
+    def start(self) -> FunctionServer:
         self.launch()
         self.wait_ready()
         return self
@@ -726,7 +735,7 @@ def pull_all(emulator: PubSubEmulator, subscription: str, project: str | None = 
 # The whole stack
 # --------------------------------------------------------------------------------------------------------------
 
-_live_stacks: "set[LocalStack]" = set()
+_live_stacks: set[LocalStack] = set()
 _live_lock = threading.Lock()
 
 
@@ -801,13 +810,13 @@ class LocalStack:
         self._stopped = True
 
     # -- lifecycle
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         from shared import topology
 
         self._stopped = False

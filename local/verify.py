@@ -23,7 +23,8 @@ import json
 import os
 import sys
 import urllib.request
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 D = decimal.Decimal

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from shared import db
 from shared.messages import NoteRef, Window

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pg8000.dbapi
 
@@ -81,7 +82,7 @@ def _live_connection() -> pg8000.dbapi.Connection:
         try:
             connection.cursor().execute("SELECT 1")
             connection.rollback()
-        except Exception as exc:  # noqa: BLE001 - any failure here means: use a new connection
+        except Exception as exc:
             if not _is_retryable(exc):
                 raise
             reset_connection()

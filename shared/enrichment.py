@@ -25,7 +25,8 @@ A contact or SKU whose own Bling call fails transiently is set aside without blo
 from __future__ import annotations
 
 import datetime
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from google.api_core import exceptions as google_exceptions
 
@@ -49,7 +50,7 @@ CONTACT, SKU = "contato", "sku"
 def claim(kind: str, key: str, owner: str) -> bool:
     """True when the message `owner` may fetch the entity now (a new claim, its own, or an expired one); False
     when another message holds a live claim on it."""
-    now = datetime.datetime.now(tz=datetime.timezone.utc)
+    now = datetime.datetime.now(tz=datetime.UTC)
     doc = firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F"))
     fields = {"claimed_at": now, "expire_at": now + _CLAIM_TTL, "owner": owner}
     try:
@@ -75,7 +76,7 @@ def release(kind: str, key: str) -> None:
 
 
 def _stale_before(max_age_days: int) -> datetime.datetime:
-    return datetime.datetime.now(tz=datetime.timezone.utc) - datetime.timedelta(days=max_age_days)
+    return datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(days=max_age_days)
 
 
 def contacts_to_fetch(contact_ids: Iterable[int], max_age_days: int, owner: str) -> list[int]:

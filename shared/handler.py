@@ -15,11 +15,18 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from shared import log, parking, topology
-from shared.errors import (ConfigurationError, DailyLimitReached, OperatorActionRequired, PermanentError,
-                           ReauthorizationRequired, RetryableError)
+from shared.errors import (
+    ConfigurationError,
+    DailyLimitReached,
+    OperatorActionRequired,
+    PermanentError,
+    ReauthorizationRequired,
+    RetryableError,
+)
 from shared.messages import PubSubMessage
 
 MessageHandler = Callable[[PubSubMessage], None]

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from shared import firestore_client, log
 from shared.bling.client import get_client
@@ -43,7 +44,7 @@ class Checkpoint:
 
     def to_doc(self) -> dict[str, Any]:
         return {"pass_index": self.pass_index, "next_page": self.next_page, "done": self.done,
-                "updated_at": datetime.datetime.now(tz=datetime.timezone.utc)}
+                "updated_at": datetime.datetime.now(tz=datetime.UTC)}
 
 
 class CheckpointStore:

@@ -14,7 +14,8 @@ import json
 import sys
 import threading
 import traceback
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 _SEVERITY = "severity"
 _MESSAGE = "message"
@@ -72,7 +73,7 @@ def context() -> dict[str, Any]:
 
 def _emit(severity: str, message: str, fields: dict[str, Any]) -> None:
     entry: dict[str, Any] = {_SEVERITY: severity, _MESSAGE: message}
-    entry[_TIME] = datetime.datetime.now(tz=datetime.timezone.utc).isoformat()
+    entry[_TIME] = datetime.datetime.now(tz=datetime.UTC).isoformat()
     entry.update(_context.get())
     entry.update(fields)
     labels = {k: str(entry[k]) for k in _LABEL_KEYS if k in entry}

@@ -25,7 +25,7 @@ class PubSubMessage:
     delivery_attempt: int | None = None
 
     @classmethod
-    def from_cloud_event(cls, cloud_event: Any) -> "PubSubMessage":
+    def from_cloud_event(cls, cloud_event: Any) -> PubSubMessage:
         """Read only data/attributes/messageId: the fields both Eventarc and a raw push carry."""
         envelope = cloud_event.data if hasattr(cloud_event, "data") else cloud_event
         message = (envelope or {}).get("message") or {}
@@ -115,7 +115,7 @@ class Window:
         return {"run_id": self.run_id, "start": self.start.isoformat(), "end": self.end.isoformat()}
 
     @classmethod
-    def parse(cls, data: bytes) -> "Window":
+    def parse(cls, data: bytes) -> Window:
         body = decode_json_object(data)
         _require_only(body, {"run_id", "start", "end"})
         window = cls(run_id=_str(body, "run_id"), start=parse_iso_date(body["start"], "start"),
@@ -159,7 +159,7 @@ class NfeBatch:
                 "notes": [{"id": n.id, "situacao": n.situacao} for n in self.notes]}
 
     @classmethod
-    def parse(cls, data: bytes) -> "NfeBatch":
+    def parse(cls, data: bytes) -> NfeBatch:
         body = decode_json_object(data)
         _require_only(body, {"run_id", "window", "notes"})
         notes = body["notes"]
@@ -184,7 +184,7 @@ class EnrichRequest:
         return {"run_id": self.run_id, "contact_ids": list(self.contact_ids), "skus": list(self.skus)}
 
     @classmethod
-    def parse(cls, data: bytes) -> "EnrichRequest":
+    def parse(cls, data: bytes) -> EnrichRequest:
         body = decode_json_object(data)
         _require_only(body, {"run_id", "contact_ids", "skus"})
         contact_ids, skus = body["contact_ids"], body["skus"]

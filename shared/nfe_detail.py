@@ -88,7 +88,7 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
     settings = get_settings()
     with count_calls() as calls:
         try:
-            fetched_at = datetime.datetime.now(tz=datetime.timezone.utc)
+            fetched_at = datetime.datetime.now(tz=datetime.UTC)
             nfe, raw = _fetch(note)
             if nfe.get("tipo") not in (1, "1"):
                 _record(batch, note.id, "skipped", calls.requests, "incoming invoice (tipo 0) is not loaded")

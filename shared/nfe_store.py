@@ -15,8 +15,7 @@ import datetime
 from typing import Any
 
 from shared import jsonutil
-from shared.bling_values import (as_bool, as_date, as_decimal, as_id, as_int, as_list, as_local_datetime, as_text,
-                                 nested)
+from shared.bling_values import as_bool, as_date, as_decimal, as_id, as_int, as_list, as_local_datetime, as_text, nested
 
 SITUACAO_CANCELADA = 2
 

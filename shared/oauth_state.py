@@ -25,7 +25,7 @@ from shared import firestore_client
 
 COOKIE_NAME = "bling_auth_flow"
 NOT_THIS_BROWSER = "not started in this browser"
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
 _STATE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _COOKIE_MAX_CHARS = 128
 _CODE_RECORD_TTL = datetime.timedelta(days=1)

@@ -25,7 +25,7 @@ def park(topic: str, message: PubSubMessage, reason: str, detail: str = "") -> N
     # Keyed by message id: a redelivery of the same message parks it once.
     _collection().document(message.message_id or f"anon-{datetime.datetime.now().timestamp()}").set({
         "topic": topic, "data": message.data, "attributes": message.attributes, "reason": reason,
-        "detail": detail[:1000], "parked_at": datetime.datetime.now(tz=datetime.timezone.utc)})
+        "detail": detail[:1000], "parked_at": datetime.datetime.now(tz=datetime.UTC)})
 
 
 def release_all(limit: int = 10_000) -> int:

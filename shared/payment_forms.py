@@ -9,9 +9,9 @@ forever), and only then.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
-
 import datetime
+from collections.abc import Iterable
+from typing import Any
 
 from shared import db, jsonutil, log
 from shared.bling.client import get_client
@@ -36,7 +36,7 @@ def ensure_known(form_ids: Iterable[int]) -> int:
     wanted = set(form_ids)
     if not wanted:
         return 0
-    recheck_before = (datetime.datetime.now(tz=datetime.timezone.utc)
+    recheck_before = (datetime.datetime.now(tz=datetime.UTC)
                       - datetime.timedelta(days=get_settings().enrich_max_age_days))
     stored = {row[0] for row in db.fetch_all(
         "SELECT id FROM forma_pagamento WHERE id = ANY(%s) AND (encontrada OR atualizado_em >= %s)",

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 from concurrent import futures
-from typing import Any, Iterable
+from typing import Any
 
 from shared.config import get_settings
 

@@ -19,7 +19,8 @@ docs/decisions/009-per-record-retries.md has the design; in short:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from shared import db, log
 from shared.bling.errors import BlingRetryableError

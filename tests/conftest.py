@@ -13,8 +13,9 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,17 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from local import stack as local_stack  # noqa: E402
-from local.stack import (FirestoreEmulator, LocalStack, MissingDependency, PostgresCluster,  # noqa: E402
-                         PubSubEmulator, load_dataset, new_run_dir, pull_all, publish_json)
+from local.stack import (  # noqa: E402
+    FirestoreEmulator,
+    LocalStack,
+    MissingDependency,
+    PostgresCluster,
+    PubSubEmulator,
+    load_dataset,
+    new_run_dir,
+    publish_json,
+    pull_all,
+)
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 

@@ -10,8 +10,8 @@ import functions_framework
 from shared import enrichment, log, pubsub, record_failures, topology
 from shared.bling.client import count_calls
 from shared.config import get_settings
-from shared.handler import pubsub_handler
 from shared.enrichment import CONTACT, SKU
+from shared.handler import pubsub_handler
 from shared.messages import EnrichRequest, PubSubMessage
 
 

@@ -86,7 +86,7 @@ def profile_kwargs(name: str, scale: float = 1.0) -> dict[str, Any]:
 PROFILES = ("demo", "small", "history")
 
 
-def build_profile(name: str, seed: int = 42, scale: float = 1.0, **overrides: Any) -> "Dataset":
+def build_profile(name: str, seed: int = 42, scale: float = 1.0, **overrides: Any) -> Dataset:
     return generate_dataset(seed, **{**profile_kwargs(name, scale), **overrides})
 
 
@@ -233,8 +233,8 @@ class Dataset:
         """Plain dict (ints as keys, Decimals as amounts) of everything the API can serve, plus the answer keys."""
         edge_ids = sorted(
             i for i, n in self.nfe.items()
-            if n["dataEmissao"].endswith(" 00:00:00") and n["dataEmissao"][8:10] == "01"
-            or n["dataEmissao"].endswith(" 23:59:59") and _is_last_day(n["dataEmissao"]))
+            if (n["dataEmissao"].endswith(" 00:00:00") and n["dataEmissao"][8:10] == "01")
+            or (n["dataEmissao"].endswith(" 23:59:59") and _is_last_day(n["dataEmissao"])))
         dup_ids = sorted(i for i, n in self.nfe.items()
                          if len({it["codigo"] for it in n["itens"]}) < len(n["itens"]))
         return copy.deepcopy({
@@ -324,7 +324,7 @@ def _gen_contacts(rng: random.Random, n: int) -> dict[int, dict[str, Any]]:
     for i in range(n):
         cid = ids()
         special = SPECIAL_CONTACT_NAMES[i - 1] if 1 <= i <= len(SPECIAL_CONTACT_NAMES) else None
-        company = special is not None and special != NASTY_NAME or (special is None and rng.random() < 0.45)
+        company = (special is not None and special != NASTY_NAME) or (special is None and rng.random() < 0.45)
         if special:
             nome = special
         elif company:
@@ -429,7 +429,7 @@ def _gen_products(rng: random.Random, n: int, today: datetime.datetime, recent_s
         forced = forced_kinds.pop(0) if forced_kinds else None
         situacao, deleted = forced[:2] if forced and forced[0] else status()
         recent = bool(forced and forced[2])
-        if (forced and forced[3] or rng.random() < 0.12) and n - len(products) >= 3:
+        if ((forced and forced[3]) or rng.random() < 0.12) and n - len(products) >= 3:
             pid = ids()
             code = f"VAR-{seq:04d}"
             products[pid] = _product_record(rng, pid, f"{base} {seq}", code, unidade, ncm, preco, situacao, "V")

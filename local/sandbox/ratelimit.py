@@ -150,7 +150,7 @@ KINDS = ("nfe_list", "nfe_detail", "contato", "produtos_list", "produto", "forma
 
 def compute_stats(records: list[RequestRecord], token_times: list[float], guard: IpGuard,
                   authorize_calls: int) -> dict[str, Any]:
-    by_kind = {k: 0 for k in KINDS}
+    by_kind = dict.fromkeys(KINDS, 0)
     by_status: dict[str, int] = {}
     for r in records:
         by_kind[r.kind] = by_kind.get(r.kind, 0) + 1

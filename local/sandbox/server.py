@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from local.sandbox import jsonutil
 from local.sandbox.dataset import Dataset
@@ -278,7 +279,7 @@ class SandboxApp:
                 continue
             if situacao is not None and note["situacao"] != situacao:
                 continue
-            if start_s and note["dataEmissao"] < start_s or end_s and note["dataEmissao"] > end_s:
+            if (start_s and note["dataEmissao"] < start_s) or (end_s and note["dataEmissao"] > end_s):
                 continue
             if numero is not None and note["numero"].lstrip("0") != str(numero):
                 continue
@@ -394,7 +395,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def app(self) -> SandboxApp:
         return self.server.app  # type: ignore[attr-defined]
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         if self.app.verbose:
             super().log_message(format, *args)
 
@@ -653,7 +654,7 @@ class SandboxServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         httpd = _HTTPServer((self._host, self._port), Handler)
         httpd.app = self.app
         self._httpd = httpd
@@ -671,7 +672,7 @@ class SandboxServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

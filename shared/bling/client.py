@@ -18,14 +18,14 @@ import datetime
 import threading
 import time
 import zoneinfo
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import tenacity
 
 from shared import firestore_client, log
 from shared.bling import rate_budget
-from shared.bling.errors import (BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError,
-                                 BlingRetryableError)
+from shared.bling.errors import BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError, BlingRetryableError
 from shared.bling.http import error_from_response, parse_json, reset_session, session
 from shared.bling.retry_policy import DEADLINE_S, MAX_ATTEMPTS_PER_CALL, POLICY, Outcome, Rule
 from shared.config import get_settings
@@ -133,8 +133,8 @@ def _daily_limit_until() -> float:
 
 def _remember_daily_limit(error: BlingDailyLimit) -> None:
     until = _next_reset(time.time())
-    when = datetime.datetime.fromtimestamp(until, tz=datetime.timezone.utc)
-    _daily_ref().set({"until": when, "recorded_at": datetime.datetime.now(tz=datetime.timezone.utc),
+    when = datetime.datetime.fromtimestamp(until, tz=datetime.UTC)
+    _daily_ref().set({"until": when, "recorded_at": datetime.datetime.now(tz=datetime.UTC),
                       "description": error.description, "expire_at": when + datetime.timedelta(days=2)})
     with _daily_lock:
         _daily_cache.update(until=until, read_at=time.monotonic())
@@ -185,7 +185,7 @@ class BlingClient:
         if until > time.time():
             raise BlingDailyLimit(429, "TOO_MANY_REQUESTS", "daily limit remembered",
                                   "Bling's daily quota was spent; waiting until "
-                                  f"{datetime.datetime.fromtimestamp(until, tz=datetime.timezone.utc).isoformat()}",
+                                  f"{datetime.datetime.fromtimestamp(until, tz=datetime.UTC).isoformat()}",
                                   path=path)
         call = _Call(path=path, started=time.monotonic())
         retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(_Retry), stop=self._stop_for(call),

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.errors import (AuthorizationBroken, DailyLimitReached, EtlError, PermanentError, ReauthorizationRequired,
-                           RetryableError)
+from shared.errors import (
+    AuthorizationBroken,
+    DailyLimitReached,
+    EtlError,
+    PermanentError,
+    ReauthorizationRequired,
+    RetryableError,
+)
 
 
 class BlingError(EtlError):

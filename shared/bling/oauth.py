@@ -17,11 +17,12 @@ import collections
 import hashlib
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from shared import log, secrets
 from shared.bling import http as bling_http
-from shared.bling.errors import (BlingAuthorizationBroken, BlingError, BlingPermanentError, BlingRetryableError)
+from shared.bling.errors import BlingAuthorizationBroken, BlingError, BlingPermanentError, BlingRetryableError
 from shared.config import get_settings
 
 # Process-wide record of token-endpoint calls (monotonic seconds), for the per-minute guard.

@@ -149,7 +149,7 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
         if candidate * tick_s - now > max_wait_s:
             # Every slot within the cap is taken: the account is oversubscribed; let Pub/Sub redeliver later.
             raise RetryableError(f"rate budget oversubscribed: no slot within {max_wait_s:.0f} s")
-        expire_at = datetime.datetime.now(tz=datetime.timezone.utc) + TICK_TTL
+        expire_at = datetime.datetime.now(tz=datetime.UTC) + TICK_TTL
         sent_at = _wall_clock()
         try:
             result = ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at,

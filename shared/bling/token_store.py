@@ -37,17 +37,17 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from shared import firestore_client, log
 from shared.bling import oauth, token_crypto, token_meter
-from shared.bling.errors import (BlingAuthorizationBroken, BlingError, BlingReauthorizationRequired,
-                                 BlingRetryableError)
+from shared.bling.errors import BlingAuthorizationBroken, BlingError, BlingReauthorizationRequired, BlingRetryableError
 from shared.config import get_settings
 
 _DOC_ID = "bling"
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
 # Compare-and-set attempts before giving up (each failure means another instance wrote in between).
 _CAS_ATTEMPTS = 8
 # A token that still has this much validity is used when a refresh fails for a transient reason.

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     body = {"month": args.month} if args.month else {"start": args.start, "end": args.end}
     request = parse_schedule_request(json.dumps(body).encode())
-    run_id = f"reconcile-{datetime.datetime.now(tz=datetime.timezone.utc):%Y%m%dT%H%M%S}"
+    run_id = f"reconcile-{datetime.datetime.now(tz=datetime.UTC):%Y%m%dT%H%M%S}"
     reports = []
     with log.bind(function="reconcile", run_id=run_id):
         for window in split_into_windows(request, run_id):

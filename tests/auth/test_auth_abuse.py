@@ -14,7 +14,7 @@ from typing import Any
 from shared import firestore_client
 from shared.bling.client import get_client
 from tests.auth.flow import ADMIN_KEY, authorize, authorize_url, bearer, consent, operator_start, state_of, status
-from tests.auth.test_auth_function import auth, auth_app, bling_server  # noqa: F401 - fixtures
+from tests.auth.test_auth_function import auth, auth_app, bling_server
 from tests.bling.helpers import log_lines, reset_bling_state, store_pair, token_doc
 
 STATUS_FIELDS = (b"expires_at", b"version", b"last_error", b"authorized_at", b"token_stored")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime
 import os
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -54,7 +55,7 @@ def test_start_redirects_to_blings_consent_page_with_a_saved_state(auth, bling_s
     assert query["response_type"] == "code" and query["client_id"] == "test-client"
     state = firestore_client.collection("oauth_states").document(query["state"]).get()
     assert state.exists and state.get("used") is False
-    assert state.get("expire_at") > datetime.datetime.now(tz=datetime.timezone.utc)
+    assert state.get("expire_at") > datetime.datetime.now(tz=datetime.UTC)
     cookie = auth.get_cookie("bling_auth_flow")
     assert cookie.http_only and cookie.same_site == "Lax" and not cookie.secure  # Secure only off on localhost
     assert state.get("browser_sha256") != cookie.value and len(state.get("browser_sha256")) == 64  # only its hash
@@ -121,7 +122,7 @@ def test_a_forged_state_is_refused(auth, bling_server):
 def test_an_expired_state_is_refused(auth, bling_server):
     query = dict(urllib.parse.parse_qsl(consent(authorize_url(auth))))
     firestore_client.collection("oauth_states").document(query["state"]).update(
-        {"expire_at": datetime.datetime.now(tz=datetime.timezone.utc) - datetime.timedelta(seconds=1)})
+        {"expire_at": datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(seconds=1)})
 
     response = auth.get("/callback?" + urllib.parse.urlencode(query))
 

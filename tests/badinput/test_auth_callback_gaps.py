@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from tests.auth.test_auth_function import auth, auth_app, bling_server  # noqa: F401 - fixtures
+from tests.auth.test_auth_function import auth, auth_app, bling_server
 from tests.badinput.helpers import log_lines
 from tests.bling.helpers import store_pair, token_doc
 

@@ -1,7 +1,8 @@
 """`bling`: a sandbox (small profile, real 3/s limit), the Firestore emulator and a stored authorization."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from shared import config
 
@@ -128,7 +129,7 @@ class TokenEndpoint:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with owner._lock:
                     owner.arrivals.append(time.monotonic())
@@ -188,7 +189,7 @@ class FakeApi:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 owner.arrivals.append(time.monotonic())
                 status, body, headers = answer(len(owner.arrivals))
                 self.send_response(status)

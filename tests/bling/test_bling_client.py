@@ -9,8 +9,13 @@ import pytest
 from shared import firestore_client
 from shared.bling import client as bling_client
 from shared.bling.client import BlingClient, count_calls, get_client
-from shared.bling.errors import (BlingDailyLimit, BlingNotFound, BlingPermanentError, BlingReauthorizationRequired,
-                                 BlingRetryableError)
+from shared.bling.errors import (
+    BlingDailyLimit,
+    BlingNotFound,
+    BlingPermanentError,
+    BlingReauthorizationRequired,
+    BlingRetryableError,
+)
 from shared.bling.retry_policy import POLICY, scaled
 from tests.bling.helpers import log_lines, reset_bling_state, run_concurrently, token_doc
 

@@ -24,7 +24,7 @@ def test_sends_are_spaced_by_the_budget_and_start_inside_their_tick(firestore_en
     assert min(b - a for a, b in zip(sends, sends[1:])) >= tick - slack
     docs = list(firestore_client.collection("rate_ticks").stream())
     assert len(docs) == 6 + rate_budget.stats().dropped_late  # a claim that came back too late is abandoned
-    assert all(d.get("expire_at") > datetime.datetime.now(tz=datetime.timezone.utc) for d in docs)
+    assert all(d.get("expire_at") > datetime.datetime.now(tz=datetime.UTC) for d in docs)
     assert all(int(d.id) == d.get("tick") for d in docs)
 
 

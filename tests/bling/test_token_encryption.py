@@ -70,7 +70,7 @@ def test_a_plain_text_document_from_before_is_used_and_rewritten_encrypted(bling
     import datetime
 
     pair = bling_server.issue_tokens(jwt=True)
-    now = datetime.datetime.now(tz=datetime.timezone.utc)
+    now = datetime.datetime.now(tz=datetime.UTC)
     firestore_client.collection("oauth").document("bling").set({  # as the previous release stored it
         "access_token": pair["access_token"], "refresh_token": pair["refresh_token"],
         "expires_at": now + datetime.timedelta(seconds=300), "version": 1, "lease_holder": None,

@@ -16,8 +16,7 @@ from shared import firestore_client, parking
 from shared.bling import oauth
 from shared.bling.errors import BlingReauthorizationRequired
 from shared.bling.token_store import TokenStore
-from tests.bling.helpers import (TokenEndpoint, log_lines, run_concurrently, set_env, store_pair, token_doc)
-
+from tests.bling.helpers import TokenEndpoint, log_lines, run_concurrently, set_env, store_pair, token_doc
 
 # ------------------------------------------------------------------------------------------------ item 4
 
@@ -188,7 +187,7 @@ def test_invalid_grant_after_taking_over_an_expired_lease_waits_for_the_slow_hol
     # The slow holder's call reached Bling (the refresh token is spent) but its write is still to come.
     ref = firestore_client.collection("oauth").document("bling")
     ref.update({"lease_holder": "slow-instance",
-                "lease_until": datetime.datetime.now(tz=datetime.timezone.utc) - datetime.timedelta(seconds=1)})
+                "lease_until": datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(seconds=1)})
     pair = oauth.request_token({"grant_type": "refresh_token", "refresh_token": seen.refresh_token})
     writer = threading.Timer(1.0, lambda: slow._write_pair(seen.version, pair, time.time()))
     bling_server.reset_stats()

@@ -11,10 +11,9 @@ from shared import firestore_client
 from shared.bling import oauth
 from shared.bling.errors import BlingReauthorizationRequired, BlingRetryableError
 from shared.bling.token_store import TokenStore
-from tests.bling.helpers import (log_lines, refresh_in_processes, run_concurrently, set_env, store_pair,
-                                 token_doc)
+from tests.bling.helpers import log_lines, refresh_in_processes, run_concurrently, set_env, store_pair, token_doc
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def test_a_token_far_from_expiry_is_used_without_calling_the_token_endpoint(bling):

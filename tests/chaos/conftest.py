@@ -12,13 +12,14 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import pytest
 
-from local import verify
 from local import stack as local_stack
+from local import verify
 from local.stack import LocalStack, MissingDependency
 from shared.bling import token_store
 
@@ -54,7 +55,7 @@ class Chaos:
         finally:
             conn.close()
 
-    def begin(self) -> "Chaos":
+    def begin(self) -> Chaos:
         """Quiet stack, no faults, empty data tables, no dead letters, authorized, fresh sandbox stats."""
         sandbox = self.stack.sandbox
         sandbox.faults({})

@@ -20,7 +20,7 @@ _lock = threading.Lock()
 
 def record(scenario: str, *, fault: str, outcome: str, ok: bool, **measured: Any) -> dict[str, Any]:
     entry = {"scenario": scenario, "fault": fault, "outcome": outcome, "ok": ok, **measured,
-             "recorded_at": datetime.datetime.now(tz=datetime.timezone.utc).isoformat(timespec="seconds")}
+             "recorded_at": datetime.datetime.now(tz=datetime.UTC).isoformat(timespec="seconds")}
     line = json.dumps(entry, default=str, ensure_ascii=False)
     print("RELIABILITY " + line, flush=True)
     with _lock:

@@ -11,7 +11,7 @@ import http.server
 import os
 import threading
 import urllib.parse
-from typing import Iterator
+from collections.abc import Iterator
 
 import requests
 
@@ -38,7 +38,7 @@ class FailingBling:
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 proxy._serve(self)
 
             def log_message(self, *args) -> None:  # quiet
@@ -80,7 +80,7 @@ class FailingBling:
         request.end_headers()
         request.wfile.write(body)
 
-    def start(self) -> "FailingBling":
+    def start(self) -> FailingBling:
         self._thread.start()
         os.environ["BLING_API_BASE"] = self.api_base
         return self

@@ -8,8 +8,8 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
-from shared import db
 from local.demo import EXAMPLE_QUERIES
+from shared import db
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 AUTHORIZED = (5, 6)

@@ -21,7 +21,7 @@ def test_identifiers_stay_text_and_zero_is_no_id():
 
 def test_sao_paulo_wall_time_becomes_the_right_instant():
     value = as_local_datetime("2026-01-01 00:00:00", "America/Sao_Paulo")
-    assert value.astimezone(datetime.timezone.utc) == datetime.datetime(2026, 1, 1, 3, tzinfo=datetime.timezone.utc)
+    assert value.astimezone(datetime.UTC) == datetime.datetime(2026, 1, 1, 3, tzinfo=datetime.UTC)
     assert as_local_datetime("0000-00-00 00:00:00", "America/Sao_Paulo") is None
     assert as_date("0000-00-00") is None and as_date("2026-02-28") == datetime.date(2026, 2, 28)
 

@@ -11,8 +11,7 @@ import pytest
 from shared import audit, db, nfe_detail, payment_forms
 from shared.messages import NfeBatch, NoteRef, Window
 from tests.data.pipeline_driver import Pipeline, envelope, handler, rows
-from tests.data.test_pipeline import bling  # noqa: F401  (the fixture is reused)
-
+from tests.data.test_pipeline import bling
 
 MONTH = "2026-01"
 
@@ -28,7 +27,7 @@ def january(server) -> list[int]:
 
 # -------------------------------------------------------------------------------------------- 10.5 NUL characters
 
-def test_a_nul_character_in_any_entity_is_stripped_and_the_record_stored(bling, postgres, pubsub_topology):  # noqa: F811
+def test_a_nul_character_in_any_entity_is_stripped_and_the_record_stored(bling, postgres, pubsub_topology):
     dataset = bling.app.dataset
     codes = {p.get("codigo") for p in dataset.products.values()}
     nfe_id = next(i for i in january(bling) if dataset.nfe[i]["itens"] and dataset.nfe[i]["parcelas"]
@@ -65,7 +64,7 @@ def test_a_nul_character_in_any_entity_is_stripped_and_the_record_stored(bling, 
 
 # ------------------------------------------------------------------------------- 10.6 a stale fetch committing last
 
-def test_an_older_fetch_committing_last_never_reverts_a_cancellation(bling, postgres, pubsub_topology, monkeypatch):  # noqa: F811
+def test_an_older_fetch_committing_last_never_reverts_a_cancellation(bling, postgres, pubsub_topology, monkeypatch):
     """Two deliveries of one invoice: the default pass's (authorized) fetches first and then sits in its
     payment-form lookups; meanwhile the invoice is cancelled in Bling and the situacao=2 pass's delivery fetches
     and commits it; then the first one commits its older fetch."""
@@ -93,7 +92,7 @@ def test_an_older_fetch_committing_last_never_reverts_a_cancellation(bling, post
     assert outcomes.outcomes[nfe_id] == "unchanged"
 
 
-def test_a_later_fetch_never_turns_a_cancelled_invoice_back_to_authorized(bling, postgres, pubsub_topology):  # noqa: F811
+def test_a_later_fetch_never_turns_a_cancelled_invoice_back_to_authorized(bling, postgres, pubsub_topology):
     """NF-e cancellation is final in SEFAZ: whatever a later answer says (a lagging replica), cancelled stays."""
     nfe_id = next(i for i in january(bling) if bling.app.dataset.nfe[i]["situacao"] != 2)
     authorized = bling.app.dataset.nfe[nfe_id]["situacao"]
@@ -109,7 +108,7 @@ def test_a_later_fetch_never_turns_a_cancelled_invoice_back_to_authorized(bling,
 
 # ------------------------------------------------------------------------------- 10.14 payment forms not found
 
-def test_a_payment_form_recorded_not_found_is_checked_again_after_an_age(bling, postgres, monkeypatch):  # noqa: F811
+def test_a_payment_form_recorded_not_found_is_checked_again_after_an_age(bling, postgres, monkeypatch):
     monkeypatch.setenv("ENRICH_MAX_AGE_DAYS", "30")
     from shared import config
     config.reset_settings_cache()
@@ -131,7 +130,7 @@ def completed(lines) -> list[dict]:
 
 
 def test_run_completed_is_logged_once_per_run_even_when_every_message_is_delivered_twice(
-        bling, postgres, pubsub_topology, capsys):  # noqa: F811
+        bling, postgres, pubsub_topology, capsys):
     capsys.readouterr()
     Pipeline(pubsub_topology, duplicate=True, shuffle_seed=3).run({"start": "2026-01-01", "end": "2026-02-28"})
     events = completed(log_lines(capsys))
@@ -155,7 +154,7 @@ def test_run_completed_counts_failed_windows_and_waits_for_the_last_one(db_env, 
 
 
 def test_a_redelivered_window_of_a_completed_run_does_not_log_run_completed_again(
-        bling, postgres, pubsub_topology, capsys):  # noqa: F811
+        bling, postgres, pubsub_topology, capsys):
     window = {"run_id": "one-window", "start": "2026-01-01", "end": "2026-01-31"}
     handler("lister")(envelope(window, "w-1"))
     handler("lister")(envelope(window, "w-1"))

@@ -23,7 +23,6 @@ from tests.chaos.reliability import record
 from tests.data.failing_bling import running
 from tests.data.pipeline_driver import Pipeline, envelope, handler, rows
 
-
 MONTH = "2026-01"
 WINDOW = "2026-01-01..2026-01-31"
 

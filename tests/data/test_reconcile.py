@@ -7,7 +7,7 @@ import json
 from shared import db
 from shared.ops import reconcile
 from tests.data.pipeline_driver import Pipeline
-from tests.data.test_pipeline import bling, db_report  # noqa: F401  (the fixture is reused)
+from tests.data.test_pipeline import bling, db_report
 
 
 def run_reconcile(capsys, *args):
@@ -18,7 +18,7 @@ def run_reconcile(capsys, *args):
     return status, report[0]
 
 
-def test_a_loaded_month_reconciles_without_gaps(bling, postgres, pubsub_topology, capsys):  # noqa: F811
+def test_a_loaded_month_reconciles_without_gaps(bling, postgres, pubsub_topology, capsys):
     Pipeline(pubsub_topology).run({"month": "2026-01"})
     status, report = run_reconcile(capsys)
     assert status == 0 and report["gaps"] == 0
@@ -28,7 +28,7 @@ def test_a_loaded_month_reconciles_without_gaps(bling, postgres, pubsub_topology
     assert {r["nfe_id"] for r in report["payments_differ_from_total"]} <= mismatches
 
 
-def test_missing_and_stale_invoices_are_reported_and_repaired(bling, postgres, pubsub_topology, capsys):  # noqa: F811
+def test_missing_and_stale_invoices_are_reported_and_repaired(bling, postgres, pubsub_topology, capsys):
     Pipeline(pubsub_topology).run({"month": "2026-01"})
     (lost_id,), (stale_id,) = db.fetch_all("SELECT id FROM nfe WHERE situacao <> 2 ORDER BY id LIMIT 2")
     db.execute("DELETE FROM nfe WHERE id = %s", (lost_id,))

@@ -11,8 +11,8 @@ import sysconfig
 import zipfile
 
 import pytest
-
 from infra_hcl import INFRA, REPO
+
 from shared import topology
 
 _SCRIPT = INFRA / "build_bundles.py"

@@ -10,7 +10,6 @@ import pathlib
 import subprocess
 
 import pytest
-
 from infra_hcl import INFRA, REPO
 
 _SCRIPT = INFRA / "check_offline.sh"

@@ -15,7 +15,6 @@ import uuid
 
 import pg8000.dbapi
 import pytest
-
 from infra_hcl import INFRA, REPO, load_cloudbuild
 
 _CLOUDBUILD = load_cloudbuild()

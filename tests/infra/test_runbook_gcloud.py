@@ -13,7 +13,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from infra_hcl import REPO
 
 _DOCS = ("docs/RUNBOOK.md", "README.md")

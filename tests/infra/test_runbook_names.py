@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from infra_hcl import REPO, load_infra, render, string_list
+
 from shared import topology
 
 # Both documents a user follows; the README's deploy and authorization sections point into infra/ as well.

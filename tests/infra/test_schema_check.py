@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from infra_hcl import INFRA, REPO
 
 _SCHEMAS = REPO / "build" / "provider-schema"

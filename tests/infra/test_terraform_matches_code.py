@@ -10,8 +10,8 @@ import pathlib
 import re
 
 import pytest
-
 from infra_hcl import INFRA, REPO, block, load_build_bundles, load_infra, reference, render, string_list
+
 from shared import topology
 from shared.schedule import parse_schedule_request
 

@@ -14,8 +14,7 @@ import pytest
 import requests
 
 from local.processes import pid_alive, port_is_free
-from local.stack import (REPO_ROOT, FunctionServer, PostgresCluster, create_topology, new_run_dir, pull_all,
-                         publish_json)
+from local.stack import REPO_ROOT, FunctionServer, PostgresCluster, create_topology, new_run_dir, publish_json, pull_all
 from shared.topology import Route
 
 HERE = Path(__file__).resolve().parent
