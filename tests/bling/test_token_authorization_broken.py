@@ -15,6 +15,7 @@ from shared.bling.token_store import TokenStore
 from shared.errors import PermanentError, RetryableError
 from shared.handler import pubsub_handler
 from tests.bling.helpers import FakeApi, log_lines, run_concurrently, set_env, store_pair, token_doc
+from tests.chaos.reliability import record
 
 
 def _errors(out: str) -> list[dict]:
@@ -200,3 +201,10 @@ def test_detail_and_lister_park_their_messages_when_the_client_secret_is_refused
     TokenStore().get_valid_access_token()  # the right secret deployed: one try clears the flag, work released
     assert list(firestore_client.collection("parked").stream()) == []
     assert len(pubsub_topology.pull("bling-nfe")) == 1 and len(pubsub_topology.pull("bling-windows")) == 1
+    record("authorization or configuration broken",
+           fault="the Bling app's client secret regenerated (token endpoint answers invalid_client) while a detail "
+                 "batch of 3 invoices and a lister window arrive",
+           outcome="1 token call, then 0 while the fleet-wide flag stood; both messages parked (0 invoices or "
+                   "windows marked failed, nothing dropped); after the right secret was deployed, one try cleared "
+                   "the flag and both messages were published again",
+           ok=True)

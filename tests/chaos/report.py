@@ -14,10 +14,12 @@ from pathlib import Path
 
 from tests.chaos.reliability import LEDGER
 
-# Row order of the table: the scenarios of issue 6 in the order they are described; unknown ones go last.
+# Row order of the table: the scenarios of issues 6 and 10 in the order they are described; unknown ones go last.
 ORDER = ("duplicate and out-of-order delivery", "function process killed mid-work",
          "PostgreSQL restarted mid-backfill", "Bling 5xx, 429 storms, resets, truncated JSON",
          "access token expires under several instances", "refresh token revoked mid-run",
+         "authorization or configuration broken", "token endpoint down (503 from a load balancer)",
+         "token endpoint down (Bling's IP block)", "one invoice always answering 503", "enrich process killed mid-work",
          "poison message", "dead letters replayed after PostgreSQL was down",
          "bad input: scheduler messages", "bad input: lister messages", "bad input: detail messages",
          "bad input: enrich messages", "bad input: unknown NF-e id", "odd Bling payloads",
