@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def db_extra_counts(conn) -> dict[str, int]:
+def db_extra_counts(conn: verify.Connection) -> dict[str, int]:
     cur = conn.cursor()
     cur.execute("SELECT (SELECT count(*) FROM nfe WHERE situacao = 2), "
                 "(SELECT count(*) FROM produto_sku WHERE NOT encontrado)")

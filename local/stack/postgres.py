@@ -172,12 +172,16 @@ class PostgresCluster:
         self.stop(mode=mode)
         self.start()
 
-    def destroy(self) -> None:
-        """Stop and delete the data directory and the socket directory."""
-        self.stop(mode="immediate")  # the data is deleted next: no shutdown checkpoint to wait for
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+    def close(self, mode: str = "fast") -> None:
+        """Stop and delete the socket directory; the data directory stays (make demo's data, for make psql)."""
+        self.stop(mode=mode)
         if self.socket_dir:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def destroy(self) -> None:
+        """Stop and delete the data directory and the socket directory."""
+        self.close(mode="immediate")  # the data is deleted next: no shutdown checkpoint to wait for
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def pids(self) -> set[int]:
         return set(self._pids)

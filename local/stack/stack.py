@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from local.processes import StopAtExit, pid_alive, port_is_free
 from local.stack import logs
@@ -23,6 +22,9 @@ from local.stack.functions import FunctionServer, function_servers
 from local.stack.postgres import PostgresCluster
 from local.stack.pubsub import create_topology, publish_json, pull_all
 from local.stack.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    import pg8000.dbapi
 
 _live_stacks: StopAtExit[LocalStack] = StopAtExit()
 C = TypeVar("C")
@@ -201,9 +203,7 @@ class LocalStack:
     def _stop_postgres(self) -> None:
         postgres = _started(self.postgres, "PostgreSQL")
         if self.keep_pgdata:
-            postgres.stop()
-            if postgres.socket_dir:
-                shutil.rmtree(postgres.socket_dir, ignore_errors=True)
+            postgres.close()
         else:
             postgres.destroy()
 
@@ -229,6 +229,10 @@ class LocalStack:
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous_handlers.clear()
+
+    def connect(self) -> pg8000.dbapi.Connection:
+        """A new connection to the stack's database as the application user."""
+        return _started(self.postgres, "PostgreSQL").connect()
 
     def _pubsub(self) -> PubSubEmulator:
         return _started(self.pubsub, "Pub/Sub emulator")
