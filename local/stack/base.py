@@ -2,6 +2,7 @@
 missing system tool, and the life of a component that is one child process."""
 from __future__ import annotations
 
+import abc
 import datetime
 import os
 import shutil
@@ -32,18 +33,20 @@ def new_run_dir(run: str | None = None, base: Path = STACK_DIR, fresh: bool = Tr
     return path
 
 
-class ChildProcessComponent:
+class ChildProcessComponent(abc.ABC):
     """A component that is one child process: launch() starts it, wait_ready() polls it, stop() ends it by PID.
 
     Subclasses set self.process in launch() and implement wait_ready(); start() is both, for use on its own."""
 
     process: ManagedProcess | None = None
 
+    @abc.abstractmethod
     def launch(self) -> Self:
-        raise NotImplementedError
+        """Start the process and return at once (the stack launches everything, then waits for each)."""
 
+    @abc.abstractmethod
     def wait_ready(self, timeout_s: float = 60) -> None:
-        raise NotImplementedError
+        """Return once the process serves; TimeoutError after timeout_s, RuntimeError if it exited."""
 
     def start(self) -> Self:
         self.launch()

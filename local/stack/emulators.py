@@ -2,6 +2,7 @@
 answers HTTP, its clients built with the emulator variable set) and one small subclass each."""
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import shutil
@@ -85,9 +86,9 @@ class JavaEmulator(ChildProcessComponent):
     def host(self) -> str:
         return f"{HOST}:{self.port}"
 
+    @abc.abstractmethod
     def argv(self) -> list[str]:
         """The command line that starts this emulator in the foreground."""
-        raise NotImplementedError
 
     def launch(self) -> Self:
         self.process = ManagedProcess(self.name, self.argv(), self.log_path, env={**os.environ}).start()

@@ -45,7 +45,8 @@ def _started(component: C | None, what: str) -> C:
 
 def _sandbox_class() -> type[Sandbox]:
     """local.stack.Sandbox as it is now: the bench (local/bench_pipeline.sandbox_scale) swaps that name for a
-    subclass while a stack starts, so the class is looked up there, not bound at import."""
+    subclass while a stack starts, so the class is looked up there, not bound at import. (Once the bench passes
+    sandbox_args instead, this goes.)"""
     import local.stack
 
     sandbox_class: type[Sandbox] = local.stack.Sandbox
@@ -57,7 +58,8 @@ class LocalStack:
 
     Parameters
       run            name of the run directory under .stack/ (generated when None; "demo" for make demo)
-      profile, seed, rate_per_s, latency_s, sandbox_in_process: the Bling sandbox
+      profile, seed, rate_per_s, latency_s, sandbox_in_process: the Bling sandbox; sandbox_args adds to its
+                     command line (e.g. ["--scale", "0.1"])
       functions      names from shared.topology.ALL_FUNCTIONS to start (default: all); extra_functions adds
                      {name: (entry_point, signature_type, source_path)} e.g. test doubles
       ack_deadline_s push ack deadline (the route's when None); failed pushes are retried after 1 s (see
@@ -65,10 +67,14 @@ class LocalStack:
       function_env   extra environment for every function (e.g. BLING_RATE_BUDGET_PER_S, THREADS)
       keep_pgdata    leave the stopped cluster's data directory in .stack/<run>/pgdata (make demo does)
       project        the Google Cloud project id used with the emulators
+
+    The Pub/Sub emulator pushes at most 2 messages at once per subscription, so a local run is less parallel than
+    production (docs/BENCHMARKS.md).
     """
 
     def __init__(self, run: str | None = None, *, profile: str = "small", seed: int = 42, rate_per_s: float = 3.0,
                  latency_s: float = 0.0, sandbox_in_process: bool = False, sandbox: bool = True,
+                 sandbox_args: Iterable[str] = (),
                  functions: Iterable[str] | None = None,
                  extra_functions: Mapping[str, tuple[str, str, str | Path]] | None = None,
                  ack_deadline_s: int | None = None, function_env: Mapping[str, str] | None = None,
@@ -80,6 +86,7 @@ class LocalStack:
         self.profile, self.seed, self.rate_per_s, self.latency_s = profile, seed, rate_per_s, latency_s
         self.sandbox_in_process = sandbox_in_process
         self.with_sandbox = sandbox
+        self.sandbox_args = list(sandbox_args)
         self.function_names = list(functions) if functions is not None else list(topology.ALL_FUNCTIONS)
         self.extra_functions = dict(extra_functions or {})
         self.ack_deadline_s = ack_deadline_s
@@ -140,7 +147,8 @@ class LocalStack:
             self.sandbox = _sandbox_class()(run_dir, profile=self.profile, seed=self.seed,
                                             rate_per_s=self.rate_per_s, latency_s=self.latency_s,
                                             redirect_uri=self.auth_url + "/callback" if self.auth_url else "",
-                                            in_process=self.sandbox_in_process).launch()
+                                            in_process=self.sandbox_in_process,
+                                            extra_args=self.sandbox_args).launch()
             self._track()
         postgres.migrate()
         pubsub.wait_ready()
