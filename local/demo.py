@@ -48,16 +48,19 @@ def table(rows: list[tuple[str, Any]], title: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.demo", description=__doc__.split("\n")[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local.demo", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--rate", type=float, default=3.0, help="the sandbox's requests per second")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the pipeline")
     parser.add_argument("--quiet", type=float, default=8.0, help="seconds without function logs = settled")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     started = time.monotonic()
     log("starting the local stack (PostgreSQL, Pub/Sub + Firestore emulators, Bling sandbox, functions)...")
     try:
@@ -69,72 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ok = False
     try:
-        log(f"stack up in {stack.elapsed_s():.1f}s; logs in {stack.run_dir / 'logs'}")
-        for name, fn in stack.functions.items():
-            log(f"  function {name:<10} {fn.url}")
-        log(f"  Bling sandbox      {stack.sandbox.api_base}")
-
-        log(f"authorizing like the operator: {stack.auth_url}/start with the admin key (in "
-            f"{stack.run_dir / 'auth-admin-key'}) → Bling authorize → callback")
-        status = stack.authorize()
-        log(f"auth status: {status}")
-        if not status.get("token_stored") or status.get("reauth_required"):
-            raise RuntimeError(f"the auth function did not store a usable token: {status}")
-
-        truth = verify.fetch_truth(stack.sandbox.url)
-        pipeline_start = time.monotonic()
-        for month in MONTHS:
-            stack.publish("bling-schedule", {"month": month})
-            log(f"published {{\"month\": \"{month}\"}} to bling-schedule")
-        log("waiting for the pipeline to settle...")
-        wait_error = None
-        try:
-            verify.wait_for_pipeline(stack, truth, MONTHS, quiet_s=args.quiet, timeout_s=args.timeout)
-        except TimeoutError as exc:
-            wait_error = exc
-            log(f"WARNING: {exc}")
-        pipeline_s = time.monotonic() - pipeline_start
-
-        truth = verify.fetch_truth(stack.sandbox.url)
-        conn = stack.postgres.connect()
-        try:
-            report = verify.verify(conn, truth, MONTHS)
-            duplicates = verify.duplicate_report(conn)
-            extra = db_extra_counts(conn)
-        finally:
-            conn.close()
-        stats = stack.sandbox.stats()
-        dead = {topic: len(msgs) for topic, msgs in stack.dead_letters(timeout_s=1).items() if msgs}
-        errors = [e for e in stack.log_lines() if e.get("severity") in ("ERROR", "CRITICAL")]
-
-        counts = report.counts
-        print()
-        print(table([("NF-e (outgoing, incl. cancelled)", counts["nfe"]),
-                     ("  of which cancelled", extra["cancelled"]),
-                     ("item lines", counts["nfe_item"]), ("payments (parcelas)", counts["nfe_parcela"]),
-                     ("payment forms", counts["forma_pagamento"]), ("contacts", counts["contato"]),
-                     ("products", counts["produto"]), ("SKUs checked", counts["produto_sku"]),
-                     ("  of which unknown to Bling", extra["unknown_skus"])],
-                    "Loaded into PostgreSQL"))
-        print()
-        by_kind = [(f"  {k}", v) for k, v in sorted(stats.get("requests_by_kind", {}).items()) if v]
-        print(table([("API calls (total)", stats.get("requests_total", 0)), *by_kind,
-                     ("token endpoint calls", stats.get("token_calls", 0)),
-                     ("429 responses", stats.get("responses_429", 0)),
-                     ("max requests in any 1 s", stats.get("max_requests_in_any_1s", 0)),
-                     ("dead letters", sum(dead.values())), ("ERROR log lines", len(errors)),
-                     ("pipeline seconds", f"{pipeline_s:.1f}"),
-                     ("total seconds", f"{time.monotonic() - started:.1f}")], "Bling sandbox and run"))
-        print()
-        print(report.summary())
-        for d in duplicates:
-            print("DUPLICATE:", d)
-        if dead:
-            print(f"dead letters by topic: {dead}")
-        ok = report.ok and not duplicates and wait_error is None
+        ok = run_demo(stack, args, started)
     except Exception as exc:  # noqa: BLE001 - report, stop the stack, exit non-zero
         log(f"FAILED: {type(exc).__name__}: {exc}")
-        log(f"function logs: {stack.run_dir / 'logs'}")
+        log(f"function logs: {stack.run_dir}/logs")
     finally:
         stack.stop()
 
@@ -149,7 +90,78 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def db_extra_counts(conn) -> dict[str, int]:
+def run_demo(stack: LocalStack, args: argparse.Namespace, started: float) -> bool:
+    """Steps 2 to 5 on a started stack; True when the database equals the sandbox truth."""
+    sandbox = stack.sandbox
+    if sandbox is None:  # LocalStack starts one unless told sandbox=False
+        raise RuntimeError("the stack has no Bling sandbox")
+    log(f"stack up in {stack.elapsed_s():.1f}s; logs in {stack.run_dir}/logs")
+    for name, fn in stack.functions.items():
+        log(f"  function {name:<10} {fn.url}")
+    log(f"  Bling sandbox      {sandbox.api_base}")
+
+    log(f"authorizing like the operator: {stack.auth_url}/start with the admin key (in "
+        f"{stack.run_dir}/auth-admin-key) → Bling authorize → callback")
+    status = stack.authorize()
+    log(f"auth status: {status}")
+    if not status.get("token_stored") or status.get("reauth_required"):
+        raise RuntimeError(f"the auth function did not store a usable token: {status}")
+
+    truth = verify.fetch_truth(sandbox.url)
+    pipeline_start = time.monotonic()
+    for month in MONTHS:
+        stack.publish("bling-schedule", {"month": month})
+        log(f"published {{\"month\": \"{month}\"}} to bling-schedule")
+    log("waiting for the pipeline to settle...")
+    wait_error = None
+    try:
+        verify.wait_for_pipeline(stack, truth, MONTHS, quiet_s=args.quiet, timeout_s=args.timeout)
+    except TimeoutError as exc:
+        wait_error = exc
+        log(f"WARNING: {exc}")
+    pipeline_s = time.monotonic() - pipeline_start
+
+    truth = verify.fetch_truth(sandbox.url)
+    conn = stack.connect()
+    try:
+        report = verify.verify(conn, truth, MONTHS)
+        duplicates = verify.duplicate_report(conn)
+        extra = db_extra_counts(conn)
+    finally:
+        conn.close()
+    stats = sandbox.stats()
+    dead = {topic: len(msgs) for topic, msgs in stack.dead_letters(timeout_s=1).items() if msgs}
+    errors = [e for e in stack.log_lines() if e.get("severity") in ("ERROR", "CRITICAL")]
+
+    counts = report.counts
+    print()
+    print(table([("NF-e (outgoing, incl. cancelled)", counts["nfe"]),
+                 ("  of which cancelled", extra["cancelled"]),
+                 ("item lines", counts["nfe_item"]), ("payments (parcelas)", counts["nfe_parcela"]),
+                 ("payment forms", counts["forma_pagamento"]), ("contacts", counts["contato"]),
+                 ("products", counts["produto"]), ("SKUs checked", counts["produto_sku"]),
+                 ("  of which unknown to Bling", extra["unknown_skus"])],
+                "Loaded into PostgreSQL"))
+    print()
+    by_kind = [(f"  {k}", v) for k, v in sorted(stats.get("requests_by_kind", {}).items()) if v]
+    print(table([("API calls (total)", stats.get("requests_total", 0)), *by_kind,
+                 ("token endpoint calls", stats.get("token_calls", 0)),
+                 ("429 responses", stats.get("responses_429", 0)),
+                 ("max requests in any 1 s", stats.get("max_requests_in_any_1s", 0)),
+                 ("dead letters", sum(dead.values())), ("ERROR log lines", len(errors)),
+                 ("pipeline seconds", f"{pipeline_s:.1f}"),
+                 ("total seconds", f"{time.monotonic() - started:.1f}")], "Bling sandbox and run"))
+    print()
+    print(report.summary())
+    for d in duplicates:
+        print("DUPLICATE:", d)
+    if dead:
+        print(f"dead letters by topic: {dead}")
+    return report.ok and not duplicates and wait_error is None
+
+
+def db_extra_counts(conn: verify.Connection) -> dict[str, int]:
+    """The two counts the verification's table counts do not give: cancelled NF-e and SKUs unknown to Bling."""
     cur = conn.cursor()
     cur.execute("SELECT (SELECT count(*) FROM nfe WHERE situacao = 2), "
                 "(SELECT count(*) FROM produto_sku WHERE NOT encontrado)")

@@ -18,13 +18,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1 (bind to 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -81,7 +83,8 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except urllib.error.HTTPError:
         return False
 
@@ -94,34 +97,54 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-_running: set[ManagedProcess] = set()
-_running_lock = threading.Lock()
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
-def stop_all() -> None:
-    """Stop every ManagedProcess still running (registered with atexit: a script that forgot stop())."""
-    with _running_lock:
-        processes = list(_running)
-    for process in processes:
-        with contextlib.suppress(Exception):
-            process.stop()
+T = TypeVar("T", bound=Stoppable)
 
 
-atexit.register(stop_all)
+class StopAtExit(Generic[T]):
+    """The things of one kind still running, stopped at interpreter exit (a script that forgot stop())."""
+
+    def __init__(self) -> None:
+        self._items: set[T] = set()
+        self._lock = threading.Lock()
+        atexit.register(self.stop_all)
+
+    def add(self, item: T) -> None:
+        with self._lock:
+            self._items.add(item)
+
+    def discard(self, item: T) -> None:
+        with self._lock:
+            self._items.discard(item)
+
+    def stop_all(self) -> None:
+        """Stop every registered item; one failing to stop does not keep the others running."""
+        with self._lock:
+            items = list(self._items)
+        for item in items:
+            with contextlib.suppress(Exception):
+                item.stop()
+
+
+_running: StopAtExit[ManagedProcess] = StopAtExit()
+stop_all = _running.stop_all
 
 
 class ManagedProcess:
     """A child process with its output in a log file, stopped by PID: SIGTERM, wait, then SIGKILL the group."""
 
     def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None,
-                 cwd: str | os.PathLike | None = None, stop_timeout_s: float = 10.0):
+                 cwd: str | os.PathLike[str] | None = None, stop_timeout_s: float = 10.0):
         self.name = name
         self.argv = list(argv)
         self.log_path = Path(log_path)
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
         self.stop_timeout_s = stop_timeout_s
-        self.popen: subprocess.Popen | None = None
+        self.popen: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -129,14 +152,10 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab", buffering=0)
-        try:
+        with open(self.log_path, "ab", buffering=0) as log:  # the child keeps its own copy of the descriptor
             self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           env=self.env, cwd=self.cwd, start_new_session=True)
-        finally:
-            log.close()
-        with _running_lock:
-            _running.add(self)
+        _running.add(self)
         return self
 
     def running(self) -> bool:
@@ -165,12 +184,11 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         self.popen = popen  # keep it: pid stays readable for "nothing left running" checks
-        with _running_lock:
-            _running.discard(self)
+        _running.discard(self)
 
 
 def run(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout_s: float = 120.0,
-        cwd: str | os.PathLike | None = None, what: str | None = None) -> str:
+        cwd: str | os.PathLike[str] | None = None, what: str | None = None) -> str:
     """Run a short command; raise RuntimeError with its output when it fails."""
     result = subprocess.run(list(argv), env=dict(env) if env is not None else None, cwd=cwd,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

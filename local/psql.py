@@ -24,11 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call([str(cluster.bin_dir / "psql"), "-h", str(cluster.socket_dir), "-p",
                                 str(cluster.port), "-U", cluster.user, "-d", cluster.database, *argv])
     finally:
-        cluster.stop()
-        if cluster.socket_dir:
-            import shutil
-
-            shutil.rmtree(cluster.socket_dir, ignore_errors=True)
+        cluster.close()
 
 
 if __name__ == "__main__":

@@ -23,12 +23,34 @@ import json
 import os
 import sys
 import urllib.request
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from local.stack import LocalStack
 
 D = decimal.Decimal
 TIMEZONE = "America/Sao_Paulo"
+Row = tuple[Any, ...]
+
+
+class Cursor(Protocol):
+    description: Any
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ...) -> Any: ...
+    def fetchall(self) -> Any: ...
+    def fetchone(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """What the checks need of a DB-API connection (pg8000's)."""
+
+    def cursor(self) -> Cursor: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
 TABLES = ("nfe", "nfe_item", "nfe_parcela", "forma_pagamento", "contato", "produto", "produto_sku")
 
 
@@ -120,17 +142,18 @@ def expected_from_truth(truth: dict[str, Any], months: Iterable[str]) -> Expecte
 
 # ------------------------------------------------------------------------------------------------ database
 
-def connect_from_env():
+def connect_from_env() -> Connection:
     import pg8000.dbapi
 
-    return pg8000.dbapi.connect(host=os.environ.get("DB_HOST", "127.0.0.1"),
-                                port=int(os.environ.get("DB_PORT", "5432")),
-                                database=os.environ.get("DB_NAME", "bling"),
-                                user=os.environ.get("DB_USER", "bling_etl"),
-                                password=os.environ.get("DB_PASSWORD") or None, timeout=30)
+    conn: Connection = pg8000.dbapi.connect(host=os.environ.get("DB_HOST", "127.0.0.1"),
+                                            port=int(os.environ.get("DB_PORT", "5432")),
+                                            database=os.environ.get("DB_NAME", "bling"),
+                                            user=os.environ.get("DB_USER", "bling_etl"),
+                                            password=os.environ.get("DB_PASSWORD") or None, timeout=30)
+    return conn
 
 
-def _rows(conn, sql: str, params: tuple = ()) -> list[tuple]:
+def _rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
     cur = conn.cursor()
     cur.execute(sql, params)
     rows = list(cur.fetchall()) if cur.description else []
@@ -138,11 +161,11 @@ def _rows(conn, sql: str, params: tuple = ()) -> list[tuple]:
     return rows
 
 
-def db_counts(conn) -> dict[str, int]:
+def db_counts(conn: Connection) -> dict[str, int]:
     return {t: _rows(conn, f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
 
 
-def progress(conn) -> dict[str, Any]:
+def progress(conn: Connection) -> dict[str, Any]:
     """Counts plus the audit state: used to decide that the pipeline has settled."""
     out: dict[str, Any] = dict(db_counts(conn))
     try:
@@ -201,7 +224,7 @@ def _compare(report: Report, where: str, pairs: Iterable[tuple[str, Any, Any, st
             report.add(f"{where}: {name} is {got!r}, truth says {want!r}")
 
 
-def verify(conn, truth: dict[str, Any], months: Iterable[str]) -> Report:
+def verify(conn: Connection, truth: dict[str, Any], months: Iterable[str]) -> Report:
     truth = normalize_truth(truth)
     exp = expected_from_truth(truth, months)
     report = Report(months=exp.months)
@@ -210,9 +233,18 @@ def verify(conn, truth: dict[str, Any], months: Iterable[str]) -> Report:
                               "contato": len(exp.contact_ids), "produto_sku": len(exp.skus),
                               "produto": len({exp.sku_to_products[s][0] for s in exp.known_skus}),
                               "forma_pagamento": len(exp.payment_form_ids)}
-    tz = ZoneInfo(TIMEZONE)
+    stored = _check_headers(conn, report, truth, exp)
+    _check_items(conn, report, exp, stored)
+    _check_parcelas(conn, report, exp, stored)
+    _check_payment_forms(conn, report, truth, exp)
+    _check_contacts(conn, report, truth, exp)
+    _check_skus_and_products(conn, report, truth, exp)
+    return report
 
-    # -- NF-e headers
+
+def _check_headers(conn: Connection, report: Report, truth: dict[str, Any], exp: Expected) -> set[int]:
+    """NF-e headers: none missing, none extra, every field right. Returns the ids stored."""
+    tz = ZoneInfo(TIMEZONE)
     rows = _rows(conn, "SELECT id, tipo, situacao, numero, serie, chave_acesso, contato_id, valor_nota, valor_frete,"
                        " data_emissao_raw, data_emissao, raw IS NOT NULL FROM nfe")
     stored = {r[0]: r for r in rows}
@@ -235,15 +267,29 @@ def verify(conn, truth: dict[str, Any], months: Iterable[str]) -> Report:
             ("valor_nota", r[7], n.get("valorNota"), "dec"), ("valor_frete", r[8], n.get("valorFrete"), "dec"),
             ("data_emissao_raw", r[9], n.get("dataEmissao"), "text"), ("data_emissao", r[10], emitted, "eq"),
             ("raw present", r[11], True, "eq")])
+    return set(stored)
 
-    # -- items, line by line
-    items: dict[int, list[tuple]] = {}
-    for r in _rows(conn, "SELECT nfe_id, linha, codigo, descricao, unidade, quantidade, valor, valor_total "
-                         "FROM nfe_item ORDER BY nfe_id, linha"):
-        items.setdefault(r[0], []).append(r)
-    for nfe_id in sorted(set(exp.nfe) & set(stored)):
-        want = exp.nfe[nfe_id].get("itens") or []
-        got = items.get(nfe_id, [])
+
+def _rows_by_nfe(conn: Connection, sql: str) -> dict[int, list[Row]]:
+    """The rows of a per-NF-e line table (sql selects nfe_id first, ordered by nfe_id, linha), grouped by NF-e."""
+    by_nfe: dict[int, list[Row]] = {}
+    for r in _rows(conn, sql):
+        by_nfe.setdefault(r[0], []).append(r)
+    return by_nfe
+
+
+def _line_pairs(exp: Expected, stored: set[int], by_nfe: dict[int, list[Row]],
+                key: str) -> Iterator[tuple[int, list[Any], list[Row]]]:
+    """(nfe_id, truth's lines under `key`, the stored rows) for every expected NF-e that is stored."""
+    for nfe_id in sorted(set(exp.nfe) & stored):
+        yield nfe_id, exp.nfe[nfe_id].get(key) or [], by_nfe.get(nfe_id, [])
+
+
+def _check_items(conn: Connection, report: Report, exp: Expected, stored: set[int]) -> None:
+    """Items, line by line in Bling's order; none for an NF-e that should not be stored."""
+    items = _rows_by_nfe(conn, "SELECT nfe_id, linha, codigo, descricao, unidade, quantidade, valor, valor_total "
+                               "FROM nfe_item ORDER BY nfe_id, linha")
+    for nfe_id, want, got in _line_pairs(exp, stored, items, "itens"):
         if [r[1] for r in got] != list(range(1, len(got) + 1)) or len(got) != len(want):
             report.add(f"nfe {nfe_id}: item lines {[r[1] for r in got]}, truth has {len(want)} line(s)")
         for line, (it, r) in enumerate(zip(want, got), start=1):
@@ -254,14 +300,12 @@ def verify(conn, truth: dict[str, Any], months: Iterable[str]) -> Report:
     for nfe_id in sorted(set(items) - set(exp.nfe)):
         report.add(f"nfe_item rows for nfe {nfe_id}, which should not be stored")
 
-    # -- parcelas and payment forms
-    parcelas: dict[int, list[tuple]] = {}
-    for r in _rows(conn, "SELECT nfe_id, linha, data, valor, forma_pagamento_id FROM nfe_parcela "
-                         "ORDER BY nfe_id, linha"):
-        parcelas.setdefault(r[0], []).append(r)
-    for nfe_id in sorted(set(exp.nfe) & set(stored)):
-        want = exp.nfe[nfe_id].get("parcelas") or []
-        got = parcelas.get(nfe_id, [])
+
+def _check_parcelas(conn: Connection, report: Report, exp: Expected, stored: set[int]) -> None:
+    """Parcelas, line by line: date, value and payment form."""
+    parcelas = _rows_by_nfe(conn, "SELECT nfe_id, linha, data, valor, forma_pagamento_id FROM nfe_parcela "
+                                  "ORDER BY nfe_id, linha")
+    for nfe_id, want, got in _line_pairs(exp, stored, parcelas, "parcelas"):
         if len(got) != len(want):
             report.add(f"nfe {nfe_id}: {len(got)} parcela(s) stored, truth has {len(want)}")
         for line, (p, r) in enumerate(zip(want, got), start=1):
@@ -270,38 +314,46 @@ def verify(conn, truth: dict[str, Any], months: Iterable[str]) -> Report:
             _compare(report, f"nfe_parcela {nfe_id}/{line}", [
                 ("linha", r[1], line, "eq"), ("data", r[2], want_date, "eq"), ("valor", r[3], p.get("valor"), "dec"),
                 ("forma_pagamento_id", r[4], _id(_get(p, "formaPagamento", "id")), "eq")])
+
+
+def _check_payment_forms(conn: Connection, report: Report, truth: dict[str, Any], exp: Expected) -> None:
+    """Every payment form the parcelas reference: present, and right (encontrada=false for one Bling lacks)."""
     forms = {r[0]: r for r in _rows(conn, "SELECT id, descricao, tipo_pagamento, encontrada FROM forma_pagamento")}
-    for fid in sorted(exp.payment_form_ids):
-        f = truth["payment_forms"].get(fid)
-        r = forms.get(fid)
-        if r is None:
-            report.add(f"forma_pagamento {fid} missing")
-        elif f is None:
-            _compare(report, f"forma_pagamento {fid}", [("encontrada", r[3], False, "eq")])
-        else:
-            _compare(report, f"forma_pagamento {fid}", [
-                ("descricao", r[1], f.get("descricao"), "text"), ("tipo_pagamento", r[2], f.get("tipoPagamento"),
-                                                                  "eq"),
-                ("encontrada", r[3], True, "eq")])
+    _check_referenced(report, "forma_pagamento", exp.payment_form_ids, truth["payment_forms"], forms, ("encontrada", 3),
+                      lambda f, r: [("descricao", r[1], f.get("descricao"), "text"),
+                                    ("tipo_pagamento", r[2], f.get("tipoPagamento"), "eq"),
+                                    ("encontrada", r[3], True, "eq")])
 
-    # -- contacts
+
+def _check_contacts(conn: Connection, report: Report, truth: dict[str, Any], exp: Expected) -> None:
+    """Every contact the NF-e reference: present, and right (encontrado=false for one Bling does not know)."""
     contacts = {r[0]: r for r in _rows(conn, "SELECT id, encontrado, nome, numero_documento, email FROM contato")}
-    for cid in sorted(exp.contact_ids):
-        c = truth["contacts"].get(cid)
-        r = contacts.get(cid)
-        if r is None:
-            report.add(f"contato {cid} missing" + (f" ({c.get('nome')})" if c else " (unknown to Bling)"))
-        elif c is None:
-            _compare(report, f"contato {cid}", [("encontrado", r[1], False, "eq")])
-        else:
-            _compare(report, f"contato {cid}", [
-                ("encontrado", r[1], True, "eq"), ("nome", r[2], c.get("nome"), "text"),
-                ("numero_documento", r[3], c.get("numeroDocumento"), "text"), ("email", r[4], c.get("email"), "text")])
+    _check_referenced(report, "contato", exp.contact_ids, truth["contacts"], contacts, ("encontrado", 1),
+                      lambda c, r: [("encontrado", r[1], True, "eq"), ("nome", r[2], c.get("nome"), "text"),
+                                    ("numero_documento", r[3], c.get("numeroDocumento"), "text"),
+                                    ("email", r[4], c.get("email"), "text")],
+                      missing_detail=lambda c: f" ({c.get('nome')})" if c else " (unknown to Bling)")
 
-    # -- SKUs and products
+
+def _check_referenced(report: Report, table: str, ids: set[int], known: dict[int, Any], stored: dict[int, Row],
+                      flag: tuple[str, int], fields: Callable[[Any, Row], list[tuple[str, Any, Any, str]]],
+                      missing_detail: Callable[[Any], str] = lambda _truth: "") -> None:
+    """Rows the NF-e reference by id: each stored; for an id Bling does not know (not in `known`) only its
+    `flag` column (name, index) false, else `fields(truth, row)` right."""
+    for ref in sorted(ids):
+        want, row = known.get(ref), stored.get(ref)
+        if row is None:
+            report.add(f"{table} {ref} missing{missing_detail(want)}")
+        elif want is None:
+            _compare(report, f"{table} {ref}", [(flag[0], row[flag[1]], False, "eq")])
+        else:
+            _compare(report, f"{table} {ref}", fields(want, row))
+
+
+def _check_skus_and_products(conn: Connection, report: Report, truth: dict[str, Any], exp: Expected) -> None:
+    """Every SKU of the items: resolved to the product whose codigo it is (and that product right), or unknown."""
     skus = {r[0]: r for r in _rows(conn, "SELECT codigo, produto_id, encontrado FROM produto_sku")}
     products = {r[0]: r for r in _rows(conn, "SELECT id, codigo, nome, situacao, preco, preco_custo FROM produto")}
-    unknown_truth = set(truth.get("unknown_skus") or [])
     for sku in sorted(exp.skus):
         r = skus.get(sku)
         candidates = exp.sku_to_products[sku]
@@ -324,10 +376,9 @@ def verify(conn, truth: dict[str, Any], months: Iterable[str]) -> Report:
             ("codigo", pr[1], sku, "text"), ("nome", pr[2], p.get("nome"), "text"),
             ("situacao", pr[3], p.get("situacao"), "text"), ("preco", pr[4], p.get("preco"), "dec"),
             ("preco_custo", pr[5], _get(p, "fornecedor", "precoCusto"), "dec")])
-    return report
 
 
-def is_complete(conn, truth: dict[str, Any], months: Iterable[str]) -> bool:
+def is_complete(conn: Connection, truth: dict[str, Any], months: Iterable[str]) -> bool:
     """Cheap "has everything arrived": every expected NF-e, contact, SKU and payment form has a row."""
     exp = expected_from_truth(normalize_truth(truth), months)
     have_nfe = {r[0] for r in _rows(conn, "SELECT id FROM nfe")}
@@ -338,7 +389,7 @@ def is_complete(conn, truth: dict[str, Any], months: Iterable[str]) -> bool:
             and exp.payment_form_ids <= have_forms)
 
 
-def wait_for_pipeline(stack, truth: dict[str, Any], months: Iterable[str], quiet_s: float = 8.0,
+def wait_for_pipeline(stack: LocalStack, truth: dict[str, Any], months: Iterable[str], quiet_s: float = 8.0,
                       timeout_s: float = 600.0) -> float:
     """Block until a LocalStack's functions are quiet, every expected row is present, and the database did not
     change between two consecutive quiet checks. Returns seconds waited; TimeoutError otherwise."""
@@ -346,7 +397,7 @@ def wait_for_pipeline(stack, truth: dict[str, Any], months: Iterable[str], quiet
     last: list[Any] = [None]
 
     def settled() -> bool:
-        conn = stack.postgres.connect()  # a new connection each time: the database may have been restarted
+        conn = stack.connect()  # a new connection each time: the database may have been restarted
         try:
             snapshot = progress(conn)
             stable = snapshot == last[0]
@@ -358,7 +409,7 @@ def wait_for_pipeline(stack, truth: dict[str, Any], months: Iterable[str], quiet
     return stack.wait_for_quiet(quiet_s=quiet_s, timeout_s=timeout_s, predicate=settled, poll_s=1.0)
 
 
-def duplicate_report(conn) -> list[str]:
+def duplicate_report(conn: Connection) -> list[str]:
     """Rows that share what should be unique (belt and braces on top of the primary keys)."""
     problems = []
     checks = {"nfe": "id", "nfe_item": "nfe_id, linha", "nfe_parcela": "nfe_id, linha", "contato": "id",
