@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,13 +21,39 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+_EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (Linux's default where /proc does not say)."""
+    try:
+        low, high = (int(x) for x in _EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return low, high
+
+
+# Ports handed out below the ephemeral range: a port from bind(0) is in the range every outgoing connection takes
+# its local port from, so a client connection could take it before the server started on it binds.
+_LOWEST_PORT = 10_000
+_PORT_TRIES = 200
+
 
 def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1 (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that was free a moment ago, chosen at random below the ephemeral range."""
+    low, _high = ephemeral_port_range()
+    for _ in range(_PORT_TRIES if low - 1 > _LOWEST_PORT else 0):
+        port = random.randint(_LOWEST_PORT, low - 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below the range: the kernel's choice
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
