@@ -8,7 +8,7 @@ All faults are off by default and set as a whole with `POST /__admin/faults` (an
 | `storm_429` | `{"every_n": N, "length": M}`: of every N requests the last M get a 429; a number: a share |
 | `slow_share`, `slow_s` | share of requests delayed by `slow_s` extra seconds |
 | `reset_share` | share of requests whose connection is closed without any response |
-| `hang_share`, `hang_s` | share of requests held `hang_s` seconds (default 35), then closed without any response: a hung upstream; a client with a shorter timeout gives up first |
+| `hang_share`, `hang_s` | share of requests held `hang_s` s (default 35), then closed unanswered: a hung upstream |
 | `truncated_json_share` | share of 200 answers whose JSON body is cut in half (Content-Length matches the cut) |
 | `page_overlap` | GET /nfe page p > 1 starts `page_overlap` items before where it should (true = 3) |
 | `page_oversize` | GET /nfe pages carry `page_oversize` extra items from the next page (true = 3) |
