@@ -68,9 +68,10 @@ class FaultInjector:
         after = spec.get("expire_token_after_n")
         self.expire_countdown: int | None = int(after) if after is not None else None
         self.hang_share = float(spec.get("hang_share") or 0)
-        self.hang_s = float(spec.get("hang_s") if spec.get("hang_s") is not None else 35.0)
-        every = spec.get("expire_token_every_s")
-        self.expire_every_s = float(every) if every else None
+        hang_s = spec.get("hang_s")
+        self.hang_s = 35.0 if hang_s is None else float(hang_s)
+        # 0 = no periodic expiry; otherwise the first one is a period after the faults are set.
+        self.expire_every_s = float(spec.get("expire_token_every_s") or 0)
         self._next_expiry = time.monotonic() + self.expire_every_s if self.expire_every_s else None
         self._rng = random.Random(int(spec.get("seed") or 0))
         # Hangs draw from their own generator, so adding them left every older fault sequence as it was.
