@@ -7,10 +7,18 @@ Parts (all by default, in this order; --only picks some):
   loading    --loading-invoices invoices upserted with shared.nfe_store.upsert_nfe, one transaction each
   backfill   the sandbox `history` profile × --scale, one {"month": …} message per month 2021-01 … 2026-02 to
              bling-schedule, through every function (LocalStack), Bling's 3 req/s limit scaled by --speedup
-  rerun      the same month again once loaded (--rerun-month): list calls only, no detail call expected
-  daily      {"daily": true}: the last 7 days up to today in São Paulo
+  rerun      the same month again once loaded (--rerun-month): list calls only, no detail call expected; then,
+             after a backfill, every month of it again: list calls per NF-e of a re-run of the loaded history
+  daily      {"daily": true}: the last 7 days up to today in São Paulo (nothing changed: 2 list calls expected)
+  faults     the backfill again on a fresh stack with --fault-share of the calls failing (half 500/502/503, half
+             hangs of --hang-s seconds) and every access token expiring every --token-expiry-s: wall ÷ clean wall
+  small      the `history-small` profile (150 NF-e over the same 62 months, seed --small-seed) at --speedup
+  small-real the same at Bling's real speed (3 req/s, 150 ms latency; ≈ 3 min)
   baseline   the same history through local/baseline_collector.py (sequential, 0.35 s ÷ speedup between calls)
 
+Every backfill is measured against the fewest calls that could deliver its data (local.bench_report.fewest_calls,
+from the sandbox's truth): calls made ÷ fewest, and wall time ÷ (fewest ÷ the account's limit); the targets of
+issue 13 are printed as met or not (a target not met is reported, never a failure).
 Durations of the pipeline parts are speedup times shorter than against the real Bling; the table shows both.
 Everything started here is stopped on exit (also on Ctrl-C and SIGTERM).
 """
@@ -29,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from local.bench_report import Row, fmt_pct, fmt_s, format_table, write_json
+from local.sandbox.dataset import SMALL_HISTORY_SEED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / ".stack/bench/last.json"
-PARTS = ("coldstart", "loading", "backfill", "rerun", "daily", "baseline")
+PARTS = ("coldstart", "loading", "backfill", "rerun", "daily", "faults", "small", "small-real", "baseline")
 KIND_SHORT = {"nfe_list": "list", "nfe_detail": "detail", "contato": "contato", "produtos_list": "produtos?",
               "produto": "produto/id", "forma_pagamento": "forma", "other": "other"}
 
@@ -60,6 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="sleep: 0.35 s after each answer; interval: 0.35 s between request starts")
     p.add_argument("--threads", type=int, default=None, help="THREADS for every function (functions-framework)")
     p.add_argument("--timeout", type=float, default=1800.0, help="give up on a pipeline part after this, s")
+    p.add_argument("--small-seed", type=int, default=SMALL_HISTORY_SEED, help="seed of the history-small profile")
+    p.add_argument("--fault-share", type=float, default=0.02, help="share of API calls that fail in the fault run "
+                   "(half 500/502/503, half hangs)")
+    p.add_argument("--hang-s", type=float, default=35.0, help="a hang lasts this long, wall seconds, not scaled "
+                   "(the functions' HTTP timeout, 30 s, is not scaled either)")
+    p.add_argument("--token-expiry-s", type=float, default=20.0, help="fault run: every access token expires "
+                   "this often, wall seconds")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
@@ -130,12 +146,19 @@ class Bench:
         self.rows.append(Row("loading ÷ API (Bling gives at most 3 invoices/s)", f"{factor:.0f}×", "≥ 50×",
                              factor >= 50, factor))
 
-    def pipeline(self, parts: list[str]) -> None:
-        from local.bench_pipeline import PipelineBench, all_months
+    def _pipeline_bench(self, tag: str, **overrides: Any) -> Any:
+        from local.bench_pipeline import PipelineBench
 
-        bench = PipelineBench(scale=self.args.scale, speedup=self.args.speedup, seed=self.args.seed,
-                              real_latency_s=self.args.latency_ms / 1000.0, timeout_s=self.args.timeout,
-                              progress=self.say, run=f"{self.run_dir.name}-stack", threads=self.args.threads)
+        kwargs = {"scale": self.args.scale, "speedup": self.args.speedup, "seed": self.args.seed,
+                  "real_latency_s": self.args.latency_ms / 1000.0, "timeout_s": self.args.timeout,
+                  "progress": self.say, "run": f"{self.run_dir.name}-{tag}", "threads": self.args.threads}
+        return PipelineBench(**{**kwargs, **overrides})
+
+    def pipeline(self, parts: list[str]) -> None:
+        from local.bench_pipeline import all_months
+
+        months = all_months(*self.args.month_range)
+        bench = self._pipeline_bench("stack")
         try:
             t = time.monotonic()
             bench.start()
@@ -143,7 +166,7 @@ class Bench:
             if "backfill" in parts:
                 t = time.monotonic()
                 try:
-                    self.backfill_rows(bench.backfill(all_months(*self.args.month_range)), bench)
+                    self.backfill_rows(bench.backfill(months), bench)
                 except Exception as exc:  # noqa: BLE001 - the other parts still run
                     self.failed("backfill", exc)
                 self.durations["backfill"] = time.monotonic() - t
@@ -156,6 +179,8 @@ class Bench:
                     self.rows.append(Row(f"re-run of loaded month {self.args.rerun_month}: calls",
                                          kinds_text(result["requests_by_kind"]) + f" in {fmt_s(result['wall_s'])}",
                                          "0 detail calls", details == 0 and result["db_unchanged"], details))
+                    if set(months) <= bench.loaded_months:
+                        self.rerun_history_rows(bench.rerun_history(months))
                 except Exception as exc:  # noqa: BLE001
                     self.failed("rerun", exc)
                 self.durations["rerun"] = time.monotonic() - t
@@ -164,9 +189,12 @@ class Bench:
                 try:
                     result = bench.daily()
                     self.details["daily"] = result
-                    self.rows.append(Row(f"daily run ({', '.join(result['window'])}): calls",
-                                         kinds_text(result["requests_by_kind"]) + f" in {fmt_s(result['wall_s'])}",
-                                         "", None, result["requests_total"]))
+                    by_kind = result["requests_by_kind"]
+                    lists = by_kind.get("nfe_list", 0)
+                    self.rows.append(Row(f"daily run ({', '.join(result['window'])}), nothing changed: calls",
+                                         kinds_text(by_kind) + f" in {fmt_s(result['wall_s'])}",
+                                         "2 list calls, nothing else",
+                                         lists <= 2 and result["requests_total"] == lists, result["requests_total"]))
                 except Exception as exc:  # noqa: BLE001
                     self.failed("daily", exc)
                 self.durations["daily"] = time.monotonic() - t
@@ -177,11 +205,116 @@ class Bench:
             self.details["stack"] = {"startup_s": bench.startup_s, "run_dir": str(bench.stack.run_dir)
                                      if bench.stack else None}
 
+    def rerun_history_rows(self, r: dict[str, Any]) -> None:
+        self.details["rerun_history"] = r
+        n = max(1, r["nfe_in_range"])
+        lists = r["requests_by_kind"].get("nfe_list", 0)
+        per_nfe = lists / n
+        self.rows += [
+            Row(f"re-run of the loaded history ({r['messages']} months, {r['nfe_in_range']} NF-e): calls",
+                kinds_text(r["requests_by_kind"]) + f" in {fmt_s(r['wall_s'])}; fewest list calls "
+                f"{r['fewest_list_calls']} ({r['fewest_list_calls'] / n:.3f} per NF-e)", "", None,
+                r["requests_by_kind"]),
+            Row("re-run of the loaded history: list calls per NF-e", f"{per_nfe:.3f}", "≤ 0.05",
+                per_nfe <= 0.05 and r["requests_total"] == lists, per_nfe),
+        ]
+
+    def gap_rows(self, label: str, r: dict[str, Any], *, calls_target: float | None = None,
+                 wall_target: float | None = None) -> None:
+        """The issue-13 rows of one backfill: calls and wall time against the fewest calls, budget use, losses."""
+        gap, fewest = r["gap"], r["fewest"]
+        made = r["requests_by_kind"]
+        per_kind = ", ".join(f"{KIND_SHORT.get(k, k)} {made.get(k, 0)}/{v}" for k, v in fewest["by_kind"].items())
+        extra = {k: v for k, v in made.items() if k not in fewest["by_kind"] and v}
+        if extra:
+            per_kind += ", " + kinds_text(extra) + "/0"
+        requests = r["requests_total"] or 0
+        share_429 = r["responses_429"] / requests if requests else 0.0
+        self.rows += [
+            Row(f"{label}: calls made ÷ fewest", f"{requests} ÷ {gap['fewest_calls']} = {gap['calls_ratio']:.2f}× "
+                f"(made/fewest: {per_kind})", f"≤ {calls_target:g}×" if calls_target else "",
+                None if calls_target is None else gap["calls_ratio"] <= calls_target, gap),
+            Row(f"{label}: wall ÷ (fewest ÷ limit)", f"{fmt_s(r['wall_s'])} ÷ {fmt_s(gap['floor_s'])} = "
+                f"{gap['wall_ratio']:.2f}× (limit {r['limit_per_s']:g}/s)",
+                f"≤ {wall_target:g}×" if wall_target else "",
+                None if wall_target is None else gap["wall_ratio"] <= wall_target, gap["wall_ratio"]),
+            Row(f"{label}: 429 responses", f"{r['responses_429']} ({fmt_pct(share_429)})", "≤ 1 % of requests",
+                share_429 <= 0.01, r["responses_429"]),
+        ]
+        ticks = (r.get("analysis") or {}).get("ticks") or {}
+        if ticks.get("offered_after_first_request"):
+            offered = ticks["offered_after_first_request"]
+            self.rows.append(Row(f"{label}: budget ticks after 1st request: sent / dropped late / unclaimed",
+                                 f"{ticks['sent_after_first_request'] / offered * 100:.1f} % / "
+                                 f"{ticks['claimed_not_sent'] / offered * 100:.1f} % / "
+                                 f"{(ticks['unclaimed_share'] or 0) * 100:.1f} % of {offered:.0f} "
+                                 f"(budget = {r['budget_per_s'] / r['limit_per_s'] * 100:.1f} % of limit)", "", None,
+                                 ticks))
+
+    def lost_row(self, label: str, r: dict[str, Any]) -> Row:
+        return Row(f"{label}: nothing lost (verify ok, no duplicates, no dead letters)",
+                   "yes" if r["nothing_lost"] else f"NO: {r['nfe_missing']} NF-e missing, verify "
+                   f"{'ok' if r['verify_ok'] else 'MISMATCH'}, {len(r['duplicates'])} dup, dead letters "
+                   f"{r['dead_letters'] or 0}", "yes", r["nothing_lost"])
+
+    def separate_backfill(self, part: str, label: str, **overrides: Any) -> dict[str, Any] | None:
+        """One backfill of the whole range on a stack of its own (started, measured, stopped)."""
+        from local.bench_pipeline import all_months
+
+        t = time.monotonic()
+        bench = self._pipeline_bench(part, **overrides)
+        try:
+            bench.start()
+            result = bench.backfill(all_months(*self.args.month_range))
+            self.details[part] = result
+            self.rows.append(Row(f"{label}", f"{result['new_invoices']} NF-e in {result['months']} months: "
+                                 f"{fmt_s(result['wall_s'])} (≈ {result['wall_s'] * bench.speedup / 60:.1f} min at "
+                                 f"real speed)", "", None, result["wall_s"]))
+            return result
+        except Exception as exc:  # noqa: BLE001 - the other parts still run
+            self.failed(part, exc)
+            return None
+        finally:
+            bench.stop()
+            self.durations[part] = time.monotonic() - t
+
+    def faults(self) -> None:
+        share, hang_s, expiry_s = self.args.fault_share, self.args.hang_s, self.args.token_expiry_s
+        spec = {"status_5xx_share": share / 2, "hang_share": share / 2, "hang_s": hang_s,
+                "expire_token_every_s": expiry_s, "seed": 13}
+        label = (f"faults: history × {self.args.scale:g}, ×{self.args.speedup:g}, {share * 100:g} % faults "
+                 f"(500/502/503 and {hang_s:g} s hangs), token expiry every {expiry_s:g} s")
+        r = self.separate_backfill("faults", label, faults=spec)
+        if r is None:
+            return
+        self.gap_rows("faults", r)
+        statuses = r.get("responses_by_status") or {}
+        injected = sum(v for k, v in statuses.items() if str(k) in ("0", "500", "502", "503"))
+        clean = (self.details.get("backfill") or {}).get("wall_s")
+        ratio = r["wall_s"] / clean if clean else None
+        self.rows += [
+            Row("faults: injected (5xx + hangs) / 401 answers", f"{injected} / {statuses.get('401', 0)}", "", None,
+                statuses),
+            Row("faults: wall ÷ clean backfill wall", f"{fmt_s(r['wall_s'])} ÷ {fmt_s(clean)} = {ratio:.2f}×"
+                if ratio else f"{fmt_s(r['wall_s'])} (no clean backfill in this run)", "≤ 1.15×",
+                None if ratio is None else ratio <= 1.15, ratio),
+            self.lost_row("faults", r),
+        ]
+
+    def small(self, part: str) -> None:
+        real = part == "small-real"
+        speedup = 1.0 if real else self.args.speedup
+        label = f"{part}: history-small (seed {self.args.small_seed}), ×{speedup:g}"
+        r = self.separate_backfill(part, label, profile="history-small", scale=1.0, seed=self.args.small_seed,
+                                   speedup=speedup)
+        if r is not None:
+            self.gap_rows(part, r, wall_target=1.2 if real else None)
+            self.rows.append(self.lost_row(part, r))
+
     def backfill_rows(self, r: dict[str, Any], bench: Any) -> None:
         self.details["backfill"] = r
         speedup = self.args.speedup
         requests = r["requests_total"] or 0
-        share_429 = r["responses_429"] / requests if requests else 0.0
         self.rows += [
             Row(f"backfill: history × {self.args.scale:g}", f"{r['new_invoices']} NF-e in {r['months']} months, "
                 f"{r['db_counts']['contato']} contacts, {r['db_counts']['produto']} products", "", None),
@@ -193,15 +326,10 @@ class Bench:
             Row("backfill: utilisation = requests ÷ (wall × limit)", fmt_pct(r["utilisation"]), "≥ 90 %",
                 (r["utilisation"] or 0) >= 0.9, r["utilisation"]),
             Row("backfill: requests by kind", kinds_text(r["requests_by_kind"]), "", None, r["requests_by_kind"]),
-            Row("backfill: 429 responses", f"{r['responses_429']} ({fmt_pct(share_429)})", "≤ 1 % of requests",
-                share_429 <= 0.01, r["responses_429"]),
             Row("backfill: API calls per new invoice (list + detail)", f"{r['calls_per_invoice_list_detail']:.3f}",
                 "≤ 1.05", r["calls_per_invoice_list_detail"] <= 1.05, r["calls_per_invoice_list_detail"]),
             Row("backfill: API calls per new invoice (all, incl. enrichment)", f"{r['calls_per_invoice_total']:.3f}",
                 "", None, r["calls_per_invoice_total"]),
-            Row("backfill: nothing lost (verify ok, no duplicates, no dead letters)",
-                "yes" if r["nothing_lost"] else f"NO: verify {'ok' if r['verify_ok'] else 'MISMATCH'}, "
-                f"{len(r['duplicates'])} dup, dead letters {r['dead_letters'] or 0}", "yes", r["nothing_lost"]),
         ]
         req = (r.get("analysis") or {}).get("requests") or {}
         if req.get("utilisation_while_requests_flow") is not None:
@@ -210,15 +338,6 @@ class Bench:
                                  f"{fmt_s(req['first_request_after_s'])})", "", None,
                                  req["utilisation_while_requests_flow"]))
         analysis = r.get("analysis") or {}
-        ticks = analysis.get("ticks") or {}
-        if ticks.get("offered_after_first_request"):
-            offered = ticks["offered_after_first_request"]
-            self.rows.append(Row("backfill: budget ticks (after 1st request): sent / dropped late / unclaimed",
-                                 f"{ticks['sent_after_first_request'] / offered * 100:.1f} % / "
-                                 f"{ticks['claimed_not_sent'] / offered * 100:.1f} % / "
-                                 f"{(ticks['unclaimed_share'] or 0) * 100:.1f} % of {offered:.0f} "
-                                 f"(budget = {r['budget_per_s'] / r['limit_per_s'] * 100:.1f} % of limit)", "", None,
-                                 ticks))
         handler = (analysis.get("handler_time") or {}).get("detail")
         if handler and handler.get("requests"):
             n = handler["requests"]
@@ -231,6 +350,9 @@ class Bench:
             self.rows.append(Row("backfill: concurrent handlers per function, max/mean",
                                  ", ".join(f"{name} {f['max_concurrent']}/{f['mean_concurrent']:.1f}"
                                            for name, f in functions.items()), "", None, functions))
+        # Issue 13's targets for the quarter-size history: calls ≤ 1.1 × fewest, wall ≤ 1.15 × (fewest ÷ limit).
+        self.gap_rows("backfill", r, calls_target=1.1, wall_target=1.15)
+        self.rows.append(self.lost_row("backfill", r))
 
     def baseline(self) -> None:
         from local.baseline_collector import issue_token, run_baseline
@@ -284,6 +406,12 @@ class Bench:
                 self.pipeline(pipeline_parts)
             except Exception as exc:  # noqa: BLE001
                 self.failed("stack", exc)
+        # Each on a stack of its own, after the clean backfill the fault run is compared with.
+        if "faults" in parts:
+            self.faults()
+        for part in ("small", "small-real"):
+            if part in parts:
+                self.small(part)
         if "baseline" in parts:
             t = time.monotonic()
             try:

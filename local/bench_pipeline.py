@@ -25,6 +25,7 @@ from typing import Any
 
 from local import stack as stack_mod
 from local import verify
+from local.bench_report import fewest_calls, gap_to_limit
 
 REAL_RATE_PER_S = 3.0
 REAL_BUDGET_PER_S = 2.8
@@ -59,8 +60,11 @@ def sandbox_scale(scale: float):
 class PipelineBench:
     def __init__(self, *, scale: float, speedup: float, seed: int = 42, real_latency_s: float = 0.15,
                  timeout_s: float = 1800.0, progress: Callable[[str], None] = lambda _m: None,
-                 run: str | None = None, threads: int | None = None):
+                 run: str | None = None, threads: int | None = None, profile: str = "history",
+                 faults: dict[str, Any] | None = None):
         self.scale, self.speedup, self.seed = scale, speedup, seed
+        self.profile = profile
+        self.faults = dict(faults or {})  # set on the sandbox once the stack is authorized, before any run
         self.rate_per_s = REAL_RATE_PER_S * speedup
         self.budget_per_s = REAL_BUDGET_PER_S * speedup
         self.latency_s = real_latency_s / speedup
@@ -79,15 +83,18 @@ class PipelineBench:
         if self.threads:
             env["THREADS"] = str(self.threads)
         started = time.monotonic()
-        self.say(f"stack: starting (history profile × {self.scale:g}, sandbox {self.rate_per_s:g} req/s, "
-                 f"latency {self.latency_s * 1000:g} ms, budget {self.budget_per_s:g} req/s)")
+        self.say(f"stack: starting ({self.profile} profile × {self.scale:g}, seed {self.seed}, sandbox "
+                 f"{self.rate_per_s:g} req/s, latency {self.latency_s * 1000:g} ms, budget {self.budget_per_s:g} "
+                 "req/s" + (f", faults {json.dumps(self.faults)})" if self.faults else ")"))
         with sandbox_scale(self.scale):
             self.stack = stack_mod.LocalStack(
-                self.run, profile="history", seed=self.seed, rate_per_s=self.rate_per_s, latency_s=self.latency_s,
-                function_env=env)
+                self.run, profile=self.profile, seed=self.seed, rate_per_s=self.rate_per_s,
+                latency_s=self.latency_s, function_env=env)
             self.stack.start()
         self.stack.authorize()
         self.truth = verify.fetch_truth(self.stack.sandbox.url)
+        if self.faults:
+            self.stack.sandbox.faults(self.faults)
         self.startup_s = time.monotonic() - started
         self.say(f"stack: up and authorized in {self.startup_s:.1f} s (logs in {self.stack.run_dir / 'logs'})")
         return self
@@ -130,14 +137,14 @@ class PipelineBench:
                                    f"{self.stack.run_dir / 'logs'}")
             time.sleep(poll_s)
 
-    def _run_done(self, kind: str, since_wall: float) -> Callable[[Any], bool]:
-        """A run of this kind created after since_wall exists, every window is listed (or failed), and no listed
-        invoice of it still waits for the detail function."""
+    def _run_done(self, kind: str, since_wall: float, runs_expected: int = 1) -> Callable[[Any], bool]:
+        """runs_expected runs of this kind created after since_wall exist, every window is listed (or failed),
+        and no listed invoice of them still waits for the detail function."""
 
         def done(conn) -> bool:
             runs = verify._rows(conn, "SELECT run_id FROM etl_run WHERE tipo = %s AND criado_em >= to_timestamp(%s)",
                                 (kind, since_wall - 1.0))
-            if not runs:
+            if len(runs) < runs_expected:
                 return False
             ids = [r[0] for r in runs]
             windows = verify._rows(conn, "SELECT status FROM etl_window WHERE run_id = ANY(%s)", (ids,))
@@ -158,8 +165,11 @@ class PipelineBench:
     # -- measurements
     def backfill(self, months: list[str]) -> dict[str, Any]:
         stack = self.stack
+        expected = verify.expected_from_truth(self.truth, months)
+        fewest = fewest_calls(expected)
         stack.sandbox.reset_stats()
-        self.say(f"backfill: publishing {len(months)} month messages ({months[0]} … {months[-1]})")
+        self.say(f"backfill: publishing {len(months)} month messages ({months[0]} … {months[-1]}); "
+                 f"{len(expected.nfe)} NF-e, fewest calls {fewest['total']}")
         t0_wall, t0 = time.time(), time.monotonic()
         self._publish_all({"month": m} for m in months)
         published_s = time.monotonic() - t0
@@ -177,11 +187,11 @@ class PipelineBench:
             duplicates = verify.duplicate_report(conn)
             counts = verify.db_counts(conn)
             outcomes = dict(verify._rows(conn, "SELECT resultado, count(*) FROM etl_window_nfe GROUP BY 1"))
+            stored_ids = {r[0] for r in verify._rows(conn, "SELECT id FROM nfe")}
         finally:
             conn.close()
         dead = {t: len(m) for t, m in stack.dead_letters(timeout_s=1).items() if m}
         errors = [e.get("message", "")[:200] for e in stack.log_lines() if e.get("severity") in ("ERROR", "CRITICAL")]
-        expected = verify.expected_from_truth(verify.normalize_truth(self.truth), months)
         accepted_in_wall = sum(1 for r in records if r.get("counted") and r["t_wall"] <= t_complete_wall)
         accepted = sum(1 for r in records if r.get("counted"))
         by_kind = stats.get("requests_by_kind", {})
@@ -201,6 +211,9 @@ class PipelineBench:
         result["calls_per_invoice_list_detail"] = (by_kind.get("nfe_list", 0) + by_kind.get("nfe_detail", 0)) / n
         result["calls_per_invoice_total"] = (stats.get("requests_total") or 0) / n
         result["nothing_lost"] = bool(report.ok and not duplicates and not dead)
+        result["nfe_missing"] = len(set(expected.nfe) - stored_ids)
+        result["fewest"] = fewest
+        result["gap"] = gap_to_limit(result["requests_total"] or 0, wall_s, fewest["total"], self.rate_per_s)
         result["analysis"] = self.analyse(records, t0_wall, t_complete_wall)
         return result
 
@@ -211,12 +224,20 @@ class PipelineBench:
             self._poll(lambda conn: verify.is_complete(conn, self.truth, [month]), f"loading {month}")
             verify.wait_for_pipeline(self.stack, self.truth, [month], quiet_s=5, timeout_s=self.timeout_s)
             self.loaded_months.add(month)
-        return self._one_run({"month": month}, "month", f"re-run of {month}")
+        return self._one_run([{"month": month}], "month", f"re-run of {month}")
+
+    def rerun_history(self, months: list[str]) -> dict[str, Any]:
+        """Every month of the loaded history published again: what a re-run costs when nothing changed."""
+        result = self._one_run([{"month": m} for m in months], "month", f"re-run of {len(months)} loaded months")
+        expected = verify.expected_from_truth(self.truth, months)
+        result["nfe_in_range"] = len(expected.nfe)
+        result["fewest_list_calls"] = fewest_calls(expected)["by_kind"]["nfe_list"]
+        return result
 
     def daily(self) -> dict[str, Any]:
-        return self._one_run({"daily": True}, "daily", "daily run")
+        return self._one_run([{"daily": True}], "daily", "daily run")
 
-    def _one_run(self, payload: dict, kind: str, what: str) -> dict[str, Any]:
+    def _one_run(self, payloads: list[dict], kind: str, what: str) -> dict[str, Any]:
         stack = self.stack
         conn = stack.postgres.connect()
         try:
@@ -224,10 +245,11 @@ class PipelineBench:
         finally:
             conn.close()
         stack.sandbox.reset_stats()
-        self.say(f"{what}: publishing {json.dumps(payload)}")
+        self.say(f"{what}: publishing {json.dumps(payloads[0])}" + (f" and {len(payloads) - 1} more"
+                                                                     if len(payloads) > 1 else ""))
         t0_wall, t0 = time.time(), time.monotonic()
-        self._publish_all([payload])
-        t_done = self._poll(self._run_done(kind, t0_wall), what)
+        self._publish_all(payloads)
+        t_done = self._poll(self._run_done(kind, t0_wall, len(payloads)), what)
         stack.wait_for_quiet(quiet_s=4, timeout_s=self.timeout_s)
         stats = stack.sandbox.stats()
         records = self._requests_between(t0_wall)
@@ -242,7 +264,8 @@ class PipelineBench:
         finally:
             conn.close()
         last_request = max((r["t_wall"] for r in records), default=None)
-        result = {"payload": payload, "wall_s": t_done - t0, "window": [str(r[1]) + ".." + str(r[2]) for r in runs],
+        result = {"payload": payloads[0], "messages": len(payloads), "wall_s": t_done - t0,
+                  "window": [str(r[1]) + ".." + str(r[2]) for r in runs],
                   "requests_total": stats.get("requests_total"), "requests_by_kind": stats.get("requests_by_kind", {}),
                   "responses_429": stats.get("responses_429", 0), "outcomes": outcomes,
                   "db_unchanged": before == after, "db_before": before, "db_after": after,

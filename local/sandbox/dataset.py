@@ -44,6 +44,11 @@ PRODUCT_LIST_KEYS = ("id", "idProdutoPai", "nome", "codigo", "preco", "precoCust
 # Outgoing NF-e per year of the account the history profile imitates (API-NOTES §3, SOL README volumes).
 HISTORY_YEARS = {2021: 147, 2022: 186, 2023: 402, 2024: 820, 2025: 1200}
 HISTORY_2026 = {"2026-01": 80, "2026-02": 91}  # 171 in Jan-Feb 2026
+# A small company's history beside it (issue 13): 150 outgoing NF-e over the same 62 months, ≈ 2.4 a month.
+SMALL_HISTORY_YEARS = {2021: 20, 2022: 24, 2023: 29, 2024: 33, 2025: 36}
+SMALL_HISTORY_2026 = {"2026-01": 4, "2026-02": 4}
+# Its own default seed, so it is not a sample of the quarter-size history's random stream.
+SMALL_HISTORY_SEED = 146
 # Month weights (retail seasonality: slow start of year, strong November/December).
 _MONTH_WEIGHTS = (7, 7, 8, 8, 8, 8, 8, 8, 8, 9, 10, 11)
 
@@ -59,20 +64,21 @@ def _split(total: int, weights: tuple[int, ...]) -> list[int]:
     return parts
 
 
-def history_months(scale: float = 1.0) -> dict[str, int]:
+def history_months(scale: float = 1.0, years: dict[int, int] | None = None,
+                   tail: dict[str, int] | None = None) -> dict[str, int]:
     months: dict[str, int] = {}
-    for year, total in HISTORY_YEARS.items():
+    for year, total in (years or HISTORY_YEARS).items():
         for m, n in enumerate(_split(round(total * scale), _MONTH_WEIGHTS), start=1):
             if n:
                 months[f"{year}-{m:02d}"] = n
-    for key, n in HISTORY_2026.items():
+    for key, n in (HISTORY_2026 if tail is None else tail).items():
         if round(n * scale):
             months[key] = round(n * scale)
     return months
 
 
 def profile_kwargs(name: str, scale: float = 1.0) -> dict[str, Any]:
-    """Arguments of generate_dataset (except seed) for a named profile: demo, small, history."""
+    """Arguments of generate_dataset (except seed) for a named profile: demo, small, history, history-small."""
     if name == "small":
         return {"invoices_by_month": {"2026-01": 12, "2026-02": 12}, "contacts": 15, "products": 24}
     if name == "demo":
@@ -80,10 +86,13 @@ def profile_kwargs(name: str, scale: float = 1.0) -> dict[str, Any]:
     if name == "history":
         return {"invoices_by_month": history_months(scale), "contacts": max(20, round(1400 * scale)),
                 "products": max(24, round(1000 * scale))}
-    raise ValueError(f"unknown profile {name!r} (demo, small, history)")
+    if name == "history-small":
+        return {"invoices_by_month": history_months(scale, SMALL_HISTORY_YEARS, SMALL_HISTORY_2026),
+                "contacts": max(20, round(60 * scale)), "products": max(24, round(50 * scale))}
+    raise ValueError(f"unknown profile {name!r} ({', '.join(PROFILES)})")
 
 
-PROFILES = ("demo", "small", "history")
+PROFILES = ("demo", "small", "history", "history-small")
 
 
 def build_profile(name: str, seed: int = 42, scale: float = 1.0, **overrides: Any) -> Dataset:

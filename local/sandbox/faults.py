@@ -8,23 +8,27 @@ All faults are off by default and set as a whole with `POST /__admin/faults` (an
 | `storm_429` | `{"every_n": N, "length": M}`: of every N requests the last M get a 429; a number: a share |
 | `slow_share`, `slow_s` | share of requests delayed by `slow_s` extra seconds |
 | `reset_share` | share of requests whose connection is closed without any response |
+| `hang_share`, `hang_s` | share of requests held `hang_s` s (default 35), then closed unanswered: a hung upstream |
 | `truncated_json_share` | share of 200 answers whose JSON body is cut in half (Content-Length matches the cut) |
 | `page_overlap` | GET /nfe page p > 1 starts `page_overlap` items before where it should (true = 3) |
 | `page_oversize` | GET /nfe pages carry `page_oversize` extra items from the next page (true = 3) |
 | `expire_token_after_n` | after N more authenticated calls, every access token expires (the next call gets 401) |
+| `expire_token_every_s` | every N seconds (from when the faults are set), every access token expires |
 | `seed` | seed of the fault RNG (default 0), so a single-threaded client sees the same faults on every run |
 
-Injected 5xx, 429 storms and resets happen before the account limiter, so they do not use up the 3/s budget (a
+Injected 5xx, 429 storms, hangs and resets happen before the account limiter, so they do not use up the 3/s budget (a
 load balancer answering does not reach Bling's counter); the server still records them in the stats.
 """
 from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from typing import Any
 
 _KEYS = {"status_5xx_share", "storm_429", "slow_share", "slow_s", "reset_share", "truncated_json_share",
-         "page_overlap", "page_oversize", "expire_token_after_n", "seed"}
+         "page_overlap", "page_oversize", "expire_token_after_n", "seed", "hang_share", "hang_s",
+         "expire_token_every_s"}
 
 
 @dataclasses.dataclass
@@ -34,6 +38,7 @@ class Decision:
     storm_429: bool = False
     slow_s: float = 0.0
     truncate: bool = False
+    hang_s: float = 0.0
 
 
 class FaultInjector:
@@ -62,7 +67,15 @@ class FaultInjector:
         self.page_oversize = _count(spec.get("page_oversize"))
         after = spec.get("expire_token_after_n")
         self.expire_countdown: int | None = int(after) if after is not None else None
+        self.hang_share = float(spec.get("hang_share") or 0)
+        hang_s = spec.get("hang_s")
+        self.hang_s = 35.0 if hang_s is None else float(hang_s)
+        # 0 = no periodic expiry; otherwise the first one is a period after the faults are set.
+        self.expire_every_s = float(spec.get("expire_token_every_s") or 0)
+        self._next_expiry = time.monotonic() + self.expire_every_s if self.expire_every_s else None
         self._rng = random.Random(int(spec.get("seed") or 0))
+        # Hangs draw from their own generator, so adding them left every older fault sequence as it was.
+        self._hang_rng = random.Random(int(spec.get("seed") or 0) + 1)
         self._n = 0
 
     def decide(self) -> Decision:
@@ -81,10 +94,18 @@ class FaultInjector:
         if r_slow < self.slow_share:
             d.slow_s = self.slow_s
         d.truncate = r_trunc < self.truncated_json_share
+        if self._hang_rng.random() < self.hang_share and not (d.reset or d.status_5xx or d.storm_429):
+            d.hang_s = self.hang_s
         return d
 
-    def tick_token_expiry(self) -> bool:
+    def tick_token_expiry(self, now: float | None = None) -> bool:
         """Called on each authenticated request; True when the access tokens must expire now."""
+        if self._next_expiry is not None:
+            now = time.monotonic() if now is None else now
+            if now >= self._next_expiry:
+                # One expiry per period however long the API was idle: the next one is a period from now.
+                self._next_expiry = now + self.expire_every_s
+                return True
         if self.expire_countdown is None:
             return False
         if self.expire_countdown <= 0:

@@ -548,7 +548,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         status, body, decision, sleep_s = self._api_decide(record)
         if sleep_s > 0:
             time.sleep(sleep_s)
-        if decision.reset:
+        if decision.reset or decision.hang_s:
             self._finish(record, 0)
             self._drop()
         if body is None:  # accepted: compute the answer now (after the latency, as a real server would)
@@ -577,13 +577,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             decision = app.faults.decide()
             if decision.reset:
                 return 0, None, decision, 0.0
+            if decision.hang_s:
+                return 0, None, decision, decision.hang_s
             if decision.status_5xx:
                 return decision.status_5xx, html_body(decision.status_5xx), decision, 0.0
             if decision.storm_429:
                 return 429, _rate_body("second", app.limiter.limit_value("second")), decision, 0.0
             try:
                 app.oauth.check_bearer(self.headers.get("Authorization"), now)
-                if app.faults.tick_token_expiry():
+                if app.faults.tick_token_expiry(now):
                     app.oauth.expire_access_tokens(now)
                     app.oauth.check_bearer(self.headers.get("Authorization"), now)
             except OAuthError as exc:

@@ -122,3 +122,16 @@ def test_history_profile_scaled_down():
             per_month.setdefault(n["dataEmissao"][:7], []).append(n["dataEmissao"])
     assert all(f"{m}-01 00:00:00" in stamps for m, stamps in per_month.items())
     assert len(ds.contacts) == 42 and len(ds.products) == 30
+
+
+def test_history_small_profile_is_a_small_company_over_the_same_62_months():
+    from local.sandbox.dataset import SMALL_HISTORY_SEED
+
+    ds = build_profile("history-small", seed=SMALL_HISTORY_SEED)
+    months = {n["dataEmissao"][:7] for n in ds.nfe.values() if n["tipo"] == 1}
+    assert len(ds.outgoing_ids()) == 150 and len(months) == 62 and min(months) == "2021-01" and max(months) == "2026-02"
+    assert len(ds.contacts) == 60 and len(ds.products) == 50 and ds.cancelled_ids()
+    # Its own seed: not the quarter-size history's notes.
+    quarter = build_profile("history", seed=42, scale=0.25)
+    assert not set(ds.nfe) & set(quarter.nfe)
+    assert build_profile("history-small", seed=SMALL_HISTORY_SEED).truth() == ds.truth()
