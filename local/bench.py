@@ -367,7 +367,8 @@ class Bench:
             sandbox.start()
             token = issue_token(sandbox.url)
             sandbox.reset_stats()
-            self.say(f"baseline: sequential collector, {0.35 / speedup * 1000:g} ms pause ({self.args.baseline_pacing})")
+            pause_ms = 0.35 / speedup * 1000
+            self.say(f"baseline: sequential collector, {pause_ms:g} ms pause ({self.args.baseline_pacing})")
             result = run_baseline(sandbox.api_base, token, all_months(*self.args.month_range), speedup=speedup,
                                   pacing=self.args.baseline_pacing, progress=self.say).to_json()
             stats = sandbox.stats()

@@ -11,6 +11,7 @@ stores them, into a throwaway PostgreSQL cluster with the migrations applied.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import statistics
@@ -88,10 +89,8 @@ def measure_coldstart(runs: int = 5, python: str | None = None,
     for name in function_names():
         source = REPO_ROOT / "functions" / name / "main.py"
         if source.exists():
-            try:
+            with contextlib.suppress(Exception):  # a failing import is measured and reported below
                 _import_once(python, source)
-            except Exception:  # noqa: BLE001 - reported below
-                pass
     for name in function_names():
         source = REPO_ROOT / "functions" / name / "main.py"
         entry: dict[str, Any] = {}

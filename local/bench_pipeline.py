@@ -16,6 +16,7 @@ import bisect
 import collections
 import contextlib
 import datetime
+import itertools
 import json
 import statistics
 import time
@@ -38,23 +39,6 @@ def all_months(first: str = "2021-01", last: str = "2026-02") -> list[str]:
         out.append(f"{year:04d}-{month:02d}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return out
-
-
-@contextlib.contextmanager
-def sandbox_scale(scale: float):
-    """LocalStack has no `scale` knob: give the Sandbox it builds `--scale` while the stack starts."""
-    original = stack_mod.Sandbox
-
-    class ScaledSandbox(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["extra_args"] = [*kwargs.get("extra_args", ()), "--scale", repr(float(scale))]
-            super().__init__(*args, **kwargs)
-
-    stack_mod.Sandbox = ScaledSandbox
-    try:
-        yield
-    finally:
-        stack_mod.Sandbox = original
 
 
 class PipelineBench:
@@ -86,11 +70,10 @@ class PipelineBench:
         self.say(f"stack: starting ({self.profile} profile × {self.scale:g}, seed {self.seed}, sandbox "
                  f"{self.rate_per_s:g} req/s, latency {self.latency_s * 1000:g} ms, budget {self.budget_per_s:g} "
                  "req/s" + (f", faults {json.dumps(self.faults)})" if self.faults else ")"))
-        with sandbox_scale(self.scale):
-            self.stack = stack_mod.LocalStack(
-                self.run, profile=self.profile, seed=self.seed, rate_per_s=self.rate_per_s,
-                latency_s=self.latency_s, function_env=env)
-            self.stack.start()
+        self.stack = stack_mod.LocalStack(
+            self.run, profile=self.profile, seed=self.seed, rate_per_s=self.rate_per_s,
+            latency_s=self.latency_s, function_env=env, sandbox_args=["--scale", repr(float(self.scale))])
+        self.stack.start()
         self.stack.authorize()
         self.truth = verify.fetch_truth(self.stack.sandbox.url)
         if self.faults:
@@ -203,7 +186,8 @@ class PipelineBench:
             "max_requests_in_any_1s": stats.get("max_requests_in_any_1s"), "ip_blocked": stats.get("ip_blocked"),
             "limit_per_s": self.rate_per_s, "budget_per_s": self.budget_per_s,
             "utilisation": accepted_in_wall / (wall_s * self.rate_per_s) if wall_s > 0 else None,
-            "ideal_s": accepted / self.rate_per_s, "new_invoices": counts["nfe"], "expected_invoices": len(expected.nfe),
+            "ideal_s": accepted / self.rate_per_s, "new_invoices": counts["nfe"],
+            "expected_invoices": len(expected.nfe),
             "db_counts": counts, "outcomes": outcomes, "verify_ok": report.ok, "verify_problems": report.problems[:20],
             "duplicates": duplicates, "dead_letters": dead, "error_lines": len(errors), "error_samples": errors[:5],
         }
@@ -335,7 +319,7 @@ def analyse_requests(records: list[dict], t0_wall: float, t1_wall: float, limit:
     for kind in sorted({r["kind"] for r in accepted}):
         times = [r["t_wall"] for r in accepted if r["kind"] == kind]
         phases[kind] = {"n": len(times), "first_s": times[0] - t0_wall, "last_s": times[-1] - t0_wall}
-    gaps = [b["t_wall"] - a["t_wall"] for a, b in zip(accepted, accepted[1:])]
+    gaps = [b["t_wall"] - a["t_wall"] for a, b in itertools.pairwise(accepted)]
     tick = 1.0 / limit
     return {
         "accepted": len(accepted), "first_request_after_s": first - t0_wall, "last_request_after_s": last - t0_wall,

@@ -34,7 +34,7 @@ class AccountLimiter:
     @property
     def window_and_cap(self) -> tuple[float, int]:
         if self.rate_per_s >= 1:
-            return 1.0, int(math.floor(self.rate_per_s))
+            return 1.0, math.floor(self.rate_per_s)
         return 1.0 / max(self.rate_per_s, 1e-6), 1
 
     def try_acquire(self, now: float, day: str | None = None) -> str | None:

@@ -18,6 +18,7 @@ id descending too. All state sits behind one lock; handler threads only sleep ou
 from __future__ import annotations
 
 import calendar
+import contextlib
 import copy
 import datetime
 import http.server
@@ -424,10 +425,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         raise _Dropped()
 
     def do_GET(self) -> None:

@@ -43,15 +43,6 @@ def _started(component: C | None, what: str) -> C:
     return component
 
 
-def _sandbox_class() -> type[Sandbox]:
-    """local.stack.Sandbox as it is now: the bench (local/bench_pipeline.sandbox_scale) swaps that name for a
-    subclass while a stack starts, so the class is looked up there, not bound at import. (Once the bench passes
-    sandbox_args instead, this goes.)"""
-    import local.stack
-
-    sandbox_class: type[Sandbox] = local.stack.Sandbox
-    return sandbox_class
-
 
 class LocalStack:
     """PostgreSQL + Pub/Sub + Firestore emulators + Bling sandbox + every function, wired like production.
@@ -144,7 +135,7 @@ class LocalStack:
         postgres.start()
         self._track()
         if self.with_sandbox:
-            self.sandbox = _sandbox_class()(run_dir, profile=self.profile, seed=self.seed,
+            self.sandbox = Sandbox(run_dir, profile=self.profile, seed=self.seed,
                                             rate_per_s=self.rate_per_s, latency_s=self.latency_s,
                                             redirect_uri=self.auth_url + "/callback" if self.auth_url else "",
                                             in_process=self.sandbox_in_process,
