@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 
 from shared import db
+from shared.domain import parse_window_key
 from shared.messages import NoteRef, Window
 
 
@@ -96,7 +97,3 @@ def record_outcome(cur, run_id: str, window_key: str, nfe_id: int, outcome: str,
                    WHERE run_id = %s AND inicio = %s AND fim = %s AND nfe_id = %s""",
                 (api_calls, keep_final, outcome, keep_final, detail, run_id, start, end, nfe_id))
 
-
-def parse_window_key(key: str) -> tuple[datetime.date, datetime.date]:
-    start, _, end = key.partition("..")
-    return datetime.date.fromisoformat(start), datetime.date.fromisoformat(end)

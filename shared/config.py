@@ -87,19 +87,13 @@ class Settings:
     list_page_cap: int
     ids_per_message: int
     enrich_max_age_days: int
-    # Firestore collection prefix, so several pipelines (or tests) can share one database.
+    # Firestore collection prefix, so several pipelines (or tests) can share one database. Topic and collection
+    # names themselves are not settings: shared.topology is their one source of truth.
     firestore_prefix: str
-    # Topic names (see shared.topology for the defaults and the subscriptions that go with them).
-    topic_schedule: str
-    topic_windows: str
-    topic_nfe: str
-    topic_enrich: str
 
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    from shared import topology
-
     return Settings(
         project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCP_PROJECT") or "demo-local",
         bling_api_base=_env("BLING_API_BASE", _REAL_BLING_API).rstrip("/"),
@@ -140,10 +134,6 @@ def get_settings() -> Settings:
         ids_per_message=_env_int("IDS_PER_MESSAGE", 10),
         enrich_max_age_days=_env_int("ENRICH_MAX_AGE_DAYS", 30),
         firestore_prefix=_env("FIRESTORE_PREFIX", "bling"),
-        topic_schedule=_env("TOPIC_SCHEDULE", topology.SCHEDULE.topic),
-        topic_windows=_env("TOPIC_WINDOWS", topology.WINDOWS.topic),
-        topic_nfe=_env("TOPIC_NFE", topology.NFE.topic),
-        topic_enrich=_env("TOPIC_ENRICH", topology.ENRICH.topic),
     )
 
 

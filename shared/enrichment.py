@@ -30,10 +30,11 @@ from typing import Any
 
 from google.api_core import exceptions as google_exceptions
 
-from shared import db, firestore_client, jsonutil, log, record_failures
+from shared import db, firestore_client, jsonutil, log, record_failures, topology
 from shared.bling.client import get_client
 from shared.bling.errors import BlingNotFound
 from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
+from shared.domain import EntityKind
 
 _SKUS_PER_LOOKUP = 50
 _LOOKUP_PAGE_SIZE = 100
@@ -42,17 +43,16 @@ _LOOKUP_PAGE_CAP = 10
 _STOCK_FILTER_RETRIES = ("0", "2")
 
 
-_CLAIM_TTL = datetime.timedelta(minutes=5)
 # The kinds of entity enriched: the claims' kinds, and the first half of a record's key in record_failures.
-CONTACT, SKU = "contato", "sku"
+CONTACT, SKU = EntityKind.CONTACT, EntityKind.SKU
 
 
 def claim(kind: str, key: str, owner: str) -> bool:
     """True when the message `owner` may fetch the entity now (a new claim, its own, or an expired one); False
     when another message holds a live claim on it."""
     now = datetime.datetime.now(tz=datetime.UTC)
-    doc = firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F"))
-    fields = {"claimed_at": now, "expire_at": now + _CLAIM_TTL, "owner": owner}
+    doc = firestore_client.collection(topology.ENRICH_CLAIMS).document(f"{kind}:{key}".replace("/", "%2F"))
+    fields = {"claimed_at": now, "expire_at": topology.ENRICH_CLAIMS.expire_at(now), "owner": owner}
     try:
         doc.create(fields)
         return True
@@ -72,7 +72,7 @@ def claim(kind: str, key: str, owner: str) -> bool:
 
 def release(kind: str, key: str) -> None:
     """When the fetch is over (stored or failed): from then on the database's freshness decides."""
-    firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F")).delete()
+    firestore_client.collection(topology.ENRICH_CLAIMS).document(f"{kind}:{key}".replace("/", "%2F")).delete()
 
 
 def _stale_before(max_age_days: int) -> datetime.datetime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 
+from shared import topology
 from shared.config import get_settings
 
 _client = None
@@ -27,6 +28,6 @@ def reset_client() -> None:
     _client = None
 
 
-def collection(name: str):
-    """Collection `<prefix>_<name>` (for example bling_oauth, bling_rate_ticks)."""
-    return client().collection(f"{get_settings().firestore_prefix}_{name}")
+def collection(registered: topology.Collection):
+    """Collection `<prefix>_<name>` of one registered collection (shared.topology.COLLECTIONS)."""
+    return client().collection(f"{get_settings().firestore_prefix}_{registered.name}")

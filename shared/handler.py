@@ -22,6 +22,7 @@ from shared import log, parking, topology
 from shared.errors import (
     ConfigurationError,
     DailyLimitReached,
+    EtlError,
     OperatorActionRequired,
     PermanentError,
     ReauthorizationRequired,
@@ -49,16 +50,14 @@ def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[A
                     try:
                         handle(message)
                     except PermanentError as exc:
-                        fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
                         log.error(f"message dropped, it cannot succeed: {exc}", input=message.text_for_log(),
-                                  error_type=type(exc).__name__, **fields)
+                                  error_type=type(exc).__name__, **exc.log_fields())
                         return
                     except (DailyLimitReached, ReauthorizationRequired, OperatorActionRequired) as exc:
                         _park(topic, message, exc)
                         return
                     except RetryableError as exc:
-                        fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
-                        log.warning(f"will be redelivered: {exc}", error_type=type(exc).__name__, **fields)
+                        log.warning(f"will be redelivered: {exc}", error_type=type(exc).__name__, **exc.log_fields())
                         raise
                     except Exception as exc:
                         log.exception(f"unexpected failure, will be redelivered: {exc}", exc,
@@ -77,7 +76,7 @@ _configuration_errors_logged: set[str] = set()
 _logged_lock = threading.Lock()
 
 
-def _park(topic: str, message: PubSubMessage, exc: Exception) -> None:
+def _park(topic: str, message: PubSubMessage, exc: EtlError) -> None:
     parking.park(topic, message, type(exc).__name__, detail=str(exc))
     if isinstance(exc, ConfigurationError):
         with _logged_lock:
@@ -87,6 +86,5 @@ def _park(topic: str, message: PubSubMessage, exc: Exception) -> None:
             log.error(f"configuration error, work parked until it is fixed: {exc}", event="configuration_error",
                       error_type=type(exc).__name__)
     until = next(text for cls, text in _UNTIL if isinstance(exc, cls))
-    fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
     log.warning(f"message parked until {until}: {exc}", event="message_parked", error_type=type(exc).__name__,
-                **fields)
+                **exc.log_fields())

@@ -21,19 +21,28 @@ import datetime
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from shared import firestore_client, log
+from shared import firestore_client, log, topology
 from shared.bling.client import get_client
 from shared.bling.errors import BlingPermanentError
-from shared.messages import MAX_ID, MAX_SITUACAO, NoteRef, Window
+from shared.domain import MAX_SITUACAO, SITUACAO_CANCELADA, is_positive_int
+from shared.errors import PermanentError
+from shared.messages import NoteRef, Window
 
-SITUACAO_CANCELADA = 2
 # (name, value of the situacao parameter): None = Bling's default listing, which omits cancelled invoices.
 PASSES: tuple[tuple[str, int | None], ...] = (("default", None), ("cancelled", SITUACAO_CANCELADA))
 _IDENTICAL_PAGES_TO_STOP = 2
 
 
-class ListingIncomplete(BlingPermanentError):
-    """The page cap was reached, or Bling repeats one page: the window must not be reported as complete."""
+class ListingIncomplete(PermanentError):
+    """The page cap was reached, Bling repeats one page, or a page is not a list: the window must not be reported
+    as complete. `reason` names what happened (PAGE_CAP, REPEATED_PAGE, INVALID_RESPONSE, or several joined by +)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"listing_failure": self.reason}
 
 
 @dataclasses.dataclass
@@ -43,15 +52,16 @@ class Checkpoint:
     done: bool = False
 
     def to_doc(self) -> dict[str, Any]:
-        return {"pass_index": self.pass_index, "next_page": self.next_page, "done": self.done,
-                "updated_at": datetime.datetime.now(tz=datetime.UTC)}
+        now = datetime.datetime.now(tz=datetime.UTC)
+        return {"pass_index": self.pass_index, "next_page": self.next_page, "done": self.done, "updated_at": now,
+                "expire_at": topology.CHECKPOINTS.expire_at(now)}
 
 
 class CheckpointStore:
     """Firestore document `<prefix>_checkpoints/<run_id>|<window>`, one per window of a run."""
 
     def _doc(self, window: Window):
-        return firestore_client.collection("checkpoints").document(f"{window.run_id}|{window.key}")
+        return firestore_client.collection(topology.CHECKPOINTS).document(f"{window.run_id}|{window.key}")
 
     def load(self, window: Window) -> Checkpoint:
         snapshot = self._doc(window).get()
@@ -87,25 +97,21 @@ class ListingResult:
 def note_refs_from_page(data: Any) -> list[NoteRef]:
     """The ids and situações of a page; items that are not outgoing invoices or make no sense are left out loudly."""
     if not isinstance(data, list):
-        raise BlingPermanentError(200, "INVALID_RESPONSE", "GET /nfe answered without a data list",
-                                  f"data is {type(data).__name__}", path="/nfe")
+        raise ListingIncomplete("INVALID_RESPONSE", f"GET /nfe answered without a data list (data is "
+                                f"{type(data).__name__})")
     refs = []
     for item in data:
         nfe_id = item.get("id") if isinstance(item, dict) else None
         situacao = item.get("situacao") if isinstance(item, dict) else None
-        if not _is_positive_int(nfe_id, MAX_ID) or not _is_positive_int(situacao, MAX_SITUACAO):
+        # Within the range the detail message accepts (messages.NfeBatch), so one odd item is left out here
+        # instead of making a whole batch undeliverable.
+        if not is_positive_int(nfe_id) or not is_positive_int(situacao, MAX_SITUACAO):
             log.error("GET /nfe returned an item without a valid id/situacao; left out", item=str(item)[:500])
             continue
         if item.get("tipo") not in (1, "1", None):
             continue  # an incoming invoice (tipo 0) never enters the tables
         refs.append(NoteRef(id=nfe_id, situacao=situacao))
     return refs
-
-
-def _is_positive_int(value: Any, maximum: int) -> bool:
-    """Also within the range the detail message accepts (messages.NfeBatch), so one odd item is left out here
-    instead of making a whole batch undeliverable."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= maximum
 
 
 def fetch_nfe_page(params: list[tuple[str, str]]) -> Any:
@@ -138,7 +144,7 @@ def list_window(window: Window, fetch_page: Callable[[list[tuple[str, str]]], An
         return result
     seen: dict[int, int] = {}
     reports: list[str] = []
-    failures: list[BlingPermanentError] = []
+    failures: list[str] = []
     failed_at: Checkpoint | None = None
     for pass_index in range(checkpoint.pass_index, len(PASSES)):
         pass_name = PASSES[pass_index][0]
@@ -147,19 +153,18 @@ def list_window(window: Window, fetch_page: Callable[[list[tuple[str, str]]], An
         try:
             _list_pass(window, pass_index, first_page, fetch_page, publish, checkpoints, page_size, page_cap,
                        seen, result)
-        except BlingPermanentError as exc:
+        except (BlingPermanentError, ListingIncomplete) as exc:
             log.error(f"{pass_name} listing failed; the other pass still runs: {exc}", event="listing_pass_failed",
                       listing=pass_name)
-            reports.append(f"{pass_name} listing: {exc.error_type} {exc.error_message} ({exc.description})")
-            failures.append(exc)
+            reports.append(f"{pass_name} listing: {exc}")
+            failures.append(exc.reason if isinstance(exc, ListingIncomplete) else exc.error_type or "ERROR")
             failed_at = failed_at or checkpoints.load(window)
             checkpoints.save(window, Checkpoint(pass_index + 1, 1))
             continue
         reports.append(f"{pass_name} listing: {result.notes - before} NF-e listed")
     if failed_at is not None:
         checkpoints.save(window, failed_at)
-        raise ListingIncomplete(200, "+".join(f.error_type or "ERROR" for f in failures), "window not complete",
-                                "; ".join(reports), path="/nfe")
+        raise ListingIncomplete("+".join(failures), "window not complete; " + "; ".join(reports))
     checkpoints.save(window, Checkpoint(len(PASSES), 1, done=True))
     return result
 
@@ -172,8 +177,8 @@ def _list_pass(window: Window, pass_index: int, page: int, fetch_page: Callable[
     identical_pages = 0
     while True:
         if page > page_cap:
-            raise ListingIncomplete(200, "PAGE_CAP", f"{pass_name} listing passed {page_cap} pages",
-                                    "raise LIST_PAGE_CAP or use smaller windows", path="/nfe")
+            raise ListingIncomplete("PAGE_CAP", f"{pass_name} listing passed {page_cap} pages; raise LIST_PAGE_CAP "
+                                    "or use smaller windows")
         data = fetch_page(list_params(window, page, page_size, situacao))
         result.pages += 1
         if data == []:
@@ -190,9 +195,9 @@ def _list_pass(window: Window, pass_index: int, page: int, fetch_page: Callable[
         identical_pages = identical_pages + 1 if page_ids and page_ids == previous_page else 0
         previous_page = page_ids
         if identical_pages >= _IDENTICAL_PAGES_TO_STOP:
-            raise ListingIncomplete(200, "REPEATED_PAGE", f"{pass_name} listing: Bling served the same page "
-                                    f"{identical_pages + 1} times up to page {page}",
-                                    "pagina seems ignored; the window cannot be proved complete", path="/nfe")
+            raise ListingIncomplete("REPEATED_PAGE", f"{pass_name} listing: Bling served the same page "
+                                    f"{identical_pages + 1} times up to page {page}; pagina seems ignored, the "
+                                    "window cannot be proved complete")
         page += 1
     checkpoints.save(window, Checkpoint(pass_index + 1, 1))
 

@@ -18,9 +18,9 @@ import pg8000.dbapi
 
 from shared import audit, db, log, nfe_store, payment_forms, record_failures
 from shared.bling.client import count_calls, get_client
-from shared.bling.errors import BlingPermanentError
 from shared.config import get_settings
-from shared.errors import PermanentError
+from shared.domain import NfeOutcome
+from shared.errors import EtlError, PermanentError
 from shared.messages import EnrichRequest, NfeBatch, NoteRef
 
 
@@ -49,13 +49,13 @@ def process_batch(batch: NfeBatch) -> BatchResult:
     for note in batch.notes:
         with log.bind(nfe_id=note.id):
             if stored.get(note.id) == note.situacao:
-                _record(batch, note.id, "unchanged", 0)
-                result.outcomes[note.id] = "unchanged"
+                _record(batch, note.id, NfeOutcome.UNCHANGED, 0)
+                result.outcomes[note.id] = NfeOutcome.UNCHANGED
                 continue
             outcome = result.attempts.run(lambda: _load_one(batch, note, result), note)
             if outcome is not None:
                 result.outcomes[note.id] = outcome
-    unchanged = [i for i, outcome in result.outcomes.items() if outcome == "unchanged"]
+    unchanged = [i for i, outcome in result.outcomes.items() if outcome == NfeOutcome.UNCHANGED]
     if unchanged:
         # An earlier delivery may have stored these and died before its enrich message went out: ask again for
         # their contacts and SKUs (enrich skips what is fresh, so a plain re-run still makes no Bling call).
@@ -75,13 +75,13 @@ def _add_stored_references(nfe_ids: list[int], result: BatchResult) -> None:
     result.skus.extend(s for s in skus if s not in result.skus)
 
 
-def give_up(batch: NfeBatch, note: NoteRef, error: Exception) -> None:
+def give_up(batch: NfeBatch, note: NoteRef, error: EtlError) -> None:
     """The last delivery attempt of this invoice's own message failed too: recorded failed, with its error."""
     with log.bind(nfe_id=note.id):
         log.error(f"NF-e not loaded after the last delivery attempt: {error}", event="nfe_failed",
-                  **(error.log_fields() if hasattr(error, "log_fields") else {}))
+                  **error.log_fields())
         # keep_final: a duplicate delivery that stored it meanwhile keeps its outcome.
-        _record(batch, note.id, "failed", 0, f"every attempt failed: {error}"[:500], keep_final=True)
+        _record(batch, note.id, NfeOutcome.FAILED, 0, f"every attempt failed: {error}"[:500], keep_final=True)
 
 
 def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
@@ -91,16 +91,16 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
             fetched_at = datetime.datetime.now(tz=datetime.UTC)
             nfe, raw = _fetch(note)
             if nfe.get("tipo") not in (1, "1"):
-                _record(batch, note.id, "skipped", calls.requests, "incoming invoice (tipo 0) is not loaded")
+                _record(batch, note.id, NfeOutcome.SKIPPED, calls.requests, "incoming invoice (tipo 0) is not loaded")
                 log.info("incoming invoice skipped", event="nfe_skipped", tipo=nfe.get("tipo"))
-                return "skipped"
+                return NfeOutcome.SKIPPED
             forms_calls = payment_forms.ensure_known(nfe_store.payment_form_ids(nfe))
             try:
                 with db.transaction() as cur:
                     outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)
                     if outcome == "stale":
                         # Another delivery stored a newer fetch meanwhile: it decided this row's outcome.
-                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, "unchanged", calls.requests,
+                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, NfeOutcome.UNCHANGED, calls.requests,
                                              "a newer fetch was stored meanwhile", keep_final=True)
                     else:
                         audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
@@ -113,13 +113,12 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
                                      f"{exc.args[0].get('M', exc) if exc.args and isinstance(exc.args[0], dict) else exc}"
                                      ) from None
         except PermanentError as exc:
-            fields = exc.log_fields() if isinstance(exc, BlingPermanentError) else {}
-            log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **fields)
-            _record(batch, note.id, "failed", calls.requests, str(exc)[:500])
-            return "failed"
+            log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **exc.log_fields())
+            _record(batch, note.id, NfeOutcome.FAILED, calls.requests, str(exc)[:500])
+            return NfeOutcome.FAILED
     if outcome == "stale":
         log.info("older fetch not stored: a newer one is", event="nfe_stale", situacao=nfe.get("situacao"))
-        return "unchanged"
+        return NfeOutcome.UNCHANGED
     contato_id = nfe_store.header_row(nfe, settings.timezone, batch.run_id)["contato_id"]
     if contato_id and contato_id not in result.contact_ids:
         result.contact_ids.append(contato_id)

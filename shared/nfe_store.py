@@ -16,8 +16,7 @@ from typing import Any
 
 from shared import jsonutil
 from shared.bling_values import as_bool, as_date, as_decimal, as_id, as_int, as_list, as_local_datetime, as_text, nested
-
-SITUACAO_CANCELADA = 2
+from shared.domain import SITUACAO_CANCELADA, NfeOutcome
 
 _NFE_COLUMNS = (
     "id", "tipo", "situacao", "numero", "serie", "data_emissao", "data_emissao_raw", "data_operacao",
@@ -166,10 +165,10 @@ def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[s
     if parcelas:
         _insert_rows(cur, "nfe_parcela", _PARCELA_COLUMNS, parcelas, {})
     if previous is None:
-        return "new"
+        return NfeOutcome.NEW
     if header["situacao"] == SITUACAO_CANCELADA and previous != SITUACAO_CANCELADA:
-        return "cancelled"
-    return "updated"
+        return NfeOutcome.CANCELLED
+    return NfeOutcome.UPDATED
 
 
 def _is_stale(stored_situacao: int | None, stored_fetch: datetime.datetime | None, situacao: int | None,

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime
 
-from shared import firestore_client, log, pubsub
+from shared import firestore_client, log, pubsub, topology
 from shared.messages import PubSubMessage
 
 
 def _collection():
-    return firestore_client.collection("parked")
+    return firestore_client.collection(topology.PARKED)
 
 
 def park(topic: str, message: PubSubMessage, reason: str, detail: str = "") -> None:

@@ -42,7 +42,7 @@ def on_enrich(message: PubSubMessage) -> None:
                 enrichment.release(SKU, sku)
 
         def republish(groups) -> None:
-            pubsub.publish_json(settings.topic_enrich, [EnrichRequest(
+            pubsub.publish_json(topology.ENRICH.topic, [EnrichRequest(
                 request.run_id, tuple(k for kind, k in g if kind == CONTACT),
                 tuple(k for kind, k in g if kind == SKU)).to_json() for g in groups])
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import tenacity
 
-from shared import firestore_client, log
+from shared import firestore_client, log, topology
 from shared.bling import rate_budget
 from shared.bling.errors import BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError, BlingRetryableError
 from shared.bling.http import error_from_response, parse_json, reset_session, session
@@ -85,17 +85,16 @@ def classify(status: int, parsed: Any) -> Outcome:
 
 def _raise_for(outcome: Outcome, status: int, parsed: Any, path: str) -> BlingError:
     base = error_from_response(status, parsed, path)
-    args = (base.status, base.error_type, base.error_message, base.description, base.fields, base.path)
     if outcome is Outcome.NOT_FOUND:
-        return BlingNotFound(*args)
+        return base.as_kind(BlingNotFound)
     if outcome is Outcome.RATE_DAY:
-        return BlingDailyLimit(*args)
+        return base.as_kind(BlingDailyLimit)
     if outcome is Outcome.CLIENT_ERROR:
-        return BlingPermanentError(*args)
+        return base.as_kind(BlingPermanentError)
     if outcome is Outcome.INVALID_JSON:
         return BlingRetryableError(status, "invalid_json", "unreadable body",
                                    "the answer was not a complete JSON object (truncated?)", path=path)
-    return BlingRetryableError(*args)
+    return base.as_kind(BlingRetryableError)
 
 
 # ---------------------------------------------------------------------------------------------------- daily limit
@@ -107,7 +106,7 @@ _daily_cache: dict[str, float] = {"until": 0.0, "read_at": -1e9}
 
 
 def _daily_ref():
-    return firestore_client.collection("rate_state").document(_DAILY_DOC)
+    return firestore_client.collection(topology.RATE_STATE).document(_DAILY_DOC)
 
 
 def _next_reset(now: float) -> float:
@@ -135,7 +134,7 @@ def _remember_daily_limit(error: BlingDailyLimit) -> None:
     until = _next_reset(time.time())
     when = datetime.datetime.fromtimestamp(until, tz=datetime.UTC)
     _daily_ref().set({"until": when, "recorded_at": datetime.datetime.now(tz=datetime.UTC),
-                      "description": error.description, "expire_at": when + datetime.timedelta(days=2)})
+                      "description": error.description, "expire_at": topology.RATE_STATE.expire_at(datetime.datetime.now(tz=datetime.UTC))})
     with _daily_lock:
         _daily_cache.update(until=until, read_at=time.monotonic())
     log.warning("Bling's daily request quota is spent; every instance stops calling Bling until the reset",
@@ -265,7 +264,7 @@ class BlingClient:
         if outcome is Outcome.INVALID_TOKEN:
             if call.refreshed:
                 # A token fresh from the store was refused too: keep the work (retryable), do not loop on refreshes.
-                raise BlingRetryableError(*_args(error)) from None
+                raise error.as_kind(BlingRetryableError) from None
             call.refreshed = True
             self._tokens.refresh_after_rejection(token)
         if self._policy[outcome].max_attempts <= 1:
@@ -282,10 +281,6 @@ def _retry_after_seconds(value: str | None) -> float:
         return max(0.0, float(value)) if value else 0.0
     except ValueError:
         return 0.0
-
-
-def _args(error: BlingError) -> tuple:
-    return (error.status, error.error_type, error.error_message, error.description, error.fields, error.path)
 
 
 _client: BlingClient | None = None

@@ -152,13 +152,12 @@ def _post(form: dict[str, str], client_id: str, client_secret: str, timeout: Any
     if status == 200 and isinstance(parsed, dict):
         return parse_token_response(parsed)
     error = bling_http.error_from_response(status, parsed, "/oauth/token")
-    args = (status, error.error_type, error.error_message, error.description, error.fields, "/oauth/token")
     if status == 403 and _is_ip_block(error):
-        raise BlingTokenEndpointBlocked(*args)
+        raise error.as_kind(BlingTokenEndpointBlocked)
     if 400 <= status < 500 and status != 429 and error.error_type:
         if error.error_type == "invalid_grant":
-            raise BlingPermanentError(*args)
-        raise BlingAuthorizationBroken(*args)
+            raise error.as_kind(BlingPermanentError)
+        raise error.as_kind(BlingAuthorizationBroken)
     raise BlingRetryableError(status, error.error_type or "token_endpoint_error", error.error_message,
                               error.description or "token endpoint answered unexpectedly", path="/oauth/token")
 

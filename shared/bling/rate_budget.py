@@ -30,11 +30,10 @@ import threading
 import time
 from typing import Any
 
-from shared import firestore_client, log
+from shared import firestore_client, log, topology
 from shared.config import get_settings
 from shared.errors import RetryableError
 
-TICK_TTL = datetime.timedelta(hours=1)
 # A wait longer than this is worth a WARNING: the account is oversubscribed (many instances queueing).
 _LONG_WAIT_S = 20.0
 _HOLDER = f"{socket.gethostname()}:{os.getpid()}"
@@ -129,7 +128,7 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
     global _highest_taken, _claim_latency_s
     from google.api_core import exceptions as gexc
 
-    ticks = firestore_client.collection("rate_ticks")
+    ticks = firestore_client.collection(topology.RATE_TICKS)
     max_wait_s = get_settings().rate_max_wait_s
     started = time.monotonic()
     conflicts_here = 0
@@ -149,7 +148,7 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
         if candidate * tick_s - now > max_wait_s:
             # Every slot within the cap is taken: the account is oversubscribed; let Pub/Sub redeliver later.
             raise RetryableError(f"rate budget oversubscribed: no slot within {max_wait_s:.0f} s")
-        expire_at = datetime.datetime.now(tz=datetime.UTC) + TICK_TTL
+        expire_at = topology.RATE_TICKS.expire_at(datetime.datetime.now(tz=datetime.UTC))
         sent_at = _wall_clock()
         try:
             result = ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at,

@@ -15,7 +15,7 @@ import os
 import random
 import socket
 
-from shared import firestore_client
+from shared import firestore_client, topology
 from shared.config import get_settings
 
 _WINDOW = datetime.timedelta(seconds=60)
@@ -27,7 +27,7 @@ def take_slot() -> bool:
     from google.api_core import exceptions as gexc
     from google.cloud import firestore
 
-    meter = firestore_client.collection("token_meter")
+    meter = firestore_client.collection(topology.TOKEN_METER)
     refs = [meter.document(f"slot-{k}") for k in range(max(1, get_settings().token_fleet_calls_per_min))]
     for _ in range(3):  # another instance may take the slot we chose between our read and our write
         free = [snap for snap in firestore_client.client().get_all(refs) if _free(snap)]

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import firestore_client, log
+from shared import firestore_client, log, topology
 from shared.bling import oauth, token_crypto, token_meter
 from shared.bling.errors import BlingAuthorizationBroken, BlingError, BlingReauthorizationRequired, BlingRetryableError
 from shared.config import get_settings
@@ -177,14 +177,11 @@ class TokenStore:
                 raise self._broken_error(doc)
             if doc.access_token != rejected_access_token:
                 # The pair changed since our request: the refusal may not hold for the new token.
-                raise BlingRetryableError(error.status, error.error_type, error.error_message,
-                                          "the token was replaced meanwhile; retry with the new one",
-                                          path=error.path)
+                raise error.as_kind(BlingRetryableError, "the token was replaced meanwhile; retry with the new one")
             reason = _what_to_fix(error, token_endpoint=False)
             if self._cas(doc, self._broken_fields(error, reason, fingerprint=None)):
                 _log_broken(reason, error)
-                raise BlingAuthorizationBroken(error.status, error.error_type, error.error_message, reason,
-                                               error.fields, error.path)
+                raise error.as_kind(BlingAuthorizationBroken, reason)
         raise BlingRetryableError(0, "token_store_contention", "could not record the refused authorization",
                                   "the token document kept changing", path=error.path)
 
@@ -244,7 +241,7 @@ class TokenStore:
     # ------------------------------------------------------------------------------------------------ internals
 
     def _ref(self):
-        return firestore_client.collection("oauth").document(_DOC_ID)
+        return firestore_client.collection(topology.OAUTH).document(_DOC_ID)
 
     def _read(self) -> _Doc:
         snap = self._ref().get()

@@ -11,7 +11,7 @@ import os
 import urllib.parse
 from typing import Any
 
-from shared import firestore_client
+from shared import firestore_client, topology
 from shared.bling.client import get_client
 from tests.auth.flow import ADMIN_KEY, authorize, authorize_url, bearer, consent, operator_start, state_of, status
 from tests.auth.test_auth_function import auth, auth_app, bling_server
@@ -21,7 +21,7 @@ STATUS_FIELDS = (b"expires_at", b"version", b"last_error", b"authorized_at", b"t
 
 
 def _states() -> list[dict[str, Any]]:
-    return [snap.to_dict() for snap in firestore_client.collection("oauth_states").stream()]
+    return [snap.to_dict() for snap in firestore_client.collection(topology.OAUTH_STATES).stream()]
 
 
 def test_an_anonymous_caller_cannot_start_a_flow(auth_app, bling_server, capsys):
@@ -47,7 +47,7 @@ def test_an_anonymous_caller_cannot_start_a_flow(auth_app, bling_server, capsys)
 
 def test_an_anonymous_caller_cannot_read_status(auth_app, bling_server):
     store_pair(bling_server)
-    firestore_client.collection("oauth").document("bling").update({"last_error": "invalid_grant: internal detail"})
+    firestore_client.collection(topology.OAUTH).document("bling").update({"last_error": "invalid_grant: internal detail"})
     attacker = auth_app.test_client()
 
     answers = [attacker.get("/status"), attacker.post("/status", data={"admin_key": "nope" * 8}),
@@ -112,7 +112,7 @@ def test_replacing_a_working_authorization_needs_an_explicit_confirmation(auth, 
 
 def test_no_confirmation_is_asked_when_the_stored_authorization_no_longer_works(auth, bling_server):
     store_pair(bling_server)
-    firestore_client.collection("oauth").document("bling").update({"reauth_required": True})
+    firestore_client.collection(topology.OAUTH).document("bling").update({"reauth_required": True})
 
     assert operator_start(auth).status_code == 302
 

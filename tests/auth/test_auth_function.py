@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from shared import firestore_client, operator_auth
+from shared import firestore_client, operator_auth, topology
 from shared.bling.client import get_client
 from shared.bling.errors import BlingReauthorizationRequired
 from tests.auth.flow import ADMIN_KEY, authorize, authorize_url, consent, state_of, status
@@ -53,7 +53,7 @@ def test_start_redirects_to_blings_consent_page_with_a_saved_state(auth, bling_s
     query = dict(urllib.parse.parse_qsl(url.query))
     assert location.startswith(bling_server.authorize_url)
     assert query["response_type"] == "code" and query["client_id"] == "test-client"
-    state = firestore_client.collection("oauth_states").document(query["state"]).get()
+    state = firestore_client.collection(topology.OAUTH_STATES).document(query["state"]).get()
     assert state.exists and state.get("used") is False
     assert state.get("expire_at") > datetime.datetime.now(tz=datetime.UTC)
     cookie = auth.get_cookie("bling_auth_flow")
@@ -121,7 +121,7 @@ def test_a_forged_state_is_refused(auth, bling_server):
 
 def test_an_expired_state_is_refused(auth, bling_server):
     query = dict(urllib.parse.parse_qsl(consent(authorize_url(auth))))
-    firestore_client.collection("oauth_states").document(query["state"]).update(
+    firestore_client.collection(topology.OAUTH_STATES).document(query["state"]).update(
         {"expire_at": datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(seconds=1)})
 
     response = auth.get("/callback?" + urllib.parse.urlencode(query))
@@ -178,7 +178,7 @@ def test_a_new_authorization_publishes_the_parked_work_again(auth, pubsub_topolo
     assert authorize(auth).status_code == 200
 
     assert pubsub_topology.pull_data(topology.NFE.topic) == [{"parked": 1}]
-    assert list(firestore_client.collection("parked").stream()) == []
+    assert list(firestore_client.collection(topology.PARKED).stream()) == []
 
 
 def test_routes_work_behind_the_functions_url_prefix():

@@ -63,12 +63,12 @@ COOKIE_CASES = {
 
 def test_a_live_state_with_a_bad_browser_cookie_is_refused_without_touching_anything(auth, auth_app, bling_server,
                                                                                     capsys):
-    from shared import firestore_client
+    from shared import firestore_client, topology
     from tests.auth.flow import authorize_url, consent, state_of
 
     url = authorize_url(auth)  # the operator's live flow
     callback = "/callback?" + consent(url)
-    stored_hash = firestore_client.collection("oauth_states").document(state_of(url)).get().get("browser_sha256")
+    stored_hash = firestore_client.collection(topology.OAUTH_STATES).document(state_of(url)).get().get("browser_sha256")
     problems = []
     for name, cookie in COOKIE_CASES.items():
         stranger = auth_app.test_client()
@@ -83,5 +83,5 @@ def test_a_live_state_with_a_bad_browser_cookie_is_refused_without_touching_anyt
             problems.append(f"{name}: log lines {lines}")
     assert problems == []
     assert bling_server.stats()["token_calls"] == 0 and token_doc() == {}
-    assert firestore_client.collection("oauth_states").document(state_of(url)).get().get("used") is False
+    assert firestore_client.collection(topology.OAUTH_STATES).document(state_of(url)).get().get("used") is False
     assert auth.get(callback).status_code == 200  # the operator's own browser still completes

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from shared import config
+from shared import config, topology
 
 
 def reset_bling_state() -> None:
@@ -40,7 +40,7 @@ def raw_token_doc() -> dict[str, Any]:
     """The token document exactly as Firestore holds it (token fields encrypted)."""
     from shared import firestore_client
 
-    snap = firestore_client.collection("oauth").document("bling").get()
+    snap = firestore_client.collection(topology.OAUTH).document("bling").get()
     return snap.to_dict() or {}
 
 

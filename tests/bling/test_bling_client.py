@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from shared import firestore_client
+from shared import firestore_client, topology
 from shared.bling import client as bling_client
 from shared.bling.client import BlingClient, count_calls, get_client
 from shared.bling.errors import (
@@ -129,7 +129,7 @@ def test_429_per_day_raises_without_retry_and_stops_every_instance_until_midnigh
         client.get(f"/nfe/{_some_nfe_id(bling)}")
     assert calls.requests == 1
 
-    remembered = firestore_client.collection("rate_state").document("daily_limit").get()
+    remembered = firestore_client.collection(topology.RATE_STATE).document("daily_limit").get()
     assert remembered.exists and remembered.get("until").timestamp() > time.time()
     reset_bling_state()  # another instance: nothing cached in this process
     before = bling.stats()["requests_total"]

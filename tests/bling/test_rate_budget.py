@@ -5,7 +5,7 @@ import datetime
 import math
 import time
 
-from shared import firestore_client
+from shared import firestore_client, topology
 from shared.bling import rate_budget
 from tests.bling.helpers import reset_bling_state, set_env
 from tests.bling.measure_rate_ledger import max_in_window, run
@@ -22,7 +22,7 @@ def test_sends_are_spaced_by_the_budget_and_start_inside_their_tick(firestore_en
     for sent in sends:
         assert (sent % tick) <= slack + 0.01, f"sent {sent % tick:.3f} s into its tick"
     assert min(b - a for a, b in zip(sends, sends[1:])) >= tick - slack
-    docs = list(firestore_client.collection("rate_ticks").stream())
+    docs = list(firestore_client.collection(topology.RATE_TICKS).stream())
     assert len(docs) == 6 + rate_budget.stats().dropped_late  # a claim that came back too late is abandoned
     assert all(d.get("expire_at") > datetime.datetime.now(tz=datetime.UTC) for d in docs)
     assert all(int(d.id) == d.get("tick") for d in docs)
@@ -31,7 +31,7 @@ def test_sends_are_spaced_by_the_budget_and_start_inside_their_tick(firestore_en
 def test_ticks_held_by_another_instance_are_skipped(firestore_env):
     set_env(BLING_RATE_BUDGET_PER_S=5)
     first_free = math.ceil(time.time() / 0.2) + 1
-    ticks = firestore_client.collection("rate_ticks")
+    ticks = firestore_client.collection(topology.RATE_TICKS)
     for n in range(first_free - 1, first_free + 5):  # another instance queued 6 sends (1.2 s)
         ticks.document(str(n)).create({"tick": n, "holder": "other"})
 

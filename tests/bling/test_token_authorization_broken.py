@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from shared import firestore_client, parking
+from shared import firestore_client, parking, topology
 from shared.bling.client import BlingClient
 from shared.bling.token_store import TokenStore
 from shared.errors import PermanentError, RetryableError
@@ -61,7 +61,7 @@ def test_deploying_the_right_secret_tries_once_and_clears_the_flag(bling_server,
     assert bling_server.stats()["token_calls"] == 1
     doc = token_doc()
     assert doc["authorization_broken"] is False and doc["access_token"] == token and doc["last_error"] is None
-    assert list(firestore_client.collection("parked").stream()) == []  # released at once
+    assert list(firestore_client.collection(topology.PARKED).stream()) == []  # released at once
     assert pubsub_topology.pull_data(topic) != []
 
 
@@ -148,7 +148,7 @@ def test_the_handler_parks_authorization_and_configuration_errors_with_their_rea
     on_event = pubsub_handler("detail")(handle)
     on_event(_cloud_event({"run_id": "r"}, f"msg-{error_name}"))  # acknowledged: not raised
 
-    parked = [s.to_dict() for s in firestore_client.collection("parked").stream()]
+    parked = [s.to_dict() for s in firestore_client.collection(topology.PARKED).stream()]
     assert len(parked) == 1 and parked[0]["reason"] == error_name
     assert "BLING_CLIENT_SECRET" in parked[0]["detail"]
 
@@ -187,7 +187,7 @@ def test_detail_and_lister_park_their_messages_when_the_client_secret_is_refused
     handler("lister")(envelope(window.to_json(), "lister-1"))
 
     assert server.stats()["token_calls"] == 1  # detail's first invoice; the flag stopped everything after it
-    parked = {s.id: s.to_dict() for s in firestore_client.collection("parked").stream()}
+    parked = {s.id: s.to_dict() for s in firestore_client.collection(topology.PARKED).stream()}
     assert set(parked) == {"detail-1", "lister-1"}
     assert {p["reason"] for p in parked.values()} == {"BlingAuthorizationBroken"}
     failed = rows(postgres, "SELECT count(*) FROM etl_window_nfe WHERE run_id = %s AND resultado = 'failed'",
@@ -198,5 +198,5 @@ def test_detail_and_lister_park_their_messages_when_the_client_secret_is_refused
 
     set_env(BLING_CLIENT_SECRET=server.client_secret)
     TokenStore().get_valid_access_token()  # the right secret deployed: one try clears the flag, work released
-    assert list(firestore_client.collection("parked").stream()) == []
+    assert list(firestore_client.collection(topology.PARKED).stream()) == []
     assert len(pubsub_topology.pull("bling-nfe")) == 1 and len(pubsub_topology.pull("bling-windows")) == 1

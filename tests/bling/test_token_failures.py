@@ -12,7 +12,7 @@ import time
 import pytest
 from google.api_core import exceptions as gexc
 
-from shared import firestore_client, parking
+from shared import firestore_client, parking, topology
 from shared.bling import oauth
 from shared.bling.errors import BlingReauthorizationRequired
 from shared.bling.token_store import TokenStore
@@ -185,7 +185,7 @@ def test_invalid_grant_after_taking_over_an_expired_lease_waits_for_the_slow_hol
     slow = TokenStore()
     seen = slow._read()
     # The slow holder's call reached Bling (the refresh token is spent) but its write is still to come.
-    ref = firestore_client.collection("oauth").document("bling")
+    ref = firestore_client.collection(topology.OAUTH).document("bling")
     ref.update({"lease_holder": "slow-instance",
                 "lease_until": datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(seconds=1)})
     pair = oauth.request_token({"grant_type": "refresh_token", "refresh_token": seen.refresh_token})
@@ -211,7 +211,7 @@ def test_a_valid_pair_that_clears_reauth_required_releases_the_parked_work_at_on
     store_pair(bling_server, expires_in=300)
     store = TokenStore()
     seen = store._read()
-    firestore_client.collection("oauth").document("bling").update({"reauth_required": True})
+    firestore_client.collection(topology.OAUTH).document("bling").update({"reauth_required": True})
     parking.park("bling-nfe", PubSubMessage(data=b'{"x": 1}', attributes={}, message_id="parked-1"),
                  "BlingReauthorizationRequired")
     with pytest.raises(BlingReauthorizationRequired):
@@ -221,7 +221,7 @@ def test_a_valid_pair_that_clears_reauth_required_releases_the_parked_work_at_on
     store._write_pair(seen.version, pair, time.time())  # the slow holder's valid pair lands
 
     assert token_doc()["reauth_required"] is False
-    assert list(firestore_client.collection("parked").stream()) == []
+    assert list(firestore_client.collection(topology.PARKED).stream()) == []
     assert pubsub_topology.pull_data("bling-nfe") == [{"x": 1}]
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared import firestore_client
+from shared import firestore_client, topology
 from shared.bling import oauth
 from shared.bling.errors import BlingReauthorizationRequired, BlingRetryableError
 from shared.bling.token_store import TokenStore
@@ -57,7 +57,7 @@ def test_separate_processes_with_an_expiring_token_cause_exactly_one_refresh(bli
 def test_a_worker_waits_for_a_live_lease_and_takes_over_when_its_holder_dies(bling_server):
     set_env(BLING_TOKEN_LEASE_S=2)
     store_pair(bling_server, expires_in=300)
-    ref = firestore_client.collection("oauth").document("bling")
+    ref = firestore_client.collection(topology.OAUTH).document("bling")
     ref.update({"lease_holder": "dead-instance",
                 "lease_until": datetime.datetime.now(tz=UTC) + datetime.timedelta(seconds=1.5)})
     bling_server.reset_stats()
@@ -119,7 +119,7 @@ def test_invalid_grant_marks_reauthorization_once_and_stops_calling_the_token_en
 
 def test_a_new_authorization_clears_reauth_required(bling_server):
     store_pair(bling_server, expires_in=300)
-    firestore_client.collection("oauth").document("bling").update({"reauth_required": True})
+    firestore_client.collection(topology.OAUTH).document("bling").update({"reauth_required": True})
 
     pair = store_pair(bling_server)
 

@@ -323,7 +323,8 @@ def test_firestore_ttl_covers_the_short_lived_collections(tf, variable_defaults)
     assert reference(ttl["for_each"]) == "local.firestore_ttl_collections"
     assert ttl["collection"] == "${each.key}"
     assert ttl["field"] == "expire_at"
-    assert collections == {"bling_oauth_states", "bling_oauth_codes", "bling_rate_ticks", "bling_enrich_claims"}
+    assert collections == {f"bling_{c.name}" for c in topology.COLLECTIONS if c.ttl is not None}
+    assert {"bling_oauth_states", "bling_oauth_codes", "bling_rate_ticks", "bling_enrich_claims"} <= collections
     assert tf.resource("google_firestore_database", "main")["name"] == "(default)"
 
 

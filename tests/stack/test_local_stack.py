@@ -63,12 +63,12 @@ def test_db_env_truncates_between_tests_part2(db_env, postgres):
 
 
 def test_firestore_reset(firestore_env):
-    from shared import firestore_client
+    from shared import firestore_client, topology
 
-    firestore_client.collection("probe").document("a").set({"v": 1})
-    assert firestore_client.collection("probe").document("a").get().to_dict() == {"v": 1}
+    firestore_client.collection(topology.Collection("probe")).document("a").set({"v": 1})
+    assert firestore_client.collection(topology.Collection("probe")).document("a").get().to_dict() == {"v": 1}
     firestore_env.reset(os.environ["GOOGLE_CLOUD_PROJECT"])
-    assert not firestore_client.collection("probe").document("a").get().exists
+    assert not firestore_client.collection(topology.Collection("probe")).document("a").get().exists
 
 
 def test_pubsub_topology_captures_what_code_publishes(pubsub_topology):
