@@ -24,6 +24,7 @@ A contact or SKU whose own Bling call fails transiently is set aside without blo
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterable
 from typing import Any
@@ -33,6 +34,7 @@ from google.api_core import exceptions as google_exceptions
 from shared import db, firestore_client, jsonutil, log, record_failures, topology
 from shared.bling.client import get_client
 from shared.bling.errors import BlingNotFound
+from shared.bling.paging import PagingIncomplete, paginate
 from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
 from shared.domain import EntityKind
 
@@ -137,24 +139,41 @@ def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
 MAX_LOOKUP_SKU_LENGTH = 120
 
 
-def find_products_by_sku(skus: list[str], attempts: record_failures.Attempts) -> dict[str, dict[str, Any]]:
-    """SKU → list item of the product whose codigo is exactly that SKU (only exact matches).
+@dataclasses.dataclass
+class SkuLookup:
+    """found: SKU → list item of the product whose codigo is exactly that SKU (only exact matches). undecided:
+    SKUs not found by a lookup that could not be completed (PagingIncomplete): neither found nor unknown."""
+
+    found: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    undecided: set[str] = dataclasses.field(default_factory=set)
+
+    def decided(self, sku: str) -> bool:
+        return sku not in self.undecided
+
+
+def find_products_by_sku(skus: list[str], attempts: record_failures.Attempts) -> SkuLookup:
+    """The exact matches of the SKUs, over the default lookup and then the stock filters.
 
     A lookup that fails transiently sets its SKUs aside in `attempts`, keyed (SKU, sku): they are neither found
-    nor unknown, not asked again in a later pass of this call, and never recorded unknown."""
-    found: dict[str, dict[str, Any]] = {}
+    nor unknown, not asked again in a later pass of this call, and never recorded unknown. One that cannot be
+    completed leaves the SKUs it did not find undecided, with one ERROR."""
+    lookup = SkuLookup()
+    found = lookup.found
     skus = [s for s in skus if len(s) <= MAX_LOOKUP_SKU_LENGTH]
     for extra in [None, *_STOCK_FILTER_RETRIES]:
-        missing = [s for s in skus if s not in found and attempts.settled((SKU, s))]
+        missing = [s for s in skus if s not in found and attempts.settled((SKU, s)) and lookup.decided(s)]
         for start in range(0, len(missing), _SKUS_PER_LOOKUP):
             chunk = missing[start:start + _SKUS_PER_LOOKUP]
-            for item in attempts.run(lambda: _lookup(chunk, extra), *((SKU, s) for s in chunk)) or []:
+            items, complete = attempts.run(lambda: _lookup(chunk, extra), *((SKU, s) for s in chunk)) or ([], True)
+            for item in items:
                 sku = item.get("codigo")
                 if sku in chunk and _preferred(item, found.get(sku)):
                     found[sku] = item
-        if all(s in found or not attempts.settled((SKU, s)) for s in skus):
+            if not complete:
+                lookup.undecided.update(s for s in chunk if s not in found)
+        if all(s in found or not attempts.settled((SKU, s)) or not lookup.decided(s) for s in skus):
             break
-    return found
+    return lookup
 
 
 def _preferred(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
@@ -165,23 +184,27 @@ def _preferred(candidate: dict[str, Any], current: dict[str, Any] | None) -> boo
     return rank(candidate) < rank(current)
 
 
-def _lookup(skus: list[str], stock_filter: str | None) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for page in range(1, _LOOKUP_PAGE_CAP + 1):
+def _lookup(skus: list[str], stock_filter: str | None) -> tuple[list[dict[str, Any]], bool]:
+    """The products GET /produtos lists for these SKUs, every page (shared.bling.paging), and whether the listing
+    was complete. One that is not (page cap, a repeated page) keeps what it found and says so in one ERROR: an
+    exact match found is still right, and only a complete lookup may call a SKU unknown."""
+    def fetch(page: int) -> Any:
         params = [("codigos[]", s) for s in skus] + [("criterio", "5"), ("pagina", str(page)),
                                                     ("limite", str(_LOOKUP_PAGE_SIZE))]
         if stock_filter is not None:
             params.append(("filtroSaldoEstoque", stock_filter))
-        data = get_client().get("/produtos", params).get("data")
-        if not isinstance(data, list) or not data:
-            break
-        new = [d for d in data if isinstance(d, dict) and as_id(d.get("id")) and d["id"] not in seen]
-        if not new:
-            break
-        seen.update(d["id"] for d in new)
-        items.extend(new)
-    return items
+        return get_client().get("/produtos", params).get("data")
+
+    items: dict[int, dict[str, Any]] = {}
+    try:
+        for page in paginate(fetch, _LOOKUP_PAGE_CAP, what="product lookup"):
+            items.update((product_id, d) for d in page.items
+                         if isinstance(d, dict) and (product_id := as_id(d.get("id"))) and product_id not in items)
+    except PagingIncomplete as exc:
+        log.error(f"product lookup incomplete; the SKUs it did not find stay unresolved: {exc}",
+                  event="sku_lookup_incomplete", skus=skus[:50], **exc.log_fields())
+        return list(items.values()), False
+    return list(items.values()), True
 
 
 def load_product(sku: str, listed: dict[str, Any] | None) -> bool:

@@ -30,9 +30,10 @@ def on_enrich(message: PubSubMessage) -> None:
         try:
             found_contacts = sum(bool(attempts.run(lambda: enrichment.load_contact(c), (CONTACT, c)))
                                  for c in contacts)
-            products = enrichment.find_products_by_sku(skus, attempts) if skus else {}
-            found_products = sum(bool(attempts.run(lambda: enrichment.load_product(s, products.get(s)), (SKU, s)))
-                                 for s in skus if attempts.settled((SKU, s)))
+            products = enrichment.find_products_by_sku(skus, attempts)
+            found_products = sum(bool(attempts.run(lambda: enrichment.load_product(s, products.found.get(s)),
+                                                   (SKU, s)))
+                                 for s in skus if attempts.settled((SKU, s)) and products.decided(s))
         finally:
             # A claim covers the fetch in flight only: once stored, freshness in the database decides; after a
             # failure, the redelivery of this message (or the retry of one record) must not be blocked by it.

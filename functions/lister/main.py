@@ -13,7 +13,7 @@ from shared.config import get_settings
 from shared.domain import WindowStatus
 from shared.errors import PermanentError
 from shared.handler import pubsub_handler
-from shared.messages import NfeBatch, NoteRef, PubSubMessage, Window
+from shared.messages import NfeBatch, PubSubMessage, Window
 
 
 @functions_framework.cloud_event
@@ -24,16 +24,15 @@ def on_window(message: PubSubMessage) -> None:
     with log.bind(run_id=window.run_id, window=window.key):
         audit.ensure_window(window)
 
-        def publish(notes: list[NoteRef]) -> None:
-            audit.record_listed(window, notes)
-            pubsub.publish_json(topology.NFE.topic, (
-                NfeBatch(window.run_id, window.key, tuple(batch)).to_json()
-                for batch in listing.batches(notes, settings.ids_per_message)))
-
+        pages = listing.WindowListing(window, listing.fetch_nfe_page, listing.CheckpointStore(),
+                                      settings.list_page_size, settings.list_page_cap)
         with count_calls() as calls:
             try:
-                result = listing.list_window(window, listing.fetch_nfe_page, publish, listing.CheckpointStore(),
-                                             settings.list_page_size, settings.list_page_cap)
+                for notes in pages:  # the checkpoint moves past a page only once its ids are recorded and sent
+                    audit.record_listed(window, notes)
+                    pubsub.publish_json(topology.NFE.topic, (
+                        NfeBatch(window.run_id, window.key, tuple(batch)).to_json()
+                        for batch in listing.batches(notes, settings.ids_per_message)))
             except PermanentError as exc:  # page cap reached, or Bling answered garbage: the window is not complete
                 audit.window_listing_progress(window, WindowStatus.FAILED, 0, calls.requests, calls.throttled, str(exc)[:1000])
                 _report_if_run_completed(window)
@@ -41,6 +40,7 @@ def on_window(message: PubSubMessage) -> None:
             except Exception:
                 audit.window_listing_progress(window, WindowStatus.LISTING, 0, calls.requests, calls.throttled)
                 raise
+        result = pages.result
         if result.already_done:
             log.info("window already listed in this run; nothing to do", event="window_skipped")
             # The first delivery may have died between its checkpoint and its status or its report.

@@ -52,15 +52,10 @@ class WindowReport:
 
 
 def bling_ids(window: Window) -> dict[int, int]:
-    found: dict[int, int] = {}
     settings = get_settings()
-
-    def collect(notes: list[NoteRef]) -> None:
-        found.update((n.id, n.situacao) for n in notes)
-
-    listing.list_window(window, listing.fetch_nfe_page, collect, listing.MemoryCheckpoints(), settings.list_page_size,
-                        settings.list_page_cap)
-    return found
+    pages = listing.WindowListing(window, listing.fetch_nfe_page, listing.MemoryCheckpoints(),
+                                  settings.list_page_size, settings.list_page_cap)
+    return {n.id: n.situacao for notes in pages for n in notes}
 
 
 def stored_ids(window: Window) -> dict[int, int]:

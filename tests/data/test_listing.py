@@ -23,10 +23,9 @@ def client(sandbox, firestore_env, monkeypatch):
 
 
 def run(page_size=3, fetch=None):
-    published = []
-
-    result = listing.list_window(WINDOW, fetch or listing.fetch_nfe_page, published.extend, listing.MemoryCheckpoints(), page_size, 50)
-    return result, published
+    pages = listing.WindowListing(WINDOW, fetch or listing.fetch_nfe_page, listing.MemoryCheckpoints(), page_size, 50)
+    published = [note for notes in pages for note in notes]
+    return pages.result, published
 
 
 def expected_ids(server):
@@ -64,7 +63,8 @@ def test_a_default_pass_that_fails_permanently_still_runs_the_cancelled_pass_and
 
     published = []
     with pytest.raises(listing.ListingIncomplete) as failure:
-        listing.list_window(WINDOW, default_pass_broken, published.extend, listing.MemoryCheckpoints(), 3, 50)
+        for notes in listing.WindowListing(WINDOW, default_pass_broken, listing.MemoryCheckpoints(), 3, 50):
+            published.extend(notes)
     truth = client.truth()
     cancelled = {i for i in truth["cancelled_ids"] if truth["nfe"][i]["dataEmissao"].startswith("2026-01")}
     assert cancelled, "the sandbox month has no cancelled invoice: the test would prove nothing"
