@@ -52,11 +52,27 @@ def connect() -> pg8000.dbapi.Connection:
     raise ConfigurationError("no database configured: set DB_HOST (direct) or CLOUD_SQL_INSTANCE (connector)")
 
 
+def sqlstate(exc: BaseException) -> str:
+    """PostgreSQL's SQLSTATE of a pg8000 error ("" when it carries none): the one place that reads it."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return str(fields.get("C", ""))
+
+
+def server_message(exc: BaseException) -> str:
+    """PostgreSQL's own message of a pg8000 error (its field M), else the exception's text."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return str(fields.get("M", exc))
+
+
+def is_data_exception(exc: BaseException) -> bool:
+    """SQLSTATE class 22: a value the column cannot hold; the same on every delivery, so never retried."""
+    return sqlstate(exc).startswith("22")
+
+
 def _is_retryable(exc: Exception) -> bool:
     if isinstance(exc, (pg8000.dbapi.InterfaceError, OSError, ConnectionError)):
         return True
-    code = exc.args[0].get("C", "") if exc.args and isinstance(exc.args[0], dict) else ""
-    return code.startswith(_RETRYABLE_SQLSTATE_PREFIXES)
+    return sqlstate(exc).startswith(_RETRYABLE_SQLSTATE_PREFIXES)
 
 
 def reset_connection() -> None:

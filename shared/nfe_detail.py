@@ -42,13 +42,19 @@ class BatchResult:
         return EnrichRequest(run_id, tuple(self.contact_ids), tuple(self.skus))
 
 
+def needs_detail(note: NoteRef, stored_situacao: int | None) -> bool:
+    """The detail decision: fetch GET /nfe/{id} for an invoice not stored yet or whose situação changed (a
+    cancellation, an authorization); one stored with the situação the listing shows is unchanged, no call."""
+    return stored_situacao != note.situacao
+
+
 def process_batch(batch: NfeBatch) -> BatchResult:
     result = BatchResult()
     with db.transaction() as cur:
         stored = nfe_store.stored_situacoes(cur, [n.id for n in batch.notes])
     for note in batch.notes:
         with log.bind(nfe_id=note.id):
-            if stored.get(note.id) == note.situacao:
+            if not needs_detail(note, stored.get(note.id)):
                 _record(batch, note.id, NfeOutcome.UNCHANGED, 0)
                 result.outcomes[note.id] = NfeOutcome.UNCHANGED
                 continue
@@ -97,35 +103,34 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
             forms_calls = payment_forms.ensure_known(nfe_store.payment_form_ids(nfe))
             try:
                 with db.transaction() as cur:
-                    outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)
-                    if outcome == "stale":
+                    stored = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)
+                    if stored.outcome is None:
                         # Another delivery stored a newer fetch meanwhile: it decided this row's outcome.
-                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, NfeOutcome.UNCHANGED, calls.requests,
-                                             "a newer fetch was stored meanwhile", keep_final=True)
+                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, NfeOutcome.UNCHANGED,
+                                             calls.requests, "a newer fetch was stored meanwhile", keep_final=True)
                     else:
-                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
+                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, stored.outcome,
+                                             calls.requests)
             except pg8000.dbapi.DatabaseError as exc:
-                if not _is_data_exception(exc):
+                if not db.is_data_exception(exc):
                     raise
-                # A value PostgreSQL cannot hold (SQLSTATE class 22, e.g. a serie beyond integer): the same on
-                # every delivery, so it fails this invoice, not the whole batch into the dead-letter topic.
-                raise InvalidInvoice(f"PostgreSQL refused a value of GET /nfe/{note.id}: "
-                                     f"{exc.args[0].get('M', exc) if exc.args and isinstance(exc.args[0], dict) else exc}"
+                # A value PostgreSQL cannot hold (e.g. a serie beyond integer): the same on every delivery, so it
+                # fails this invoice, not the whole batch into the dead-letter topic.
+                raise InvalidInvoice(f"PostgreSQL refused a value of GET /nfe/{note.id}: {db.server_message(exc)}"
                                      ) from None
         except PermanentError as exc:
             log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **exc.log_fields())
             _record(batch, note.id, NfeOutcome.FAILED, calls.requests, str(exc)[:500])
             return NfeOutcome.FAILED
-    if outcome == "stale":
+    if stored.outcome is None:
         log.info("older fetch not stored: a newer one is", event="nfe_stale", situacao=nfe.get("situacao"))
         return NfeOutcome.UNCHANGED
-    contato_id = nfe_store.header_row(nfe, settings.timezone, batch.run_id)["contato_id"]
-    if contato_id and contato_id not in result.contact_ids:
-        result.contact_ids.append(contato_id)
+    if stored.contato_id and stored.contato_id not in result.contact_ids:
+        result.contact_ids.append(stored.contato_id)
     result.skus.extend(s for s in nfe_store.item_skus(nfe) if s not in result.skus)
-    log.info(f"NF-e stored ({outcome})", event="nfe_stored", outcome=outcome, situacao=nfe.get("situacao"),
-             api_calls=calls.requests, payment_form_calls=forms_calls)
-    return outcome
+    log.info(f"NF-e stored ({stored.outcome})", event="nfe_stored", outcome=stored.outcome,
+             situacao=nfe.get("situacao"), api_calls=calls.requests, payment_form_calls=forms_calls)
+    return stored.outcome
 
 
 def _fetch(note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -150,11 +155,6 @@ def _fetch(note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
                     received=str(situacao)[:50])
         nfe["situacao"] = note.situacao
     return nfe, raw
-
-
-def _is_data_exception(exc: Exception) -> bool:
-    code = exc.args[0].get("C", "") if exc.args and isinstance(exc.args[0], dict) else ""
-    return code.startswith("22")
 
 
 def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None,

@@ -11,6 +11,7 @@ detail that still shows it authorized can only be older news. Such a write is re
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
@@ -127,10 +128,32 @@ def _insert_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple], c
                     [value for row in chunk for value in row])
 
 
-def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[str, Any] | None = None,
-               fetched_at: datetime.datetime | None = None) -> str:
-    """Write one invoice inside the caller's transaction; returns new, updated, cancelled, or stale (nothing
-    written: the stored row comes from a newer fetch, or is cancelled and this detail is not).
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """What upsert_nfe did: outcome None = stale, nothing written (a newer fetch or a cancellation is stored)."""
+
+    outcome: NfeOutcome | None
+    contato_id: int | None
+
+
+def write_decision(stored_situacao: int | None, stored_fetch: datetime.datetime | None, situacao: int | None,
+                   fetched_at: datetime.datetime | None) -> NfeOutcome | None:
+    """The outcome of writing a detail over what is stored, or None when it must not be written (stale): never
+    an older fetch over a newer one, never a non-cancelled invoice over a cancelled one (cancellation is final)."""
+    if stored_situacao is None:
+        return NfeOutcome.NEW
+    if stored_situacao == SITUACAO_CANCELADA and situacao != SITUACAO_CANCELADA:
+        return None
+    if stored_fetch is not None and fetched_at is not None and fetched_at < stored_fetch:
+        return None
+    if situacao == SITUACAO_CANCELADA:
+        return NfeOutcome.CANCELLED if stored_situacao != SITUACAO_CANCELADA else NfeOutcome.UPDATED
+    return NfeOutcome.UPDATED
+
+
+def upsert_nfe(cur: Any, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[str, Any] | None = None,
+               fetched_at: datetime.datetime | None = None) -> Stored:
+    """Write one invoice inside the caller's transaction (write_decision() says whether, and with what outcome).
 
     `raw` is the JSON exactly as Bling sent it, when `nfe` had gaps filled in from the listing; `fetched_at` when
     GET /nfe/{id} was sent (None: unknown, e.g. a benchmark; then only the cancellation rule applies).
@@ -148,8 +171,9 @@ def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[s
     cur.execute("SELECT situacao, buscado_em FROM nfe WHERE id = %s", (nfe_id,))
     stored = cur.fetchone()
     previous, previous_fetch = stored if stored else (None, None)
-    if _is_stale(previous, previous_fetch, header["situacao"], fetched_at):
-        return "stale"
+    outcome = write_decision(previous, previous_fetch, header["situacao"], fetched_at)
+    if outcome is None:
+        return Stored(None, header["contato_id"])
     columns = ", ".join(_NFE_COLUMNS)
     placeholders = ", ".join(["%s"] * len(_NFE_COLUMNS))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _NFE_COLUMNS if c != "id")
@@ -164,17 +188,4 @@ def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[s
     parcelas = parcela_rows(nfe_id, nfe)
     if parcelas:
         _insert_rows(cur, "nfe_parcela", _PARCELA_COLUMNS, parcelas, {})
-    if previous is None:
-        return NfeOutcome.NEW
-    if header["situacao"] == SITUACAO_CANCELADA and previous != SITUACAO_CANCELADA:
-        return NfeOutcome.CANCELLED
-    return NfeOutcome.UPDATED
-
-
-def _is_stale(stored_situacao: int | None, stored_fetch: datetime.datetime | None, situacao: int | None,
-              fetched_at: datetime.datetime | None) -> bool:
-    if stored_situacao is None:
-        return False
-    if stored_situacao == SITUACAO_CANCELADA and situacao != SITUACAO_CANCELADA:
-        return True
-    return stored_fetch is not None and fetched_at is not None and fetched_at < stored_fetch
+    return Stored(outcome, header["contato_id"])
