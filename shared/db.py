@@ -13,9 +13,10 @@ Pub/Sub delivers the message again and the next attempt reconnects.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pg8000.dbapi
@@ -145,3 +146,26 @@ def fetch_all(sql: str, params: tuple | list | dict = ()) -> list[tuple[Any, ...
 def execute(sql: str, params: tuple | list | dict = ()) -> None:
     with transaction() as cur:
         cur.execute(sql, params)
+
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def upsert(cur: Any, table: str, row: Mapping[str, Any], key: str = "id", casts: Mapping[str, str] | None = None,
+           touch: str | None = "atualizado_em", prelude: str = "", prelude_params: tuple[Any, ...] = ()) -> None:
+    """INSERT one row (column → value, as a mapper returns it) or, on a conflict on `key`, update every other
+    column, and set `touch` to now(). `casts`: column → type of its placeholder (%s::jsonb). `prelude`: a
+    constant WITH clause run in the same statement (one round trip), with its own parameters.
+
+    Values only ever travel as parameters; the names are the mapper's literal keys, checked here to be plain
+    identifiers (tests/security/test_sql_is_parameterized.py checks that table and prelude are literals)."""
+    casts = casts or {}
+    names = [table, key, *row, *casts, *([touch] if touch else [])]
+    bad = [n for n in names if not _IDENTIFIER.match(n)]
+    if bad:
+        raise ValueError(f"not plain SQL identifiers: {bad}")
+    columns = ", ".join(row)
+    placeholders = ", ".join(f"%s::{casts[c]}" if c in casts else "%s" for c in row)
+    updates = ", ".join([*(f"{c} = EXCLUDED.{c}" for c in row if c != key), *([f"{touch} = now()"] if touch else [])])
+    cur.execute(f"{prelude}INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+                f"ON CONFLICT ({key}) DO UPDATE SET {updates}", [*prelude_params, *row.values()])

@@ -113,25 +113,29 @@ def load_contact(contact_id: int) -> bool:
     return True
 
 
-def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
+def contact_row(contact_id: int, contact: dict[str, Any] | None) -> dict[str, Any]:
+    """The contato row of GET /contatos/{id}'s data (None: Bling does not have it, recorded as not found)."""
     c = contact or {}
     geral = nested(c, "endereco", "geral") or {}
-    values = (contact_id, contact is not None, as_text(c.get("nome")), as_text(c.get("codigo")),
-              as_text(c.get("situacao")), as_text(c.get("numeroDocumento")), as_text(c.get("telefone")),
-              as_text(c.get("celular")), as_text(c.get("fantasia")), as_text(c.get("tipo")),
-              as_int(c.get("indicadorIe")), as_text(c.get("ie")), as_text(c.get("rg")),
-              as_text(c.get("inscricaoMunicipal")), as_text(c.get("email")), as_text(c.get("emailNotaFiscal")),
-              as_text(geral.get("endereco")), as_text(geral.get("numero")), as_text(geral.get("complemento")),
-              as_text(geral.get("bairro")), as_text(geral.get("cep")), as_text(geral.get("municipio")),
-              as_text(geral.get("uf")), as_text(nested(c, "pais", "nome")), as_id(nested(c, "vendedor", "id")),
-              jsonutil.dumps(contact) if contact is not None else None)
-    columns = ("id, encontrado, nome, codigo, situacao, numero_documento, telefone, celular, fantasia, tipo, "
-               "indicador_ie, ie, rg, inscricao_municipal, email, email_nota_fiscal, endereco, numero, complemento, "
-               "bairro, cep, municipio, uf, pais, vendedor_id, raw")
-    updates = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in columns.split(",")[1:])
+    return {
+        "id": contact_id, "encontrado": contact is not None, "nome": as_text(c.get("nome")),
+        "codigo": as_text(c.get("codigo")), "situacao": as_text(c.get("situacao")),
+        "numero_documento": as_text(c.get("numeroDocumento")), "telefone": as_text(c.get("telefone")),
+        "celular": as_text(c.get("celular")), "fantasia": as_text(c.get("fantasia")), "tipo": as_text(c.get("tipo")),
+        "indicador_ie": as_int(c.get("indicadorIe")), "ie": as_text(c.get("ie")), "rg": as_text(c.get("rg")),
+        "inscricao_municipal": as_text(c.get("inscricaoMunicipal")), "email": as_text(c.get("email")),
+        "email_nota_fiscal": as_text(c.get("emailNotaFiscal")), "endereco": as_text(geral.get("endereco")),
+        "numero": as_text(geral.get("numero")), "complemento": as_text(geral.get("complemento")),
+        "bairro": as_text(geral.get("bairro")), "cep": as_text(geral.get("cep")),
+        "municipio": as_text(geral.get("municipio")), "uf": as_text(geral.get("uf")),
+        "pais": as_text(nested(c, "pais", "nome")), "vendedor_id": as_id(nested(c, "vendedor", "id")),
+        "raw": jsonutil.dumps(contact) if contact is not None else None,
+    }
+
+
+def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
     with db.transaction() as cur:
-        cur.execute(f"INSERT INTO contato ({columns}) VALUES ({', '.join(['%s'] * 25)}, %s::jsonb) "
-                    f"ON CONFLICT (id) DO UPDATE SET {updates}, atualizado_em = now()", values)
+        db.upsert(cur, "contato", contact_row(contact_id, contact), casts={"raw": "jsonb"})
 
 
 # Longer than any Bling product code: such an item SKU is recorded as unknown without a lookup (50 of them in one
@@ -225,27 +229,28 @@ def load_product(sku: str, listed: dict[str, Any] | None) -> bool:
     return True
 
 
-def _store_product(product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None) -> None:
+def product_row(product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None) -> dict[str, Any]:
+    """The produto row: from GET /produtos/{id} when it answered, else from the lookup's list item."""
     p = detail or listed
     cost = nested(p, "fornecedor", "precoCusto") if detail else listed.get("precoCusto")
-    values = (product_id, as_text(p.get("codigo")), as_text(p.get("nome")), as_text(p.get("tipo")),
-              as_text(p.get("situacao")), as_text(p.get("formato")), as_decimal(p.get("preco")), as_decimal(cost),
-              as_text(p.get("unidade")), as_text(p.get("gtin")), as_text(p.get("marca")),
-              as_text(nested(p, "tributacao", "ncm")), as_text(nested(p, "tributacao", "cest")),
-              as_id(nested(p, "categoria", "id")),
-              as_id(listed.get("idProdutoPai")) or as_id(nested(p, "variacao", "produtoPai", "id")),
-              as_text(p.get("descricaoCurta")), jsonutil.dumps(p))
-    columns = ("id, codigo, nome, tipo, situacao, formato, preco, preco_custo, unidade, gtin, marca, ncm, cest, "
-               "categoria_id, id_produto_pai, descricao_curta, raw")
-    updates = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in columns.split(",")[1:])
+    return {
+        "id": product_id, "codigo": as_text(p.get("codigo")), "nome": as_text(p.get("nome")),
+        "tipo": as_text(p.get("tipo")), "situacao": as_text(p.get("situacao")), "formato": as_text(p.get("formato")),
+        "preco": as_decimal(p.get("preco")), "preco_custo": as_decimal(cost), "unidade": as_text(p.get("unidade")),
+        "gtin": as_text(p.get("gtin")), "marca": as_text(p.get("marca")),
+        "ncm": as_text(nested(p, "tributacao", "ncm")), "cest": as_text(nested(p, "tributacao", "cest")),
+        "categoria_id": as_id(nested(p, "categoria", "id")),
+        "id_produto_pai": as_id(listed.get("idProdutoPai")) or as_id(nested(p, "variacao", "produtoPai", "id")),
+        "descricao_curta": as_text(p.get("descricaoCurta")), "raw": jsonutil.dumps(p),
+    }
+
+
+def _store_product(product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None) -> None:
     with db.transaction() as cur:
-        cur.execute(f"INSERT INTO produto ({columns}) VALUES ({', '.join(['%s'] * 16)}, %s::jsonb) "
-                    f"ON CONFLICT (id) DO UPDATE SET {updates}, atualizado_em = now()", values)
+        db.upsert(cur, "produto", product_row(product_id, listed, detail), casts={"raw": "jsonb"})
 
 
 def _store_sku(sku: str, product_id: int | None) -> None:
     with db.transaction() as cur:
-        cur.execute("""INSERT INTO produto_sku (codigo, produto_id, encontrado) VALUES (%s, %s, %s)
-                       ON CONFLICT (codigo) DO UPDATE SET produto_id = EXCLUDED.produto_id,
-                           encontrado = EXCLUDED.encontrado, verificado_em = now()""",
-                    (sku, product_id, product_id is not None))
+        db.upsert(cur, "produto_sku", {"codigo": sku, "produto_id": product_id, "encontrado": product_id is not None},
+                  key="codigo", touch="verificado_em")

@@ -15,20 +15,10 @@ import dataclasses
 import datetime
 from typing import Any
 
-from shared import jsonutil
+from shared import db, jsonutil
 from shared.bling_values import as_bool, as_date, as_decimal, as_id, as_int, as_list, as_local_datetime, as_text, nested
 from shared.domain import SITUACAO_CANCELADA, NfeOutcome
 
-_NFE_COLUMNS = (
-    "id", "tipo", "situacao", "numero", "serie", "data_emissao", "data_emissao_raw", "data_operacao",
-    "data_operacao_raw", "chave_acesso", "contato_id", "contato_nome", "contato_tipo_pessoa",
-    "contato_numero_documento", "contato_ie", "contato_rg", "contato_contribuinte", "contato_telefone",
-    "contato_email", "contato_endereco", "contato_numero", "contato_complemento", "contato_bairro", "contato_cep",
-    "contato_municipio", "contato_uf", "contato_pais", "natureza_operacao_id", "loja_id", "loja_numero",
-    "valor_nota", "valor_frete", "finalidade", "tipo_nota", "xml", "link_danfe", "link_pdf",
-    "optante_simples_nacional", "numero_pedido_loja", "vendedor_id", "transporte_frete_por_conta",
-    "transportador_nome", "transportador_numero_documento", "ultima_execucao", "buscado_em",
-)
 _ITEM_COLUMNS = (
     "nfe_id", "linha", "codigo", "descricao", "unidade", "quantidade", "valor", "valor_total", "tipo", "peso_bruto",
     "peso_liquido", "numero_pedido_compra", "classificacao_fiscal", "cest", "codigo_servico", "origem",
@@ -174,14 +164,10 @@ def upsert_nfe(cur: Any, nfe: dict[str, Any], timezone: str, run_id: str, raw: d
     outcome = write_decision(previous, previous_fetch, header["situacao"], fetched_at)
     if outcome is None:
         return Stored(None, header["contato_id"])
-    columns = ", ".join(_NFE_COLUMNS)
-    placeholders = ", ".join(["%s"] * len(_NFE_COLUMNS))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _NFE_COLUMNS if c != "id")
-    cur.execute(f"WITH gone_items AS (DELETE FROM nfe_item WHERE nfe_id = %s), "
-                f"gone_parcelas AS (DELETE FROM nfe_parcela WHERE nfe_id = %s) "
-                f"INSERT INTO nfe ({columns}, raw) VALUES ({placeholders}, %s::jsonb) "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}, raw = EXCLUDED.raw, atualizado_em = now()",
-                [nfe_id, nfe_id, *(header[c] for c in _NFE_COLUMNS), jsonutil.dumps(raw if raw is not None else nfe)])
+    db.upsert(cur, "nfe", {**header, "raw": jsonutil.dumps(raw if raw is not None else nfe)}, casts={"raw": "jsonb"},
+              prelude="WITH gone_items AS (DELETE FROM nfe_item WHERE nfe_id = %s), "
+                      "gone_parcelas AS (DELETE FROM nfe_parcela WHERE nfe_id = %s) ",
+              prelude_params=(nfe_id, nfe_id))
     items = item_rows(nfe_id, nfe)
     if items:
         _insert_rows(cur, "nfe_item", _ITEM_COLUMNS, items, {"impostos": "jsonb"})

@@ -56,16 +56,10 @@ def ensure_known(form_ids: Iterable[int]) -> int:
 def _store(form_id: int, form: dict[str, Any] | None) -> None:
     form = form or {}
     tipo = as_int(form.get("tipoPagamento"))
+    row = {"id": form_id, "descricao": as_text(form.get("descricao")), "tipo_pagamento": tipo,
+           "tipo_pagamento_descricao": TIPO_PAGAMENTO.get(tipo) if tipo is not None else None,
+           "situacao": as_int(form.get("situacao")), "fixa": as_bool(form.get("fixa")),
+           "padrao": as_int(form.get("padrao")), "finalidade": as_int(form.get("finalidade")), "encontrada": bool(form),
+           "raw": jsonutil.dumps(form) if form else None}
     with db.transaction() as cur:
-        cur.execute(
-            """INSERT INTO forma_pagamento (id, descricao, tipo_pagamento, tipo_pagamento_descricao, situacao, fixa,
-                                            padrao, finalidade, encontrada, raw)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
-               ON CONFLICT (id) DO UPDATE SET descricao = EXCLUDED.descricao,
-                   tipo_pagamento = EXCLUDED.tipo_pagamento,
-                   tipo_pagamento_descricao = EXCLUDED.tipo_pagamento_descricao, situacao = EXCLUDED.situacao,
-                   fixa = EXCLUDED.fixa, padrao = EXCLUDED.padrao, finalidade = EXCLUDED.finalidade,
-                   encontrada = EXCLUDED.encontrada, raw = EXCLUDED.raw, atualizado_em = now()""",
-            (form_id, as_text(form.get("descricao")), tipo, TIPO_PAGAMENTO.get(tipo), as_int(form.get("situacao")),
-             as_bool(form.get("fixa")), as_int(form.get("padrao")), as_int(form.get("finalidade")), bool(form),
-             jsonutil.dumps(form) if form else None))
+        db.upsert(cur, "forma_pagamento", row, casts={"raw": "jsonb"})

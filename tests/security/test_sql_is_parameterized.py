@@ -12,6 +12,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.chaos.reliability import record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,21 +22,21 @@ SQL_CALLS = {"execute", "executemany", "execute_simple", "fetch_all"}
 # (file, source text of an interpolated expression) that may appear inside an f-string statement: column lists
 # and placeholder lists built from constants only. Adding a line here is a reviewed decision.
 ALLOWED = {
-    ("shared/nfe_store.py", "columns"),  # ", ".join(_NFE_COLUMNS)
-    ("shared/nfe_store.py", "placeholders"),  # ", ".join(["%s"] * len(_NFE_COLUMNS))
-    ("shared/nfe_store.py", "updates"),  # "c = EXCLUDED.c" for c in _NFE_COLUMNS
+    # db.upsert: names checked against an identifier pattern at run time; table and prelude literal at every call
+    ("shared/db.py", "prelude"),
+    ("shared/db.py", "table"),
+    ("shared/db.py", "columns"),  # ", ".join(row): the mapper's literal keys
+    ("shared/db.py", "placeholders"),  # "%s" or "%s::<cast>" per column
+    ("shared/db.py", "key"),
+    ("shared/db.py", "updates"),  # "c = EXCLUDED.c" per column, and "touch = now()"
     ("shared/nfe_store.py", "table"),  # _insert_rows: a literal table name at every call (checked below)
     ("shared/nfe_store.py", "', '.join(names)"),  # _insert_rows: the column constants and the cast names
     ("shared/nfe_store.py", "', '.join([row_placeholder] * len(chunk))"),  # '(%s, ..., %s::jsonb)' repeated
-    ("shared/enrichment.py", "columns"),  # a string literal of column names
-    ("shared/enrichment.py", "updates"),  # "c = EXCLUDED.c" for the names in that literal
-    ("shared/enrichment.py", "', '.join(['%s'] * 25)"),
-    ("shared/enrichment.py", "', '.join(['%s'] * 16)"),
 }
 # Statements passed through by name: the db helpers' parameter, and a migration file's text.
 PASS_THROUGH = {("shared/db.py", "sql"), ("shared/migrate.py", "sql")}
 # The names the ALLOWED expressions are built from, and what they must be.
-COLUMN_CONSTANTS = {"shared/nfe_store.py": ("_NFE_COLUMNS", "_ITEM_COLUMNS", "_PARCELA_COLUMNS")}
+COLUMN_CONSTANTS = {"shared/nfe_store.py": ("_ITEM_COLUMNS", "_PARCELA_COLUMNS")}
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -93,20 +95,33 @@ def test_every_sql_statement_is_a_constant_with_placeholders():
 
 
 def test_the_interpolated_lists_are_built_from_constant_identifiers():
-    """The names behind ALLOWED: tuples of plain column names, and 'columns' literals of plain names."""
-    import shared.enrichment
-    from shared import nfe_store
+    """The names behind ALLOWED: tuples of plain column names, literal tables and preludes at every db.upsert
+    call, and db.upsert itself refusing a name that is not a plain identifier."""
+    from shared import db, nfe_store
 
     for name in COLUMN_CONSTANTS["shared/nfe_store.py"]:
         value = getattr(nfe_store, name)
         assert isinstance(value, tuple) and value and all(isinstance(c, str) and IDENTIFIER.match(c) for c in value)
-    tree = ast.parse((REPO / "shared/enrichment.py").read_text(encoding="utf-8"))
-    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
-                and any(isinstance(t, ast.Name) and t.id == "columns" for t in n.targets)]
-    assert len(literals) == 2
-    for value in literals:
-        assert isinstance(value, ast.Constant) and isinstance(value.value, str)
-        assert all(IDENTIFIER.match(c.strip()) for c in value.value.split(","))
+    upserts = 0
+    for path in sources():
+        for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "upsert":
+                upserts += 1
+                table = call.args[1]
+                assert isinstance(table, ast.Constant) and IDENTIFIER.match(table.value), ast.unparse(call)
+                for keyword in call.keywords:
+                    if keyword.arg in ("prelude", "key", "touch"):
+                        assert isinstance(keyword.value, (ast.Constant, ast.JoinedStr)) and not any(
+                            isinstance(v, ast.FormattedValue) for v in getattr(keyword.value, "values", [])), \
+                            ast.unparse(call)
+    assert upserts >= 5, f"only {upserts} db.upsert calls found"
+
+    class Cursor:
+        def execute(self, sql, params):  # never reached: the name is refused first
+            raise AssertionError(sql)
+
+    with pytest.raises(ValueError, match="identifiers"):
+        db.upsert(Cursor(), "contato", {"id": 1, "nome) VALUES (1); DROP TABLE nfe; --": "x"})
     tree = ast.parse((REPO / "shared/nfe_store.py").read_text(encoding="utf-8"))
     inserts = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                and n.func.id == "_insert_rows"]
@@ -118,12 +133,6 @@ def test_the_interpolated_lists_are_built_from_constant_identifiers():
         assert isinstance(casts, ast.Dict) and all(isinstance(k, ast.Constant) and IDENTIFIER.match(k.value)
                                                    and isinstance(v, ast.Constant) and IDENTIFIER.match(v.value)
                                                    for k, v in zip(casts.keys, casts.values)), ast.unparse(call)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in ("columns", "placeholders",
-                                                                                      "updates")
-                                                for t in node.targets):
-            names = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
-            assert names <= {"_NFE_COLUMNS", "c", "len"}, ast.unparse(node)
 
 
 def test_the_scan_catches_what_it_is_written_for():
