@@ -24,10 +24,11 @@ A contact or SKU whose own Bling call fails transiently is set aside without blo
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as google_exceptions
 
@@ -45,6 +46,7 @@ _LOOKUP_PAGE_CAP = 10
 _STOCK_FILTER_RETRIES = ("0", "2")
 
 
+K = TypeVar("K", int, str)
 # The kinds of entity enriched: the claims' kinds, and the first half of a record's key in record_failures.
 CONTACT, SKU = EntityKind.CONTACT, EntityKind.SKU
 
@@ -81,23 +83,39 @@ def _stale_before(max_age_days: int) -> datetime.datetime:
     return datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(days=max_age_days)
 
 
-def contacts_to_fetch(contact_ids: Iterable[int], max_age_days: int, owner: str) -> list[int]:
+def stale_contacts(contact_ids: Iterable[int], max_age_days: int) -> list[int]:
+    """The contacts not stored, or stored longer ago than max_age_days, sorted."""
     ids = sorted(set(contact_ids))
     if not ids:
         return []
     fresh = {row[0] for row in db.fetch_all("SELECT id FROM contato WHERE id = ANY(%s) AND atualizado_em >= %s",
                                              (ids, _stale_before(max_age_days)))}
-    return [i for i in ids if i not in fresh and claim(CONTACT, str(i), owner)]
+    return [i for i in ids if i not in fresh]
 
 
-def skus_to_resolve(skus: Iterable[str], max_age_days: int, owner: str) -> list[str]:
+def stale_skus(skus: Iterable[str], max_age_days: int) -> list[str]:
+    """The SKUs never resolved, or resolved longer ago than max_age_days, sorted."""
     wanted = sorted(set(skus))
     if not wanted:
         return []
     fresh = {row[0] for row in db.fetch_all(
         "SELECT codigo FROM produto_sku WHERE codigo = ANY(%s) AND verificado_em >= %s",
         (wanted, _stale_before(max_age_days)))}
-    return [s for s in wanted if s not in fresh and claim(SKU, s, owner)]
+    return [s for s in wanted if s not in fresh]
+
+
+@contextlib.contextmanager
+def claimed(kind: EntityKind, keys: Iterable[K], owner: str) -> Iterator[list[K]]:
+    """The whole life of this delivery's claims: the keys it may fetch now (claim()), released when the block
+    ends however it ends. A claim covers the fetch in flight only: once stored, freshness in the database decides;
+    after a failure, the redelivery of the message (or the retry of one record) must not be blocked by it."""
+    taken: list[K] = []
+    try:
+        taken.extend(k for k in keys if claim(kind, str(k), owner))
+        yield taken
+    finally:
+        for key in taken:
+            release(kind, str(key))
 
 
 def load_contact(contact_id: int) -> bool:

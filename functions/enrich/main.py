@@ -24,23 +24,18 @@ def on_enrich(message: PubSubMessage) -> None:
     # over the claims its first delivery left behind.
     owner = message.message_id or uuid.uuid4().hex
     attempts = record_failures.Attempts()
+    max_age = settings.enrich_max_age_days
     with log.bind(run_id=request.run_id), count_calls() as calls:
-        contacts = enrichment.contacts_to_fetch(request.contact_ids, settings.enrich_max_age_days, owner)
-        skus = enrichment.skus_to_resolve(request.skus, settings.enrich_max_age_days, owner)
-        try:
-            found_contacts = sum(bool(attempts.run(lambda: enrichment.load_contact(c), (CONTACT, c)))
+        # The claims end with this block, before anything is republished: a record retried in a message of its own
+        # must find no claim of ours in its way.
+        with enrichment.claimed(CONTACT, enrichment.stale_contacts(request.contact_ids, max_age), owner) as contacts, \
+                enrichment.claimed(SKU, enrichment.stale_skus(request.skus, max_age), owner) as skus:
+            found_contacts = sum(bool(attempts.run(lambda c=c: enrichment.load_contact(c), (CONTACT, c)))
                                  for c in contacts)
             products = enrichment.find_products_by_sku(skus, attempts)
-            found_products = sum(bool(attempts.run(lambda: enrichment.load_product(s, products.found.get(s)),
+            found_products = sum(bool(attempts.run(lambda s=s: enrichment.load_product(s, products.found.get(s)),
                                                    (SKU, s)))
                                  for s in skus if attempts.settled((SKU, s)) and products.decided(s))
-        finally:
-            # A claim covers the fetch in flight only: once stored, freshness in the database decides; after a
-            # failure, the redelivery of this message (or the retry of one record) must not be blocked by it.
-            for contact_id in contacts:
-                enrichment.release(CONTACT, str(contact_id))
-            for sku in skus:
-                enrichment.release(SKU, sku)
 
         def republish(groups) -> None:
             pubsub.publish_json(topology.ENRICH.topic, [EnrichRequest(
