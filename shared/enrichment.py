@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as google_exceptions
 
 from shared import db, firestore_client, jsonutil, log, record_failures, topology
-from shared.bling.client import get_client
+from shared.bling.api import BlingApi
 from shared.bling.errors import BlingNotFound
 from shared.bling.paging import PagingIncomplete, paginate
 from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
@@ -118,9 +118,9 @@ def claimed(kind: EntityKind, keys: Iterable[K], owner: str) -> Iterator[list[K]
             release(kind, str(key))
 
 
-def load_contact(contact_id: int) -> bool:
+def load_contact(bling: BlingApi, contact_id: int) -> bool:
     try:
-        contact = get_client().get(f"/contatos/{contact_id}").get("data")
+        contact = bling.get(f"/contatos/{contact_id}").get("data")
     except BlingNotFound:
         contact = None
     if not isinstance(contact, dict) or as_int(contact.get("id")) != contact_id:
@@ -173,7 +173,7 @@ class SkuLookup:
         return sku not in self.undecided
 
 
-def find_products_by_sku(skus: list[str], attempts: record_failures.Attempts) -> SkuLookup:
+def find_products_by_sku(bling: BlingApi, skus: list[str], attempts: record_failures.Attempts) -> SkuLookup:
     """The exact matches of the SKUs, over the default lookup and then the stock filters.
 
     A lookup that fails transiently sets its SKUs aside in `attempts`, keyed (SKU, sku): they are neither found
@@ -186,7 +186,7 @@ def find_products_by_sku(skus: list[str], attempts: record_failures.Attempts) ->
         missing = [s for s in skus if s not in found and attempts.settled((SKU, s)) and lookup.decided(s)]
         for start in range(0, len(missing), _SKUS_PER_LOOKUP):
             chunk = missing[start:start + _SKUS_PER_LOOKUP]
-            items, complete = attempts.run(lambda: _lookup(chunk, extra), *((SKU, s) for s in chunk)) or ([], True)
+            items, complete = attempts.run(lambda: _lookup(bling, chunk, extra), *((SKU, s) for s in chunk)) or ([], True)
             for item in items:
                 sku = item.get("codigo")
                 if sku in chunk and _preferred(item, found.get(sku)):
@@ -206,7 +206,7 @@ def _preferred(candidate: dict[str, Any], current: dict[str, Any] | None) -> boo
     return rank(candidate) < rank(current)
 
 
-def _lookup(skus: list[str], stock_filter: str | None) -> tuple[list[dict[str, Any]], bool]:
+def _lookup(bling: BlingApi, skus: list[str], stock_filter: str | None) -> tuple[list[dict[str, Any]], bool]:
     """The products GET /produtos lists for these SKUs, every page (shared.bling.paging), and whether the listing
     was complete. One that is not (page cap, a repeated page) keeps what it found and says so in one ERROR: an
     exact match found is still right, and only a complete lookup may call a SKU unknown."""
@@ -215,7 +215,7 @@ def _lookup(skus: list[str], stock_filter: str | None) -> tuple[list[dict[str, A
                                                     ("limite", str(_LOOKUP_PAGE_SIZE))]
         if stock_filter is not None:
             params.append(("filtroSaldoEstoque", stock_filter))
-        return get_client().get("/produtos", params).get("data")
+        return bling.get("/produtos", params).get("data")
 
     items: dict[int, dict[str, Any]] = {}
     try:
@@ -229,7 +229,7 @@ def _lookup(skus: list[str], stock_filter: str | None) -> tuple[list[dict[str, A
     return list(items.values()), True
 
 
-def load_product(sku: str, listed: dict[str, Any] | None) -> bool:
+def load_product(bling: BlingApi, sku: str, listed: dict[str, Any] | None) -> bool:
     """Store the product behind a SKU (full record) or record the SKU as unknown to Bling."""
     if listed is None:
         _store_sku(sku, None)
@@ -237,7 +237,7 @@ def load_product(sku: str, listed: dict[str, Any] | None) -> bool:
         return False
     product_id = as_id(listed.get("id"))
     try:
-        detail = get_client().get(f"/produtos/{product_id}").get("data")
+        detail = bling.get(f"/produtos/{product_id}").get("data")
     except BlingNotFound:
         detail = None
     if not isinstance(detail, dict) or as_id(detail.get("id")) != product_id or detail.get("codigo") != sku:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from shared import firestore_client, log, topology
-from shared.bling.client import get_client
+from shared.bling.api import BlingApi
 from shared.bling.errors import BlingPermanentError
 from shared.bling.paging import PagingIncomplete, paginate
 from shared.domain import MAX_SITUACAO, SITUACAO_CANCELADA, is_positive_int
@@ -99,9 +99,12 @@ def note_refs_from_page(data: list[Any]) -> list[NoteRef]:
     return refs
 
 
-def fetch_nfe_page(params: list[tuple[str, str]]) -> Any:
-    """One page of GET /nfe: the `data` value as Bling sent it (checked by note_refs_from_page)."""
-    return get_client().get("/nfe", params).get("data")
+def nfe_page_fetcher(bling: BlingApi) -> Callable[[list[tuple[str, str]]], Any]:
+    """Pages of GET /nfe: the `data` value as Bling sent it (checked by the paginator and note_refs_from_page)."""
+    def fetch(params: list[tuple[str, str]]) -> Any:
+        return bling.get("/nfe", params).get("data")
+
+    return fetch
 
 
 def list_params(window: Window, page: int, page_size: int, situacao: int | None) -> list[tuple[str, str]]:

@@ -17,7 +17,8 @@ from typing import Any
 import pg8000.dbapi
 
 from shared import audit, db, log, nfe_store, payment_forms, record_failures
-from shared.bling.client import count_calls, get_client
+from shared.bling.api import BlingApi
+from shared.bling.client import count_calls
 from shared.config import get_settings
 from shared.domain import NfeOutcome
 from shared.errors import EtlError, PermanentError
@@ -48,7 +49,7 @@ def needs_detail(note: NoteRef, stored_situacao: int | None) -> bool:
     return stored_situacao != note.situacao
 
 
-def process_batch(batch: NfeBatch) -> BatchResult:
+def process_batch(bling: BlingApi, batch: NfeBatch) -> BatchResult:
     result = BatchResult()
     with db.transaction() as cur:
         stored = nfe_store.stored_situacoes(cur, [n.id for n in batch.notes])
@@ -58,7 +59,7 @@ def process_batch(batch: NfeBatch) -> BatchResult:
                 _record(batch, note.id, NfeOutcome.UNCHANGED, 0)
                 result.outcomes[note.id] = NfeOutcome.UNCHANGED
                 continue
-            outcome = result.attempts.run(lambda: _load_one(batch, note, result), note)
+            outcome = result.attempts.run(lambda: _load_one(bling, batch, note, result), note)
             if outcome is not None:
                 result.outcomes[note.id] = outcome
     unchanged = [i for i, outcome in result.outcomes.items() if outcome == NfeOutcome.UNCHANGED]
@@ -90,17 +91,17 @@ def give_up(batch: NfeBatch, note: NoteRef, error: EtlError) -> None:
         _record(batch, note.id, NfeOutcome.FAILED, 0, f"every attempt failed: {error}"[:500], keep_final=True)
 
 
-def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
+def _load_one(bling: BlingApi, batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
     settings = get_settings()
     with count_calls() as calls:
         try:
             fetched_at = datetime.datetime.now(tz=datetime.UTC)
-            nfe, raw = _fetch(note)
+            nfe, raw = _fetch(bling, note)
             if nfe.get("tipo") not in (1, "1"):
                 _record(batch, note.id, NfeOutcome.SKIPPED, calls.requests, "incoming invoice (tipo 0) is not loaded")
                 log.info("incoming invoice skipped", event="nfe_skipped", tipo=nfe.get("tipo"))
                 return NfeOutcome.SKIPPED
-            forms_calls = payment_forms.ensure_known(nfe_store.payment_form_ids(nfe))
+            forms_calls = payment_forms.ensure_known(bling, nfe_store.payment_form_ids(nfe))
             try:
                 with db.transaction() as cur:
                     stored = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)
@@ -133,11 +134,11 @@ def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
     return stored.outcome
 
 
-def _fetch(note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
+def _fetch(bling: BlingApi, note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the detail made whole from the listing where Bling left a key out, the detail exactly as Bling sent it).
 
     Garbage is refused, not guessed; the raw JSON stored is always what Bling sent."""
-    raw = get_client().get(f"/nfe/{note.id}").get("data")
+    raw = bling.get(f"/nfe/{note.id}").get("data")
     if not isinstance(raw, dict):
         raise InvalidInvoice(f"GET /nfe/{note.id} answered without a data object")
     nfe = dict(raw)

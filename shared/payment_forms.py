@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared import db, jsonutil, log
-from shared.bling.client import get_client
+from shared.bling.api import BlingApi
 from shared.bling.errors import BlingNotFound
 from shared.bling_values import as_bool, as_int, as_text
 from shared.config import get_settings
@@ -31,7 +31,7 @@ TIPO_PAGAMENTO = {
     99: "Outros",
 }
 
-def ensure_known(form_ids: Iterable[int]) -> int:
+def ensure_known(bling: BlingApi, form_ids: Iterable[int]) -> int:
     """Make sure every id has a forma_pagamento row; returns the number of Bling calls made."""
     wanted = set(form_ids)
     if not wanted:
@@ -45,7 +45,7 @@ def ensure_known(form_ids: Iterable[int]) -> int:
     for form_id in sorted(wanted - stored):
         calls += 1
         try:
-            form = get_client().get(f"/formas-pagamentos/{form_id}").get("data")
+            form = bling.get(f"/formas-pagamentos/{form_id}").get("data")
         except BlingNotFound:
             log.warning("payment form not found in Bling; stored as not found", forma_pagamento_id=form_id)
             form = None

@@ -5,6 +5,7 @@ message's last delivery attempt, recorded failed in the audit (shared.record_fai
 import functions_framework
 
 from shared import log, nfe_detail, pubsub, record_failures, topology
+from shared.bling.client import get_client
 from shared.handler import pubsub_handler
 from shared.messages import NfeBatch, PubSubMessage
 
@@ -14,7 +15,7 @@ from shared.messages import NfeBatch, PubSubMessage
 def on_nfe_batch(message: PubSubMessage) -> None:
     batch = NfeBatch.parse(message.data)
     with log.bind(run_id=batch.run_id, window=batch.window):
-        result = nfe_detail.process_batch(batch)
+        result = nfe_detail.process_batch(get_client(), batch)
         enrich = result.enrich_request(batch.run_id)
         if enrich:
             pubsub.publish_json(topology.ENRICH.topic, [enrich.to_json()])

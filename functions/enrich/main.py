@@ -8,7 +8,7 @@ import uuid
 import functions_framework
 
 from shared import enrichment, log, pubsub, record_failures, topology
-from shared.bling.client import count_calls
+from shared.bling.client import count_calls, get_client
 from shared.config import get_settings
 from shared.enrichment import CONTACT, SKU
 from shared.handler import pubsub_handler
@@ -24,16 +24,17 @@ def on_enrich(message: PubSubMessage) -> None:
     # over the claims its first delivery left behind.
     owner = message.message_id or uuid.uuid4().hex
     attempts = record_failures.Attempts()
+    bling = get_client()
     max_age = settings.enrich_max_age_days
     with log.bind(run_id=request.run_id), count_calls() as calls:
         # The claims end with this block, before anything is republished: a record retried in a message of its own
         # must find no claim of ours in its way.
         with enrichment.claimed(CONTACT, enrichment.stale_contacts(request.contact_ids, max_age), owner) as contacts, \
                 enrichment.claimed(SKU, enrichment.stale_skus(request.skus, max_age), owner) as skus:
-            found_contacts = sum(bool(attempts.run(lambda c=c: enrichment.load_contact(c), (CONTACT, c)))
+            found_contacts = sum(bool(attempts.run(lambda c=c: enrichment.load_contact(bling, c), (CONTACT, c)))
                                  for c in contacts)
-            products = enrichment.find_products_by_sku(skus, attempts)
-            found_products = sum(bool(attempts.run(lambda s=s: enrichment.load_product(s, products.found.get(s)),
+            products = enrichment.find_products_by_sku(bling, skus, attempts)
+            found_products = sum(bool(attempts.run(lambda s=s: enrichment.load_product(bling, s, products.found.get(s)),
                                                    (SKU, s)))
                                  for s in skus if attempts.settled((SKU, s)) and products.decided(s))
 

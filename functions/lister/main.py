@@ -8,7 +8,7 @@ per run, decided in SQL: audit.complete_run_if_done); the missed-run alert count
 import functions_framework
 
 from shared import audit, listing, log, pubsub, topology
-from shared.bling.client import count_calls
+from shared.bling.client import count_calls, get_client
 from shared.config import get_settings
 from shared.domain import WindowStatus
 from shared.errors import PermanentError
@@ -24,7 +24,7 @@ def on_window(message: PubSubMessage) -> None:
     with log.bind(run_id=window.run_id, window=window.key):
         audit.ensure_window(window)
 
-        pages = listing.WindowListing(window, listing.fetch_nfe_page, listing.CheckpointStore(),
+        pages = listing.WindowListing(window, listing.nfe_page_fetcher(get_client()), listing.CheckpointStore(),
                                       settings.list_page_size, settings.list_page_cap)
         with count_calls() as calls:
             try:

@@ -25,12 +25,11 @@ import tenacity
 
 from shared import firestore_client, log, topology
 from shared.bling import rate_budget
+from shared.bling.api import Params
 from shared.bling.errors import BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError, BlingRetryableError
 from shared.bling.http import error_from_response, parse_json, reset_session, session
 from shared.bling.retry_policy import DEADLINE_S, MAX_ATTEMPTS_PER_CALL, POLICY, Outcome, Rule
 from shared.config import get_settings
-
-Params = dict[str, Any] | list[tuple[str, str]] | None
 
 # ---------------------------------------------------------------------------------------------------- call counting
 

@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from shared import audit, db, listing, log, pubsub, topology
+from shared.bling.client import get_client
 from shared.config import get_settings
 from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
 from shared.schedule import parse_schedule_request, split_into_windows
@@ -53,7 +54,7 @@ class WindowReport:
 
 def bling_ids(window: Window) -> dict[int, int]:
     settings = get_settings()
-    pages = listing.WindowListing(window, listing.fetch_nfe_page, listing.MemoryCheckpoints(),
+    pages = listing.WindowListing(window, listing.nfe_page_fetcher(get_client()), listing.MemoryCheckpoints(),
                                   settings.list_page_size, settings.list_page_cap)
     return {n.id: n.situacao for notes in pages for n in notes}
 

@@ -30,10 +30,10 @@ def test_the_redelivery_of_a_killed_enrich_message_takes_its_claims_over_and_doe
     message = envelope({"run_id": "r", "contact_ids": contacts, "skus": skus}, "enrich-killed", 1)
     real_load = enrichment.load_contact
 
-    def killed_after_first(contact_id):
+    def killed_after_first(client, contact_id):
         if contact_id != contacts[0]:
             raise Killed()
-        return real_load(contact_id)
+        return real_load(client, contact_id)
 
     with monkeypatch.context() as dying:
         dying.setattr(enrichment, "load_contact", killed_after_first)

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from shared import audit, db, nfe_detail, payment_forms
+from shared.bling.client import get_client
 from shared.messages import NfeBatch, NoteRef, Window
 from tests.data.pipeline_driver import Pipeline, envelope, handler, rows
 from tests.data.test_pipeline import bling
@@ -76,17 +77,17 @@ def test_an_older_fetch_committing_last_never_reverts_a_cancellation(bling, post
     audit.record_listed(window, [NoteRef(nfe_id, authorized)])
     real_ensure_known, raced = payment_forms.ensure_known, []
 
-    def lookups_while_cancelled(form_ids):
+    def lookups_while_cancelled(client, form_ids):
         if not raced:
             raced.append(True)
             bling.cancel(nfe_id)
             audit.record_listed(window, [NoteRef(nfe_id, 2)])
-            nfe_detail.process_batch(NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)))
+            nfe_detail.process_batch(get_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)))
             assert rows(postgres, "SELECT situacao FROM nfe WHERE id = %s", (nfe_id,)) == [(2,)]
-        return real_ensure_known(form_ids)
+        return real_ensure_known(client, form_ids)
 
     monkeypatch.setattr(payment_forms, "ensure_known", lookups_while_cancelled)
-    outcomes = nfe_detail.process_batch(NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)))
+    outcomes = nfe_detail.process_batch(get_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)))
     assert raced
     assert rows(postgres, "SELECT situacao, (raw->>'situacao')::int FROM nfe WHERE id = %s", (nfe_id,)) == [(2, 2)]
     assert outcomes.outcomes[nfe_id] == "unchanged"
@@ -100,9 +101,9 @@ def test_a_later_fetch_never_turns_a_cancelled_invoice_back_to_authorized(bling,
     audit.ensure_window(window)
     bling.cancel(nfe_id)
     audit.record_listed(window, [NoteRef(nfe_id, 2)])
-    nfe_detail.process_batch(NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)))
+    nfe_detail.process_batch(get_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)))
     bling.set_situacao(nfe_id, authorized)
-    nfe_detail.process_batch(NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)))
+    nfe_detail.process_batch(get_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)))
     assert rows(postgres, "SELECT situacao FROM nfe WHERE id = %s", (nfe_id,)) == [(2,)]
 
 
@@ -117,7 +118,7 @@ def test_a_payment_form_recorded_not_found_is_checked_again_after_an_age(bling, 
         db.execute("INSERT INTO forma_pagamento (id, encontrada, atualizado_em) VALUES (%s, false, now() - %s::interval)",
                    (form_id, age))
     bling.reset_stats()
-    assert payment_forms.ensure_known([old, fresh]) == 1
+    assert payment_forms.ensure_known(get_client(), [old, fresh]) == 1
     assert bling.stats()["requests_by_kind"].get("forma_pagamento") == 1
     assert rows(postgres, "SELECT id, encontrada, descricao IS NOT NULL FROM forma_pagamento ORDER BY id") == sorted(
         [(old, True, True), (fresh, False, False)])

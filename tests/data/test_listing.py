@@ -23,7 +23,7 @@ def client(sandbox, firestore_env, monkeypatch):
 
 
 def run(page_size=3, fetch=None):
-    pages = listing.WindowListing(WINDOW, fetch or listing.fetch_nfe_page, listing.MemoryCheckpoints(), page_size, 50)
+    pages = listing.WindowListing(WINDOW, fetch or listing.nfe_page_fetcher(get_client()), listing.MemoryCheckpoints(), page_size, 50)
     published = [note for notes in pages for note in notes]
     return pages.result, published
 
