@@ -1,6 +1,6 @@
 # Firestore holds the short-lived coordination state: OAuth tokens and state parameters, the shared rate-budget ticks
 # and the per-message dedupe markers. Documents that expire carry an `expire_at` timestamp; TTL deletes them.
-# The collections and which of them expire are declared in shared/topology.py (COLLECTIONS); tests/infra checks
+# The collections and which of them expire are declared in shared/topology.py (COLLECTIONS); tests/integration/infra checks
 # that the list below is exactly the ones with a TTL there.
 
 resource "google_firestore_database" "main" {

@@ -49,7 +49,8 @@ PACKAGES = {
 }
 
 _REPRESENTS = re.compile(
-    r"Represents a \{@link https://registry\.terraform\.io/providers/[^/]+/[^/]+/([^/]+)/docs(?:/(resources|data-sources)/\S+)? (\S+)\}")
+    r"Represents a \{@link https://registry\.terraform\.io/providers/[^/]+/[^/]+/([^/]+)/docs"
+    r"(?:/(resources|data-sources)/\S+)? (\S+)\}")
 _ANCHOR = re.compile(r"#(\w+) \w+#\w+\}")
 
 

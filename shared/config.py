@@ -44,9 +44,7 @@ class Settings:
     rate_budget_per_s: float
     # Refresh the access token when fewer than this many seconds of validity remain.
     token_refresh_margin_s: int
-    # Rate ledger (docs/decisions/001): "firestore" (always, in functions and integration tests) or "local"
-    # (in-process pacing, only for pure unit tests); a send may start at most this fraction of a tick late.
-    rate_ledger: str
+    # Rate ledger (docs/decisions/001): a send may start at most this fraction of a tick late.
     rate_tick_slack: float
     # Token refresh (docs/decisions/003): lease length, token-endpoint timeout, and the per-process cap on
     # token-endpoint calls per 60 s (Bling blocks the IP for 1 h at 20 calls in 60 s).
@@ -106,7 +104,6 @@ def get_settings() -> Settings:
         bling_http_timeout_s=_env_float("BLING_HTTP_TIMEOUT_S", 30.0),
         rate_budget_per_s=_env_float("BLING_RATE_BUDGET_PER_S", 2.8),
         token_refresh_margin_s=_env_int("BLING_TOKEN_REFRESH_MARGIN_S", 600),
-        rate_ledger=_env("BLING_RATE_LEDGER", "firestore").lower(),
         rate_tick_slack=_env_float("BLING_RATE_TICK_SLACK", 0.15),
         token_lease_s=_env_float("BLING_TOKEN_LEASE_S", 30.0),
         token_http_timeout_s=_env_float("BLING_TOKEN_HTTP_TIMEOUT_S", 15.0),

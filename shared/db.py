@@ -25,6 +25,9 @@ from shared import secrets
 from shared.config import get_settings
 from shared.errors import ConfigurationError, RetryableError
 
+# What a statement's parameters may be: positional (%s) or named.
+SqlParams = tuple[Any, ...] | list[Any] | dict[str, Any]
+
 _local = threading.local()
 _connector = None
 _connector_lock = threading.Lock()
@@ -137,13 +140,13 @@ def transaction() -> Iterator[pg8000.dbapi.Cursor]:
         raise
 
 
-def fetch_all(sql: str, params: tuple | list | dict = ()) -> list[tuple[Any, ...]]:
+def fetch_all(sql: str, params: SqlParams = ()) -> list[tuple[Any, ...]]:
     with transaction() as cur:
         cur.execute(sql, params)
         return list(cur.fetchall()) if cur.description else []
 
 
-def execute(sql: str, params: tuple | list | dict = ()) -> None:
+def execute(sql: str, params: SqlParams = ()) -> None:
     with transaction() as cur:
         cur.execute(sql, params)
 
@@ -158,7 +161,7 @@ def upsert(cur: Any, table: str, row: Mapping[str, Any], key: str = "id", casts:
     constant WITH clause run in the same statement (one round trip), with its own parameters.
 
     Values only ever travel as parameters; the names are the mapper's literal keys, checked here to be plain
-    identifiers (tests/security/test_sql_is_parameterized.py checks that table and prelude are literals)."""
+    identifiers (tests/integration/security/test_sql_is_parameterized.py checks that table and prelude are literals)."""
     casts = casts or {}
     names = [table, key, *row, *casts, *([touch] if touch else [])]
     bad = [n for n in names if not _IDENTIFIER.match(n)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 import enum
-from typing import Any
+from typing import Any, TypeGuard
 
 # Bling's situação of an NF-e that was cancelled; listings leave these out unless asked (shared.listing).
 SITUACAO_CANCELADA = 2
@@ -54,7 +54,7 @@ class EntityKind(enum.StrEnum):
     SKU = "sku"
 
 
-def is_positive_int(value: Any, maximum: int = MAX_ID) -> bool:
+def is_positive_int(value: Any, maximum: int = MAX_ID) -> TypeGuard[int]:
     """A JSON integer in 1..maximum; bool is an int in Python, but a JSON true is not an id."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= maximum
 

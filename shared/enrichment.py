@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -186,7 +187,8 @@ def find_products_by_sku(bling: BlingApi, skus: list[str], attempts: record_fail
         missing = [s for s in skus if s not in found and attempts.settled((SKU, s)) and lookup.decided(s)]
         for start in range(0, len(missing), _SKUS_PER_LOOKUP):
             chunk = missing[start:start + _SKUS_PER_LOOKUP]
-            items, complete = attempts.run(lambda: _lookup(bling, chunk, extra), *((SKU, s) for s in chunk)) or ([], True)
+            items, complete = attempts.run(functools.partial(_lookup, bling, chunk, extra),
+                                           *((SKU, s) for s in chunk)) or ([], True)
             for item in items:
                 sku = item.get("codigo")
                 if sku in chunk and _preferred(item, found.get(sku)):
@@ -202,7 +204,9 @@ def _preferred(candidate: dict[str, Any], current: dict[str, Any] | None) -> boo
     """Two products with one SKU: prefer the active one, then the lowest id, so the choice is stable."""
     if current is None:
         return True
-    rank = lambda p: (p.get("situacao") != "A", as_int(p.get("id")) or 0)  # noqa: E731
+    def rank(product: dict[str, Any]) -> tuple[bool, int]:
+        return product.get("situacao") != "A", as_int(product.get("id")) or 0
+
     return rank(candidate) < rank(current)
 
 
@@ -236,6 +240,7 @@ def load_product(bling: BlingApi, sku: str, listed: dict[str, Any] | None) -> bo
         log.warning("SKU unknown to Bling; recorded as not found", sku=sku, event="sku_unknown")
         return False
     product_id = as_id(listed.get("id"))
+    assert product_id is not None, "a lookup keeps only items with an id (_lookup)"
     try:
         detail = bling.get(f"/produtos/{product_id}").get("data")
     except BlingNotFound:

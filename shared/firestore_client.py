@@ -5,6 +5,7 @@ Under FIRESTORE_EMULATOR_HOST the client talks to the local emulator.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from shared import topology
 from shared.config import get_settings
@@ -13,7 +14,7 @@ _client = None
 _lock = threading.Lock()
 
 
-def client():
+def client() -> Any:
     global _client
     with _lock:
         if _client is None:
@@ -28,6 +29,6 @@ def reset_client() -> None:
     _client = None
 
 
-def collection(registered: topology.Collection):
+def collection(registered: topology.Collection) -> Any:
     """Collection `<prefix>_<name>` of one registered collection (shared.topology.COLLECTIONS)."""
     return client().collection(f"{get_settings().firestore_prefix}_{registered.name}")

@@ -113,4 +113,4 @@ def _park(topic: str, message: PubSubMessage, exc: BaseException) -> None:
                       error_type=type(exc).__name__)
     until = next(text for cls, text in _UNTIL if isinstance(exc, cls))
     log.warning(f"message parked until {until}: {exc}", event="message_parked", error_type=type(exc).__name__,
-                **exc.log_fields())
+                **_fields(exc))

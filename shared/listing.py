@@ -48,7 +48,7 @@ class Checkpoint:
 class CheckpointStore:
     """Firestore document `<prefix>_checkpoints/<run_id>|<window>`, one per window of a run."""
 
-    def _doc(self, window: Window):
+    def _doc(self, window: Window) -> Any:
         return firestore_client.collection(topology.CHECKPOINTS).document(f"{window.run_id}|{window.key}")
 
     def load(self, window: Window) -> Checkpoint:

@@ -92,7 +92,7 @@ MAX_SKU_LENGTH = 2000
 def _positive_int(value: Any, what: str, maximum: int = MAX_ID) -> int:
     if not is_positive_int(value, maximum):
         raise BadMessage(f"{what} must be a positive integer up to {maximum}, got {value!r}")
-    return value
+    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)

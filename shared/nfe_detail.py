@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 from typing import Any
 
 import pg8000.dbapi
@@ -59,7 +60,7 @@ def process_batch(bling: BlingApi, batch: NfeBatch) -> BatchResult:
                 _record(batch, note.id, NfeOutcome.UNCHANGED, 0)
                 result.outcomes[note.id] = NfeOutcome.UNCHANGED
                 continue
-            outcome = result.attempts.run(lambda: _load_one(bling, batch, note, result), note)
+            outcome = result.attempts.run(functools.partial(_load_one, bling, batch, note, result), note)
             if outcome is not None:
                 result.outcomes[note.id] = outcome
     unchanged = [i for i, outcome in result.outcomes.items() if outcome == NfeOutcome.UNCHANGED]

@@ -27,11 +27,18 @@ _ITEM_COLUMNS = (
 _PARCELA_COLUMNS = ("nfe_id", "linha", "data", "valor", "observacoes", "caut", "forma_pagamento_id")
 
 
+Row = tuple[Any, ...]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def header_row(nfe: dict[str, Any], timezone: str, run_id: str,
                fetched_at: datetime.datetime | None = None) -> dict[str, Any]:
-    contato = nfe.get("contato") if isinstance(nfe.get("contato"), dict) else {}
-    endereco = contato.get("endereco") if isinstance(contato.get("endereco"), dict) else {}
-    transporte = nfe.get("transporte") if isinstance(nfe.get("transporte"), dict) else {}
+    contato = _object(nfe.get("contato"))
+    endereco = _object(contato.get("endereco"))
+    transporte = _object(nfe.get("transporte"))
     return {
         "id": as_int(nfe.get("id")), "tipo": as_int(nfe.get("tipo")), "situacao": as_int(nfe.get("situacao")),
         "numero": as_text(nfe.get("numero")), "serie": as_int(nfe.get("serie")),
@@ -67,7 +74,7 @@ def header_row(nfe: dict[str, Any], timezone: str, run_id: str,
     }
 
 
-def item_rows(nfe_id: int, nfe: dict[str, Any]) -> list[tuple]:
+def item_rows(nfe_id: int, nfe: dict[str, Any]) -> list[Row]:
     rows = []
     for line, item in enumerate(as_list(nfe.get("itens")), start=1):
         rows.append((nfe_id, line, as_text(item.get("codigo")), as_text(item.get("descricao")),
@@ -81,7 +88,7 @@ def item_rows(nfe_id: int, nfe: dict[str, Any]) -> list[tuple]:
     return rows
 
 
-def parcela_rows(nfe_id: int, nfe: dict[str, Any]) -> list[tuple]:
+def parcela_rows(nfe_id: int, nfe: dict[str, Any]) -> list[Row]:
     return [(nfe_id, line, as_date(p.get("data")), as_decimal(p.get("valor")), as_text(p.get("observacoes")),
              as_text(p.get("caut")), as_id(nested(p, "formaPagamento", "id")))
             for line, p in enumerate(as_list(nfe.get("parcelas")), start=1)]
@@ -100,7 +107,7 @@ def item_skus(nfe: dict[str, Any]) -> list[str]:
     return skus
 
 
-def stored_situacoes(cur, ids: list[int]) -> dict[int, int]:
+def stored_situacoes(cur: Any, ids: list[int]) -> dict[int, int]:
     cur.execute("SELECT id, situacao FROM nfe WHERE id = ANY(%s)", (ids,))
     return {row[0]: row[1] for row in cur.fetchall()}
 
@@ -108,7 +115,7 @@ def stored_situacoes(cur, ids: list[int]) -> dict[int, int]:
 _ROWS_PER_INSERT = 500  # PostgreSQL takes at most 65,535 parameters in one statement
 
 
-def _insert_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple], casts: dict[str, str]) -> None:
+def _insert_rows(cur: Any, table: str, columns: tuple[str, ...], rows: list[Row], casts: dict[str, str]) -> None:
     """One multi-row INSERT per 500 rows: one round trip instead of one per row (executemany)."""
     names = [*columns, *casts]
     row_placeholder = "(" + ", ".join(["%s"] * len(columns) + [f"%s::{t}" for t in casts.values()]) + ")"

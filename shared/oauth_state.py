@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import Any
 
 from shared import firestore_client, topology
 
@@ -80,9 +81,9 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _states():
+def _states() -> Any:
     return firestore_client.collection(topology.OAUTH_STATES)
 
 
-def _codes():
+def _codes() -> Any:
     return firestore_client.collection(topology.OAUTH_CODES)

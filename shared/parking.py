@@ -11,12 +11,13 @@ resumes without anyone replaying anything.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from shared import firestore_client, log, pubsub, topology
 from shared.messages import PubSubMessage
 
 
-def _collection():
+def _collection() -> Any:
     return firestore_client.collection(topology.PARKED)
 
 

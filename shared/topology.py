@@ -2,8 +2,8 @@
 Firestore collections with how long their documents live.
 
 This is the single source of truth for topic, subscription and collection names, delivery policy and TTLs. The
-local stack creates exactly these, and tests/infra checks that infra/ declares the same (topics, subscriptions,
-and a TTL policy on every collection that has a TTL here).
+local stack creates exactly these, and tests/integration/infra checks that infra/ declares the same (topics,
+subscriptions, and a TTL policy on every collection that has a TTL here).
 
 Each worker function is reached through a push subscription that we own (not one created by Eventarc), so that it
 can carry a dead-letter topic and a retry policy: see docs/decisions/002-push-subscriptions-with-dead-letters.md.

@@ -7,7 +7,7 @@ import functions_framework
 from shared import log, nfe_detail, pubsub, record_failures, topology
 from shared.bling.client import get_client
 from shared.handler import pubsub_handler
-from shared.messages import NfeBatch, PubSubMessage
+from shared.messages import NfeBatch, NoteRef, PubSubMessage
 
 
 @functions_framework.cloud_event
@@ -20,7 +20,7 @@ def on_nfe_batch(message: PubSubMessage) -> None:
         if enrich:
             pubsub.publish_json(topology.ENRICH.topic, [enrich.to_json()])
 
-        def republish(groups) -> None:
+        def republish(groups: list[list[NoteRef]]) -> None:
             pubsub.publish_json(topology.NFE.topic, [NfeBatch(batch.run_id, batch.window, tuple(g)).to_json()
                                                      for g in groups])
 

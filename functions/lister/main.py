@@ -34,7 +34,8 @@ def on_window(message: PubSubMessage) -> None:
                         NfeBatch(window.run_id, window.key, tuple(batch)).to_json()
                         for batch in listing.batches(notes, settings.ids_per_message)))
             except PermanentError as exc:  # page cap reached, or Bling answered garbage: the window is not complete
-                audit.window_listing_progress(window, WindowStatus.FAILED, 0, calls.requests, calls.throttled, str(exc)[:1000])
+                audit.window_listing_progress(window, WindowStatus.FAILED, 0, calls.requests, calls.throttled,
+                                              str(exc)[:1000])
                 _report_if_run_completed(window)
                 raise
             except Exception:

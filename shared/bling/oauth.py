@@ -123,6 +123,7 @@ def request_token(form: dict[str, str], deadline_s: float | None = None,
         outcome = box["outcome"]
     if isinstance(outcome, BaseException):
         raise outcome
+    assert isinstance(outcome, dict), type(outcome)  # the worker stores a parsed token response or an exception
     return outcome
 
 
@@ -175,7 +176,7 @@ def parse_token_response(body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             log.register_secret(value)
     try:
-        expires_in = int(body.get("expires_in"))
+        expires_in = int(body.get("expires_in"))  # type: ignore[arg-type]  # ValueError/TypeError: caught below
     except (TypeError, ValueError):
         expires_in = 0
     if not isinstance(access, str) or not isinstance(refresh, str) or not access or not refresh or expires_in <= 0:

@@ -16,7 +16,7 @@ claim sleeps longer than that cap: beyond it the account is oversubscribed and t
 (RetryableError) than held in a sleeping instance (docs/decisions/001).
 
 Tick documents carry `expire_at` (now + 1 h) for the Firestore TTL policy on collection group `bling_rate_ticks`.
-BLING_RATE_LEDGER=local replaces the ledger by in-process pacing, for pure unit tests only.
+There is no other mode: code that must not touch Firestore gives BlingClient another budget (shared.bling.client).
 """
 from __future__ import annotations
 
@@ -57,7 +57,6 @@ class LedgerStats:
 _lock = threading.Lock()
 _highest_taken = 0  # highest tick this process knows to be taken (by itself or by anyone)
 _claim_latency_s = 0.05  # moving estimate of one create() round trip
-_local_next_send = 0.0
 _stats = LedgerStats()
 _server_offset_s: float | None = None  # Firestore's clock minus ours, None until first learned
 _skew_warned: set[str] = set()
@@ -68,10 +67,7 @@ def acquire() -> None:
     settings = get_settings()
     tick_s = 1.0 / settings.rate_budget_per_s
     slack_s = settings.rate_tick_slack * tick_s
-    if settings.rate_ledger == "local":
-        _acquire_local(tick_s)
-    else:
-        _acquire_tick(tick_s, slack_s)
+    _acquire_tick(tick_s, slack_s)
 
 
 def stats() -> LedgerStats:
@@ -81,9 +77,9 @@ def stats() -> LedgerStats:
 
 def reset() -> None:
     """Forget the process-wide state (tests)."""
-    global _highest_taken, _claim_latency_s, _local_next_send, _stats, _server_offset_s
+    global _highest_taken, _claim_latency_s, _stats, _server_offset_s
     with _lock:
-        _highest_taken, _claim_latency_s, _local_next_send, _stats = 0, 0.05, 0.0, LedgerStats()
+        _highest_taken, _claim_latency_s, _stats = 0, 0.05, LedgerStats()
         _server_offset_s = None
         _skew_warned.clear()
 
@@ -109,7 +105,7 @@ def _learn_offset(server_time: Any, sent_at: float, received_at: float) -> None:
                     "Firestore's time", event="rate_clock_skew", offset_s=round(offset, 3))
 
 
-def _sync_clock(ticks) -> None:
+def _sync_clock(ticks: Any) -> None:
     sent_at = _wall_clock()
     snap = ticks.document("clock").get()  # never written: only its read_time (server time) matters
     _learn_offset(getattr(snap, "read_time", None), sent_at, _wall_clock())
@@ -195,7 +191,7 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
         return
 
 
-def _highest_tick_in_ledger(ticks) -> int:
+def _highest_tick_in_ledger(ticks: Any) -> int:
     """The highest tick anyone holds: one indexed query, so a queue of instances skips ahead in one step."""
     from google.cloud import firestore
 
@@ -206,14 +202,3 @@ def _highest_tick_in_ledger(ticks) -> int:
 def _count_late() -> None:
     with _lock:
         _stats.dropped_late += 1
-
-
-def _acquire_local(tick_s: float) -> None:
-    """In-process pacing: correct for one process only. Pure unit tests; never the deployed functions."""
-    global _local_next_send
-    with _lock:
-        now = time.monotonic()
-        send_at = max(now, _local_next_send)
-        _local_next_send = send_at + tick_s
-    if send_at > now:
-        time.sleep(send_at - now)

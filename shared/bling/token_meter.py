@@ -14,6 +14,7 @@ import datetime
 import os
 import random
 import socket
+from typing import Any
 
 from shared import firestore_client, topology
 from shared.config import get_settings
@@ -48,6 +49,6 @@ def take_slot() -> bool:
     return False
 
 
-def _free(snap) -> bool:
+def _free(snap: Any) -> bool:
     used = (snap.to_dict() or {}).get("used_at") if snap.exists else None
     return not isinstance(used, datetime.datetime) or used <= snap.read_time - _WINDOW

@@ -56,7 +56,7 @@ def test_an_nfe_without_lists_has_no_lines():
 
 
 def test_a_contact_bling_does_not_have_is_recorded_as_not_found():
-    assert enrichment.contact_row(5, None) == {**{k: None for k in enrichment.contact_row(5, None)}, "id": 5,
+    assert enrichment.contact_row(5, None) == {**dict.fromkeys(enrichment.contact_row(5, None)), "id": 5,
                                                "encontrado": False}
     row = enrichment.contact_row(5, {"id": 5, "nome": "Loja", "endereco": {"geral": {"cep": "13000-000"}},
                                      "vendedor": {"id": 8}, "indicadorIe": "9"})

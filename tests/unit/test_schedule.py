@@ -1,5 +1,6 @@
 """The scheduler's parser: which messages it accepts, how it cuts windows, and what it refuses (with a reason)."""
 import datetime
+import itertools
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_range_is_cut_at_calendar_month_edges_without_gaps_or_overlaps():
     assert [(w.start, w.end) for w in windows] == [
         (D(2021, 1, 15), D(2021, 1, 31)), (D(2021, 2, 1), D(2021, 2, 28)),
         (D(2021, 3, 1), D(2021, 3, 31)), (D(2021, 4, 1), D(2021, 4, 10))]
-    for before, after in zip(windows, windows[1:]):
+    for before, after in itertools.pairwise(windows):
         assert after.start == before.end + datetime.timedelta(days=1)
 
 
