@@ -1,5 +1,5 @@
 # Entry points: `make test` (the whole suite, what CI runs) and `make demo` (the pipeline end to end, locally).
-.PHONY: setup test demo psql clean-stack bench
+.PHONY: setup test unit lint demo psql clean-stack bench
 
 VENV_PY := .venv/bin/python
 
@@ -8,6 +8,15 @@ setup:
 
 test: setup
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+# The server-free tier alone (tests/unit: paging, row mapping, decisions, handler mapping; seconds).
+unit: setup
+	$(VENV_PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# ruff (ruff.toml) over the tree, and mypy --strict over shared/ and functions/ (mypy.ini).
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy --config-file mypy.ini
 
 demo: setup
 	$(VENV_PY) -m local.demo $(DEMO_ARGS)

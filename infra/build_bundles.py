@@ -2,7 +2,8 @@
 
 For each function in shared.topology.ALL_FUNCTIONS it writes
 
-    <out>/<name>/            main.py (and any other non-test module of functions/<name>/), shared/, requirements.txt
+    <out>/<name>/            main.py (and any other non-test module of functions/<name>/), shared/ (without the
+                             operator tools of shared/ops/), requirements.txt
     <out>/<name>.zip         the same files, zipped deterministically
 
 The zip has sorted entries, a fixed timestamp and fixed permissions, so its sha256 changes only when a file's content
@@ -32,6 +33,8 @@ _FILE_MODE = 0o644
 _EXCLUDED = ("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", "test_*.py", "*_test.py", "conftest.py", ".*")
 # The function folder's own requirements.txt, if any, would disagree with the repo's pinned one: the repo's wins.
 _EXCLUDED_FROM_FUNCTION = ("requirements.txt",)
+# Operator tools (reconcile, replay of dead letters, parked counts) run from a workstation, never in a function.
+_EXCLUDED_FROM_SHARED = ("ops",)
 
 
 def _excluded(name: str, patterns: tuple[str, ...] = _EXCLUDED) -> bool:
@@ -75,7 +78,7 @@ def build_bundle(name: str, out: pathlib.Path, repo: pathlib.Path = _REPO) -> tu
     if bundle_dir.exists():
         shutil.rmtree(bundle_dir)
     _copy_tree(function_dir, bundle_dir, _EXCLUDED_FROM_FUNCTION)
-    _copy_tree(repo / "shared", bundle_dir / "shared")
+    _copy_tree(repo / "shared", bundle_dir / "shared", _EXCLUDED_FROM_SHARED)
     shutil.copyfile(repo / "requirements.txt", bundle_dir / "requirements.txt")
     zip_path = out / f"{name}.zip"
     return zip_path, write_deterministic_zip(bundle_dir, zip_path)

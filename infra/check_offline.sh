@@ -9,7 +9,7 @@
 # `terraform init/validate/plan` need the providers from the registry and are left to Cloud Build.
 #
 # checkov lives in its own venv (.venv-checkov/, created here on first use) because it installs bc-python-hcl2,
-# which shadows the `hcl2` module that tests/infra uses from the main venv.
+# which shadows the `hcl2` module that tests/integration/infra uses from the main venv.
 #
 # Built-in checks that fail for good reasons are skipped where the resource is declared (#checkov:skip=ID:reason),
 # never here. Exit status: non-zero if any check fails.

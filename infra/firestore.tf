@@ -1,5 +1,7 @@
 # Firestore holds the short-lived coordination state: OAuth tokens and state parameters, the shared rate-budget ticks
 # and the per-message dedupe markers. Documents that expire carry an `expire_at` timestamp; TTL deletes them.
+# The collections and which of them expire are declared in shared/topology.py (COLLECTIONS); tests/integration/infra checks
+# that the list below is exactly the ones with a TTL there.
 
 resource "google_firestore_database" "main" {
   project     = var.project_id
@@ -21,6 +23,8 @@ locals {
     "${var.firestore_prefix}_oauth_states",
     "${var.firestore_prefix}_oauth_codes",
     "${var.firestore_prefix}_rate_ticks",
+    "${var.firestore_prefix}_rate_state",
+    "${var.firestore_prefix}_checkpoints",
     "${var.firestore_prefix}_enrich_claims",
   ])
 }

@@ -1,5 +1,5 @@
 # What is deployed, as data. The names and delivery settings mirror shared/topology.py (ROUTES, HTTP_FUNCTIONS):
-# tests/infra/test_terraform_matches_code.py fails when the two disagree.
+# tests/integration/infra/test_terraform_matches_code.py fails when the two disagree.
 
 data "google_project" "project" {
   project_id = var.project_id

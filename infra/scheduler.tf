@@ -2,7 +2,7 @@
 # Scheduler publishes with its own service agent, so no service account is needed here.
 
 locals {
-  # Parsed by shared.schedule.parse_schedule_request (tests/infra checks that it accepts this body).
+  # Parsed by shared.schedule.parse_schedule_request (tests/integration/infra checks that it accepts this body).
   daily_message = "{\"daily\": true}"
 }
 

@@ -161,7 +161,7 @@ def measure_loading(n: int, run_dir: Path, seed: int = 42,
         started = time.perf_counter()
         for nfe in invoices:
             with db.transaction() as cur:
-                outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, "bench-loading")
+                outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, "bench-loading").outcome or "stale"
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         elapsed = time.perf_counter() - started
         counts = {t: db.fetch_all(f"SELECT count(*) FROM {t}")[0][0] for t in ("nfe", "nfe_item", "nfe_parcela")}

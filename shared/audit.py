@@ -9,12 +9,14 @@ import dataclasses
 import datetime
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from shared import db
+from shared.domain import parse_window_key
 from shared.messages import NoteRef, Window
 
 
-def record_run(run_id: str, kind: str, body: dict, start: datetime.date, end: datetime.date,
+def record_run(run_id: str, kind: str, body: dict[str, Any], start: datetime.date, end: datetime.date,
                windows: Iterable[Window]) -> None:
     with db.transaction() as cur:
         cur.execute("""INSERT INTO etl_run (run_id, tipo, pedido, inicio, fim) VALUES (%s, %s, %s::jsonb, %s, %s)
@@ -83,7 +85,7 @@ def record_listed(window: Window, notes: Iterable[NoteRef]) -> None:
                            VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""", rows)
 
 
-def record_outcome(cur, run_id: str, window_key: str, nfe_id: int, outcome: str, api_calls: int,
+def record_outcome(cur: Any, run_id: str, window_key: str, nfe_id: int, outcome: str, api_calls: int,
                    detail: str | None = None, keep_final: bool = False) -> None:
     """Inside the caller's transaction, so the outcome commits together with the invoice it describes.
 
@@ -96,7 +98,3 @@ def record_outcome(cur, run_id: str, window_key: str, nfe_id: int, outcome: str,
                    WHERE run_id = %s AND inicio = %s AND fim = %s AND nfe_id = %s""",
                 (api_calls, keep_final, outcome, keep_final, detail, run_id, start, end, nfe_id))
 
-
-def parse_window_key(key: str) -> tuple[datetime.date, datetime.date]:
-    start, _, end = key.partition("..")
-    return datetime.date.fromisoformat(start), datetime.date.fromisoformat(end)

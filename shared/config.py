@@ -44,9 +44,7 @@ class Settings:
     rate_budget_per_s: float
     # Refresh the access token when fewer than this many seconds of validity remain.
     token_refresh_margin_s: int
-    # Rate ledger (docs/decisions/001): "firestore" (always, in functions and integration tests) or "local"
-    # (in-process pacing, only for pure unit tests); a send may start at most this fraction of a tick late.
-    rate_ledger: str
+    # Rate ledger (docs/decisions/001): a send may start at most this fraction of a tick late.
     rate_tick_slack: float
     # Token refresh (docs/decisions/003): lease length, token-endpoint timeout, and the per-process cap on
     # token-endpoint calls per 60 s (Bling blocks the IP for 1 h at 20 calls in 60 s).
@@ -87,19 +85,13 @@ class Settings:
     list_page_cap: int
     ids_per_message: int
     enrich_max_age_days: int
-    # Firestore collection prefix, so several pipelines (or tests) can share one database.
+    # Firestore collection prefix, so several pipelines (or tests) can share one database. Topic and collection
+    # names themselves are not settings: shared.topology is their one source of truth.
     firestore_prefix: str
-    # Topic names (see shared.topology for the defaults and the subscriptions that go with them).
-    topic_schedule: str
-    topic_windows: str
-    topic_nfe: str
-    topic_enrich: str
 
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    from shared import topology
-
     return Settings(
         project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCP_PROJECT") or "demo-local",
         bling_api_base=_env("BLING_API_BASE", _REAL_BLING_API).rstrip("/"),
@@ -112,7 +104,6 @@ def get_settings() -> Settings:
         bling_http_timeout_s=_env_float("BLING_HTTP_TIMEOUT_S", 30.0),
         rate_budget_per_s=_env_float("BLING_RATE_BUDGET_PER_S", 2.8),
         token_refresh_margin_s=_env_int("BLING_TOKEN_REFRESH_MARGIN_S", 600),
-        rate_ledger=_env("BLING_RATE_LEDGER", "firestore").lower(),
         rate_tick_slack=_env_float("BLING_RATE_TICK_SLACK", 0.15),
         token_lease_s=_env_float("BLING_TOKEN_LEASE_S", 30.0),
         token_http_timeout_s=_env_float("BLING_TOKEN_HTTP_TIMEOUT_S", 15.0),
@@ -140,10 +131,6 @@ def get_settings() -> Settings:
         ids_per_message=_env_int("IDS_PER_MESSAGE", 10),
         enrich_max_age_days=_env_int("ENRICH_MAX_AGE_DAYS", 30),
         firestore_prefix=_env("FIRESTORE_PREFIX", "bling"),
-        topic_schedule=_env("TOPIC_SCHEDULE", topology.SCHEDULE.topic),
-        topic_windows=_env("TOPIC_WINDOWS", topology.WINDOWS.topic),
-        topic_nfe=_env("TOPIC_NFE", topology.NFE.topic),
-        topic_enrich=_env("TOPIC_ENRICH", topology.ENRICH.topic),
     )
 
 

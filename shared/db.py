@@ -13,9 +13,10 @@ Pub/Sub delivers the message again and the next attempt reconnects.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pg8000.dbapi
@@ -23,6 +24,9 @@ import pg8000.dbapi
 from shared import secrets
 from shared.config import get_settings
 from shared.errors import ConfigurationError, RetryableError
+
+# What a statement's parameters may be: positional (%s) or named.
+SqlParams = tuple[Any, ...] | list[Any] | dict[str, Any]
 
 _local = threading.local()
 _connector = None
@@ -52,11 +56,27 @@ def connect() -> pg8000.dbapi.Connection:
     raise ConfigurationError("no database configured: set DB_HOST (direct) or CLOUD_SQL_INSTANCE (connector)")
 
 
+def sqlstate(exc: BaseException) -> str:
+    """PostgreSQL's SQLSTATE of a pg8000 error ("" when it carries none): the one place that reads it."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return str(fields.get("C", ""))
+
+
+def server_message(exc: BaseException) -> str:
+    """PostgreSQL's own message of a pg8000 error (its field M), else the exception's text."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return str(fields.get("M", exc))
+
+
+def is_data_exception(exc: BaseException) -> bool:
+    """SQLSTATE class 22: a value the column cannot hold; the same on every delivery, so never retried."""
+    return sqlstate(exc).startswith("22")
+
+
 def _is_retryable(exc: Exception) -> bool:
     if isinstance(exc, (pg8000.dbapi.InterfaceError, OSError, ConnectionError)):
         return True
-    code = exc.args[0].get("C", "") if exc.args and isinstance(exc.args[0], dict) else ""
-    return code.startswith(_RETRYABLE_SQLSTATE_PREFIXES)
+    return sqlstate(exc).startswith(_RETRYABLE_SQLSTATE_PREFIXES)
 
 
 def reset_connection() -> None:
@@ -120,12 +140,35 @@ def transaction() -> Iterator[pg8000.dbapi.Cursor]:
         raise
 
 
-def fetch_all(sql: str, params: tuple | list | dict = ()) -> list[tuple[Any, ...]]:
+def fetch_all(sql: str, params: SqlParams = ()) -> list[tuple[Any, ...]]:
     with transaction() as cur:
         cur.execute(sql, params)
         return list(cur.fetchall()) if cur.description else []
 
 
-def execute(sql: str, params: tuple | list | dict = ()) -> None:
+def execute(sql: str, params: SqlParams = ()) -> None:
     with transaction() as cur:
         cur.execute(sql, params)
+
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def upsert(cur: Any, table: str, row: Mapping[str, Any], key: str = "id", casts: Mapping[str, str] | None = None,
+           touch: str | None = "atualizado_em", prelude: str = "", prelude_params: tuple[Any, ...] = ()) -> None:
+    """INSERT one row (column → value, as a mapper returns it) or, on a conflict on `key`, update every other
+    column, and set `touch` to now(). `casts`: column → type of its placeholder (%s::jsonb). `prelude`: a
+    constant WITH clause run in the same statement (one round trip), with its own parameters.
+
+    Values only ever travel as parameters; the names are the mapper's literal keys, checked here to be plain
+    identifiers (tests/integration/security/test_sql_is_parameterized.py checks that table and prelude are literals)."""
+    casts = casts or {}
+    names = [table, key, *row, *casts, *([touch] if touch else [])]
+    bad = [n for n in names if not _IDENTIFIER.match(n)]
+    if bad:
+        raise ValueError(f"not plain SQL identifiers: {bad}")
+    columns = ", ".join(row)
+    placeholders = ", ".join(f"%s::{casts[c]}" if c in casts else "%s" for c in row)
+    updates = ", ".join([*(f"{c} = EXCLUDED.{c}" for c in row if c != key), *([f"{touch} = now()"] if touch else [])])
+    cur.execute(f"{prelude}INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+                f"ON CONFLICT ({key}) DO UPDATE SET {updates}", [*prelude_params, *row.values()])

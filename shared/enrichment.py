@@ -24,16 +24,21 @@ A contact or SKU whose own Bling call fails transiently is set aside without blo
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
-from collections.abc import Iterable
-from typing import Any
+import functools
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as google_exceptions
 
-from shared import db, firestore_client, jsonutil, log, record_failures
-from shared.bling.client import get_client
+from shared import db, firestore_client, jsonutil, log, record_failures, topology
+from shared.bling.api import BlingApi
 from shared.bling.errors import BlingNotFound
+from shared.bling.paging import PagingIncomplete, paginate
 from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
+from shared.domain import EntityKind
 
 _SKUS_PER_LOOKUP = 50
 _LOOKUP_PAGE_SIZE = 100
@@ -42,17 +47,17 @@ _LOOKUP_PAGE_CAP = 10
 _STOCK_FILTER_RETRIES = ("0", "2")
 
 
-_CLAIM_TTL = datetime.timedelta(minutes=5)
+K = TypeVar("K", int, str)
 # The kinds of entity enriched: the claims' kinds, and the first half of a record's key in record_failures.
-CONTACT, SKU = "contato", "sku"
+CONTACT, SKU = EntityKind.CONTACT, EntityKind.SKU
 
 
 def claim(kind: str, key: str, owner: str) -> bool:
     """True when the message `owner` may fetch the entity now (a new claim, its own, or an expired one); False
     when another message holds a live claim on it."""
     now = datetime.datetime.now(tz=datetime.UTC)
-    doc = firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F"))
-    fields = {"claimed_at": now, "expire_at": now + _CLAIM_TTL, "owner": owner}
+    doc = firestore_client.collection(topology.ENRICH_CLAIMS).document(f"{kind}:{key}".replace("/", "%2F"))
+    fields = {"claimed_at": now, "expire_at": topology.ENRICH_CLAIMS.expire_at(now), "owner": owner}
     try:
         doc.create(fields)
         return True
@@ -72,35 +77,51 @@ def claim(kind: str, key: str, owner: str) -> bool:
 
 def release(kind: str, key: str) -> None:
     """When the fetch is over (stored or failed): from then on the database's freshness decides."""
-    firestore_client.collection("enrich_claims").document(f"{kind}:{key}".replace("/", "%2F")).delete()
+    firestore_client.collection(topology.ENRICH_CLAIMS).document(f"{kind}:{key}".replace("/", "%2F")).delete()
 
 
 def _stale_before(max_age_days: int) -> datetime.datetime:
     return datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(days=max_age_days)
 
 
-def contacts_to_fetch(contact_ids: Iterable[int], max_age_days: int, owner: str) -> list[int]:
+def stale_contacts(contact_ids: Iterable[int], max_age_days: int) -> list[int]:
+    """The contacts not stored, or stored longer ago than max_age_days, sorted."""
     ids = sorted(set(contact_ids))
     if not ids:
         return []
     fresh = {row[0] for row in db.fetch_all("SELECT id FROM contato WHERE id = ANY(%s) AND atualizado_em >= %s",
                                              (ids, _stale_before(max_age_days)))}
-    return [i for i in ids if i not in fresh and claim(CONTACT, str(i), owner)]
+    return [i for i in ids if i not in fresh]
 
 
-def skus_to_resolve(skus: Iterable[str], max_age_days: int, owner: str) -> list[str]:
+def stale_skus(skus: Iterable[str], max_age_days: int) -> list[str]:
+    """The SKUs never resolved, or resolved longer ago than max_age_days, sorted."""
     wanted = sorted(set(skus))
     if not wanted:
         return []
     fresh = {row[0] for row in db.fetch_all(
         "SELECT codigo FROM produto_sku WHERE codigo = ANY(%s) AND verificado_em >= %s",
         (wanted, _stale_before(max_age_days)))}
-    return [s for s in wanted if s not in fresh and claim(SKU, s, owner)]
+    return [s for s in wanted if s not in fresh]
 
 
-def load_contact(contact_id: int) -> bool:
+@contextlib.contextmanager
+def claimed(kind: EntityKind, keys: Iterable[K], owner: str) -> Iterator[list[K]]:
+    """The whole life of this delivery's claims: the keys it may fetch now (claim()), released when the block
+    ends however it ends. A claim covers the fetch in flight only: once stored, freshness in the database decides;
+    after a failure, the redelivery of the message (or the retry of one record) must not be blocked by it."""
+    taken: list[K] = []
     try:
-        contact = get_client().get(f"/contatos/{contact_id}").get("data")
+        taken.extend(k for k in keys if claim(kind, str(k), owner))
+        yield taken
+    finally:
+        for key in taken:
+            release(kind, str(key))
+
+
+def load_contact(bling: BlingApi, contact_id: int) -> bool:
+    try:
+        contact = bling.get(f"/contatos/{contact_id}").get("data")
     except BlingNotFound:
         contact = None
     if not isinstance(contact, dict) or as_int(contact.get("id")) != contact_id:
@@ -111,25 +132,29 @@ def load_contact(contact_id: int) -> bool:
     return True
 
 
-def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
+def contact_row(contact_id: int, contact: dict[str, Any] | None) -> dict[str, Any]:
+    """The contato row of GET /contatos/{id}'s data (None: Bling does not have it, recorded as not found)."""
     c = contact or {}
     geral = nested(c, "endereco", "geral") or {}
-    values = (contact_id, contact is not None, as_text(c.get("nome")), as_text(c.get("codigo")),
-              as_text(c.get("situacao")), as_text(c.get("numeroDocumento")), as_text(c.get("telefone")),
-              as_text(c.get("celular")), as_text(c.get("fantasia")), as_text(c.get("tipo")),
-              as_int(c.get("indicadorIe")), as_text(c.get("ie")), as_text(c.get("rg")),
-              as_text(c.get("inscricaoMunicipal")), as_text(c.get("email")), as_text(c.get("emailNotaFiscal")),
-              as_text(geral.get("endereco")), as_text(geral.get("numero")), as_text(geral.get("complemento")),
-              as_text(geral.get("bairro")), as_text(geral.get("cep")), as_text(geral.get("municipio")),
-              as_text(geral.get("uf")), as_text(nested(c, "pais", "nome")), as_id(nested(c, "vendedor", "id")),
-              jsonutil.dumps(contact) if contact is not None else None)
-    columns = ("id, encontrado, nome, codigo, situacao, numero_documento, telefone, celular, fantasia, tipo, "
-               "indicador_ie, ie, rg, inscricao_municipal, email, email_nota_fiscal, endereco, numero, complemento, "
-               "bairro, cep, municipio, uf, pais, vendedor_id, raw")
-    updates = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in columns.split(",")[1:])
+    return {
+        "id": contact_id, "encontrado": contact is not None, "nome": as_text(c.get("nome")),
+        "codigo": as_text(c.get("codigo")), "situacao": as_text(c.get("situacao")),
+        "numero_documento": as_text(c.get("numeroDocumento")), "telefone": as_text(c.get("telefone")),
+        "celular": as_text(c.get("celular")), "fantasia": as_text(c.get("fantasia")), "tipo": as_text(c.get("tipo")),
+        "indicador_ie": as_int(c.get("indicadorIe")), "ie": as_text(c.get("ie")), "rg": as_text(c.get("rg")),
+        "inscricao_municipal": as_text(c.get("inscricaoMunicipal")), "email": as_text(c.get("email")),
+        "email_nota_fiscal": as_text(c.get("emailNotaFiscal")), "endereco": as_text(geral.get("endereco")),
+        "numero": as_text(geral.get("numero")), "complemento": as_text(geral.get("complemento")),
+        "bairro": as_text(geral.get("bairro")), "cep": as_text(geral.get("cep")),
+        "municipio": as_text(geral.get("municipio")), "uf": as_text(geral.get("uf")),
+        "pais": as_text(nested(c, "pais", "nome")), "vendedor_id": as_id(nested(c, "vendedor", "id")),
+        "raw": jsonutil.dumps(contact) if contact is not None else None,
+    }
+
+
+def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
     with db.transaction() as cur:
-        cur.execute(f"INSERT INTO contato ({columns}) VALUES ({', '.join(['%s'] * 25)}, %s::jsonb) "
-                    f"ON CONFLICT (id) DO UPDATE SET {updates}, atualizado_em = now()", values)
+        db.upsert(cur, "contato", contact_row(contact_id, contact), casts={"raw": "jsonb"})
 
 
 # Longer than any Bling product code: such an item SKU is recorded as unknown without a lookup (50 of them in one
@@ -137,62 +162,87 @@ def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
 MAX_LOOKUP_SKU_LENGTH = 120
 
 
-def find_products_by_sku(skus: list[str], attempts: record_failures.Attempts) -> dict[str, dict[str, Any]]:
-    """SKU → list item of the product whose codigo is exactly that SKU (only exact matches).
+@dataclasses.dataclass
+class SkuLookup:
+    """found: SKU → list item of the product whose codigo is exactly that SKU (only exact matches). undecided:
+    SKUs not found by a lookup that could not be completed (PagingIncomplete): neither found nor unknown."""
+
+    found: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    undecided: set[str] = dataclasses.field(default_factory=set)
+
+    def decided(self, sku: str) -> bool:
+        return sku not in self.undecided
+
+
+def find_products_by_sku(bling: BlingApi, skus: list[str], attempts: record_failures.Attempts) -> SkuLookup:
+    """The exact matches of the SKUs, over the default lookup and then the stock filters.
 
     A lookup that fails transiently sets its SKUs aside in `attempts`, keyed (SKU, sku): they are neither found
-    nor unknown, not asked again in a later pass of this call, and never recorded unknown."""
-    found: dict[str, dict[str, Any]] = {}
+    nor unknown, not asked again in a later pass of this call, and never recorded unknown. One that cannot be
+    completed leaves the SKUs it did not find undecided, with one ERROR."""
+    lookup = SkuLookup()
+    found = lookup.found
     skus = [s for s in skus if len(s) <= MAX_LOOKUP_SKU_LENGTH]
     for extra in [None, *_STOCK_FILTER_RETRIES]:
-        missing = [s for s in skus if s not in found and attempts.settled((SKU, s))]
+        missing = [s for s in skus if s not in found and attempts.settled((SKU, s)) and lookup.decided(s)]
         for start in range(0, len(missing), _SKUS_PER_LOOKUP):
             chunk = missing[start:start + _SKUS_PER_LOOKUP]
-            for item in attempts.run(lambda: _lookup(chunk, extra), *((SKU, s) for s in chunk)) or []:
+            items, complete = attempts.run(functools.partial(_lookup, bling, chunk, extra),
+                                           *((SKU, s) for s in chunk)) or ([], True)
+            for item in items:
                 sku = item.get("codigo")
                 if sku in chunk and _preferred(item, found.get(sku)):
                     found[sku] = item
-        if all(s in found or not attempts.settled((SKU, s)) for s in skus):
+            if not complete:
+                lookup.undecided.update(s for s in chunk if s not in found)
+        if all(s in found or not attempts.settled((SKU, s)) or not lookup.decided(s) for s in skus):
             break
-    return found
+    return lookup
 
 
 def _preferred(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
     """Two products with one SKU: prefer the active one, then the lowest id, so the choice is stable."""
     if current is None:
         return True
-    rank = lambda p: (p.get("situacao") != "A", as_int(p.get("id")) or 0)  # noqa: E731
+    def rank(product: dict[str, Any]) -> tuple[bool, int]:
+        return product.get("situacao") != "A", as_int(product.get("id")) or 0
+
     return rank(candidate) < rank(current)
 
 
-def _lookup(skus: list[str], stock_filter: str | None) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for page in range(1, _LOOKUP_PAGE_CAP + 1):
+def _lookup(bling: BlingApi, skus: list[str], stock_filter: str | None) -> tuple[list[dict[str, Any]], bool]:
+    """The products GET /produtos lists for these SKUs, every page (shared.bling.paging), and whether the listing
+    was complete. One that is not (page cap, a repeated page) keeps what it found and says so in one ERROR: an
+    exact match found is still right, and only a complete lookup may call a SKU unknown."""
+    def fetch(page: int) -> Any:
         params = [("codigos[]", s) for s in skus] + [("criterio", "5"), ("pagina", str(page)),
                                                     ("limite", str(_LOOKUP_PAGE_SIZE))]
         if stock_filter is not None:
             params.append(("filtroSaldoEstoque", stock_filter))
-        data = get_client().get("/produtos", params).get("data")
-        if not isinstance(data, list) or not data:
-            break
-        new = [d for d in data if isinstance(d, dict) and as_id(d.get("id")) and d["id"] not in seen]
-        if not new:
-            break
-        seen.update(d["id"] for d in new)
-        items.extend(new)
-    return items
+        return bling.get("/produtos", params).get("data")
+
+    items: dict[int, dict[str, Any]] = {}
+    try:
+        for page in paginate(fetch, _LOOKUP_PAGE_CAP, what="product lookup"):
+            items.update((product_id, d) for d in page.items
+                         if isinstance(d, dict) and (product_id := as_id(d.get("id"))) and product_id not in items)
+    except PagingIncomplete as exc:
+        log.error(f"product lookup incomplete; the SKUs it did not find stay unresolved: {exc}",
+                  event="sku_lookup_incomplete", skus=skus[:50], **exc.log_fields())
+        return list(items.values()), False
+    return list(items.values()), True
 
 
-def load_product(sku: str, listed: dict[str, Any] | None) -> bool:
+def load_product(bling: BlingApi, sku: str, listed: dict[str, Any] | None) -> bool:
     """Store the product behind a SKU (full record) or record the SKU as unknown to Bling."""
     if listed is None:
         _store_sku(sku, None)
         log.warning("SKU unknown to Bling; recorded as not found", sku=sku, event="sku_unknown")
         return False
     product_id = as_id(listed.get("id"))
+    assert product_id is not None, "a lookup keeps only items with an id (_lookup)"
     try:
-        detail = get_client().get(f"/produtos/{product_id}").get("data")
+        detail = bling.get(f"/produtos/{product_id}").get("data")
     except BlingNotFound:
         detail = None
     if not isinstance(detail, dict) or as_id(detail.get("id")) != product_id or detail.get("codigo") != sku:
@@ -202,27 +252,28 @@ def load_product(sku: str, listed: dict[str, Any] | None) -> bool:
     return True
 
 
-def _store_product(product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None) -> None:
+def product_row(product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None) -> dict[str, Any]:
+    """The produto row: from GET /produtos/{id} when it answered, else from the lookup's list item."""
     p = detail or listed
     cost = nested(p, "fornecedor", "precoCusto") if detail else listed.get("precoCusto")
-    values = (product_id, as_text(p.get("codigo")), as_text(p.get("nome")), as_text(p.get("tipo")),
-              as_text(p.get("situacao")), as_text(p.get("formato")), as_decimal(p.get("preco")), as_decimal(cost),
-              as_text(p.get("unidade")), as_text(p.get("gtin")), as_text(p.get("marca")),
-              as_text(nested(p, "tributacao", "ncm")), as_text(nested(p, "tributacao", "cest")),
-              as_id(nested(p, "categoria", "id")),
-              as_id(listed.get("idProdutoPai")) or as_id(nested(p, "variacao", "produtoPai", "id")),
-              as_text(p.get("descricaoCurta")), jsonutil.dumps(p))
-    columns = ("id, codigo, nome, tipo, situacao, formato, preco, preco_custo, unidade, gtin, marca, ncm, cest, "
-               "categoria_id, id_produto_pai, descricao_curta, raw")
-    updates = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in columns.split(",")[1:])
+    return {
+        "id": product_id, "codigo": as_text(p.get("codigo")), "nome": as_text(p.get("nome")),
+        "tipo": as_text(p.get("tipo")), "situacao": as_text(p.get("situacao")), "formato": as_text(p.get("formato")),
+        "preco": as_decimal(p.get("preco")), "preco_custo": as_decimal(cost), "unidade": as_text(p.get("unidade")),
+        "gtin": as_text(p.get("gtin")), "marca": as_text(p.get("marca")),
+        "ncm": as_text(nested(p, "tributacao", "ncm")), "cest": as_text(nested(p, "tributacao", "cest")),
+        "categoria_id": as_id(nested(p, "categoria", "id")),
+        "id_produto_pai": as_id(listed.get("idProdutoPai")) or as_id(nested(p, "variacao", "produtoPai", "id")),
+        "descricao_curta": as_text(p.get("descricaoCurta")), "raw": jsonutil.dumps(p),
+    }
+
+
+def _store_product(product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None) -> None:
     with db.transaction() as cur:
-        cur.execute(f"INSERT INTO produto ({columns}) VALUES ({', '.join(['%s'] * 16)}, %s::jsonb) "
-                    f"ON CONFLICT (id) DO UPDATE SET {updates}, atualizado_em = now()", values)
+        db.upsert(cur, "produto", product_row(product_id, listed, detail), casts={"raw": "jsonb"})
 
 
 def _store_sku(sku: str, product_id: int | None) -> None:
     with db.transaction() as cur:
-        cur.execute("""INSERT INTO produto_sku (codigo, produto_id, encontrado) VALUES (%s, %s, %s)
-                       ON CONFLICT (codigo) DO UPDATE SET produto_id = EXCLUDED.produto_id,
-                           encontrado = EXCLUDED.encontrado, verificado_em = now()""",
-                    (sku, product_id, product_id is not None))
+        db.upsert(cur, "produto_sku", {"codigo": sku, "produto_id": product_id, "encontrado": product_id is not None},
+                  key="codigo", touch="verificado_em")

@@ -9,9 +9,15 @@ The leaves decide what a handler does with a Pub/Sub message (shared.handler):
 """
 from __future__ import annotations
 
+from typing import Any
+
 
 class EtlError(Exception):
     """Root of every error this project raises on purpose."""
+
+    def log_fields(self) -> dict[str, Any]:
+        """Structured fields for the log line that reports this error (none by default; shared.bling.errors)."""
+        return {}
 
 
 class RetryableError(EtlError):
@@ -45,7 +51,9 @@ class AuthorizationBroken(OperatorActionRequired):
 class ReauthorizationRequired(RetryableError):
     """Bling refused the stored refresh token; a human must open the auth function's URL.
 
-    Retryable on purpose: the work is kept (redelivered, then dead-lettered for replay) until the user re-authorizes.
+    A RetryableError for the code that calls Bling (a per-record `except PermanentError` must not drop the record);
+    the handler parks the message (shared.parking) until the user re-authorizes, and the new authorization
+    releases it: it is neither redelivered in a loop nor dead-lettered.
     """
 
 

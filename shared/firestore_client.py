@@ -5,14 +5,16 @@ Under FIRESTORE_EMULATOR_HOST the client talks to the local emulator.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+from shared import topology
 from shared.config import get_settings
 
 _client = None
 _lock = threading.Lock()
 
 
-def client():
+def client() -> Any:
     global _client
     with _lock:
         if _client is None:
@@ -27,6 +29,6 @@ def reset_client() -> None:
     _client = None
 
 
-def collection(name: str):
-    """Collection `<prefix>_<name>` (for example bling_oauth, bling_rate_ticks)."""
-    return client().collection(f"{get_settings().firestore_prefix}_{name}")
+def collection(registered: topology.Collection) -> Any:
+    """Collection `<prefix>_<name>` of one registered collection (shared.topology.COLLECTIONS)."""
+    return client().collection(f"{get_settings().firestore_prefix}_{registered.name}")

@@ -12,6 +12,7 @@ authorization flag logs its own single ERROR where it is set); every parked mess
 """
 from __future__ import annotations
 
+import enum
 import functools
 import threading
 import time
@@ -22,6 +23,7 @@ from shared import log, parking, topology
 from shared.errors import (
     ConfigurationError,
     DailyLimitReached,
+    EtlError,
     OperatorActionRequired,
     PermanentError,
     ReauthorizationRequired,
@@ -48,21 +50,21 @@ def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[A
                 with log.bind(message_id=message.message_id, delivery_attempt=message.delivery_attempt):
                     try:
                         handle(message)
-                    except PermanentError as exc:
-                        fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
-                        log.error(f"message dropped, it cannot succeed: {exc}", input=message.text_for_log(),
-                                  error_type=type(exc).__name__, **fields)
-                        return
-                    except (DailyLimitReached, ReauthorizationRequired, OperatorActionRequired) as exc:
-                        _park(topic, message, exc)
-                        return
-                    except RetryableError as exc:
-                        fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
-                        log.warning(f"will be redelivered: {exc}", error_type=type(exc).__name__, **fields)
-                        raise
                     except Exception as exc:
-                        log.exception(f"unexpected failure, will be redelivered: {exc}", exc,
-                                      input=message.text_for_log())
+                        decision = decide(exc)
+                        if decision is Decision.DROP:
+                            log.error(f"message dropped, it cannot succeed: {exc}", input=message.text_for_log(),
+                                      error_type=type(exc).__name__, **_fields(exc))
+                            return
+                        if decision is Decision.PARK:
+                            _park(topic, message, exc)
+                            return
+                        if isinstance(exc, RetryableError):
+                            log.warning(f"will be redelivered: {exc}", error_type=type(exc).__name__,
+                                        **_fields(exc))
+                        else:
+                            log.exception(f"unexpected failure, will be redelivered: {exc}", exc,
+                                          input=message.text_for_log())
                         raise
                     log.debug("message handled", duration_ms=round((time.monotonic() - started) * 1000))
 
@@ -71,13 +73,36 @@ def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[A
     return decorate
 
 
+class Decision(enum.Enum):
+    """What becomes of a message whose handling raised: acknowledged without its work (DROP, one ERROR), parked
+    until a human or tomorrow (PARK, acknowledged), or redelivered by Pub/Sub (NACK: the exception propagates)."""
+
+    DROP = "drop"
+    PARK = "park"
+    NACK = "nack"
+
+
+def decide(exc: BaseException) -> Decision:
+    """The one ack/nack/park decision, by the error model's leaves (shared.errors): the order matters, since
+    ReauthorizationRequired and DailyLimitReached are also RetryableError."""
+    if isinstance(exc, PermanentError):
+        return Decision.DROP
+    if isinstance(exc, (DailyLimitReached, ReauthorizationRequired, OperatorActionRequired)):
+        return Decision.PARK
+    return Decision.NACK
+
+
+def _fields(exc: BaseException) -> dict[str, Any]:
+    return exc.log_fields() if isinstance(exc, EtlError) else {}
+
+
 _UNTIL = ((DailyLimitReached, "tomorrow"), (ReauthorizationRequired, "re-authorization"),
           (OperatorActionRequired, "the authorization or configuration is fixed"))
 _configuration_errors_logged: set[str] = set()
 _logged_lock = threading.Lock()
 
 
-def _park(topic: str, message: PubSubMessage, exc: Exception) -> None:
+def _park(topic: str, message: PubSubMessage, exc: BaseException) -> None:
     parking.park(topic, message, type(exc).__name__, detail=str(exc))
     if isinstance(exc, ConfigurationError):
         with _logged_lock:
@@ -87,6 +112,5 @@ def _park(topic: str, message: PubSubMessage, exc: Exception) -> None:
             log.error(f"configuration error, work parked until it is fixed: {exc}", event="configuration_error",
                       error_type=type(exc).__name__)
     until = next(text for cls, text in _UNTIL if isinstance(exc, cls))
-    fields = exc.log_fields() if hasattr(exc, "log_fields") else {}
     log.warning(f"message parked until {until}: {exc}", event="message_parked", error_type=type(exc).__name__,
-                **fields)
+                **_fields(exc))

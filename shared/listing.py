@@ -4,12 +4,8 @@ Two passes per window, because Bling leaves cancelled invoices out of a listing 
 one without it, one with `situacao=2`. Both send `tipo=1` (outgoing only) and datetime bounds
 `YYYY-MM-DD 00:00:00` … `YYYY-MM-DD 23:59:59`, never bare dates.
 
-Pages are read until an empty page. Bling gives no totals, and pages can repeat items of the previous page or
-carry more than `limite` items, so "fewer than limite" never ends a pass; ids are de-duplicated. When Bling
-serves the very same page again and again (what it does when it ignores `pagina`), completeness cannot be proved:
-the window fails loudly at once instead of paging to the cap; a page that merely overlaps the previous one does
-not end anything. A page cap guards against endless paging; reaching it also fails the window loudly instead of
-silently truncating it.
+Pages come from shared.bling.paging (read until an empty page; a repeated page or the page cap fails the pass
+loudly); ids are de-duplicated across pages and passes, since pages overlap and overflow `limite`.
 
 Checkpoint rule (Singer's bookmark rule): the checkpoint moves to page N+1 only after page N's ids are recorded
 and published, so a redelivered window resumes at the first page whose ids may not have gone out.
@@ -18,22 +14,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from shared import firestore_client, log
-from shared.bling.client import get_client
+from shared import firestore_client, log, topology
+from shared.bling.api import BlingApi
 from shared.bling.errors import BlingPermanentError
-from shared.messages import MAX_ID, MAX_SITUACAO, NoteRef, Window
+from shared.bling.paging import PagingIncomplete, paginate
+from shared.domain import MAX_SITUACAO, SITUACAO_CANCELADA, is_positive_int
+from shared.messages import NoteRef, Window
 
-SITUACAO_CANCELADA = 2
 # (name, value of the situacao parameter): None = Bling's default listing, which omits cancelled invoices.
 PASSES: tuple[tuple[str, int | None], ...] = (("default", None), ("cancelled", SITUACAO_CANCELADA))
-_IDENTICAL_PAGES_TO_STOP = 2
 
 
-class ListingIncomplete(BlingPermanentError):
-    """The page cap was reached, or Bling repeats one page: the window must not be reported as complete."""
+class ListingIncomplete(PagingIncomplete):
+    """A pass of the window could not be proved complete (its paging failed, or Bling refused it): the window must
+    not be reported as complete."""
 
 
 @dataclasses.dataclass
@@ -43,15 +40,16 @@ class Checkpoint:
     done: bool = False
 
     def to_doc(self) -> dict[str, Any]:
-        return {"pass_index": self.pass_index, "next_page": self.next_page, "done": self.done,
-                "updated_at": datetime.datetime.now(tz=datetime.UTC)}
+        now = datetime.datetime.now(tz=datetime.UTC)
+        return {"pass_index": self.pass_index, "next_page": self.next_page, "done": self.done, "updated_at": now,
+                "expire_at": topology.CHECKPOINTS.expire_at(now)}
 
 
 class CheckpointStore:
     """Firestore document `<prefix>_checkpoints/<run_id>|<window>`, one per window of a run."""
 
-    def _doc(self, window: Window):
-        return firestore_client.collection("checkpoints").document(f"{window.run_id}|{window.key}")
+    def _doc(self, window: Window) -> Any:
+        return firestore_client.collection(topology.CHECKPOINTS).document(f"{window.run_id}|{window.key}")
 
     def load(self, window: Window) -> Checkpoint:
         snapshot = self._doc(window).get()
@@ -84,16 +82,15 @@ class ListingResult:
     already_done: bool = False
 
 
-def note_refs_from_page(data: Any) -> list[NoteRef]:
+def note_refs_from_page(data: list[Any]) -> list[NoteRef]:
     """The ids and situações of a page; items that are not outgoing invoices or make no sense are left out loudly."""
-    if not isinstance(data, list):
-        raise BlingPermanentError(200, "INVALID_RESPONSE", "GET /nfe answered without a data list",
-                                  f"data is {type(data).__name__}", path="/nfe")
     refs = []
     for item in data:
         nfe_id = item.get("id") if isinstance(item, dict) else None
         situacao = item.get("situacao") if isinstance(item, dict) else None
-        if not _is_positive_int(nfe_id, MAX_ID) or not _is_positive_int(situacao, MAX_SITUACAO):
+        # Within the range the detail message accepts (messages.NfeBatch), so one odd item is left out here
+        # instead of making a whole batch undeliverable.
+        if not is_positive_int(nfe_id) or not is_positive_int(situacao, MAX_SITUACAO):
             log.error("GET /nfe returned an item without a valid id/situacao; left out", item=str(item)[:500])
             continue
         if item.get("tipo") not in (1, "1", None):
@@ -102,15 +99,12 @@ def note_refs_from_page(data: Any) -> list[NoteRef]:
     return refs
 
 
-def _is_positive_int(value: Any, maximum: int) -> bool:
-    """Also within the range the detail message accepts (messages.NfeBatch), so one odd item is left out here
-    instead of making a whole batch undeliverable."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= maximum
+def nfe_page_fetcher(bling: BlingApi) -> Callable[[list[tuple[str, str]]], Any]:
+    """Pages of GET /nfe: the `data` value as Bling sent it (checked by the paginator and note_refs_from_page)."""
+    def fetch(params: list[tuple[str, str]]) -> Any:
+        return bling.get("/nfe", params).get("data")
 
-
-def fetch_nfe_page(params: list[tuple[str, str]]) -> Any:
-    """One page of GET /nfe: the `data` value as Bling sent it (checked by note_refs_from_page)."""
-    return get_client().get("/nfe", params).get("data")
+    return fetch
 
 
 def list_params(window: Window, page: int, page_size: int, situacao: int | None) -> list[tuple[str, str]]:
@@ -122,79 +116,68 @@ def list_params(window: Window, page: int, page_size: int, situacao: int | None)
     return params
 
 
-def list_window(window: Window, fetch_page: Callable[[list[tuple[str, str]]], Any],
-                publish: Callable[[list[NoteRef]], None], checkpoints: CheckpointStore,
-                page_size: int, page_cap: int) -> ListingResult:
-    """Page through both passes from the checkpoint on; `publish` records and sends one page's new ids.
+class WindowListing:
+    """The NF-e of one window, page by page, from its checkpoint on: iterate it for each page's new ids; when the
+    loop is over, `result` says what was listed.
 
-    A pass that fails permanently (page cap, a repeated page, garbage) does not stop the other one: the cancelled
-    invoices of a window must be seen even when its default listing cannot be completed. The window then fails
-    with one error that says what happened to each pass; the checkpoint stays at the first failed pass, so a
-    replayed window lists again from there."""
-    checkpoint = checkpoints.load(window)
-    result = ListingResult()
-    if checkpoint.done:
-        result.already_done = True
-        return result
-    seen: dict[int, int] = {}
-    reports: list[str] = []
-    failures: list[BlingPermanentError] = []
-    failed_at: Checkpoint | None = None
-    for pass_index in range(checkpoint.pass_index, len(PASSES)):
-        pass_name = PASSES[pass_index][0]
-        first_page = checkpoint.next_page if pass_index == checkpoint.pass_index else 1
-        before = result.notes
-        try:
-            _list_pass(window, pass_index, first_page, fetch_page, publish, checkpoints, page_size, page_cap,
-                       seen, result)
-        except BlingPermanentError as exc:
-            log.error(f"{pass_name} listing failed; the other pass still runs: {exc}", event="listing_pass_failed",
-                      listing=pass_name)
-            reports.append(f"{pass_name} listing: {exc.error_type} {exc.error_message} ({exc.description})")
-            failures.append(exc)
-            failed_at = failed_at or checkpoints.load(window)
-            checkpoints.save(window, Checkpoint(pass_index + 1, 1))
-            continue
-        reports.append(f"{pass_name} listing: {result.notes - before} NF-e listed")
-    if failed_at is not None:
-        checkpoints.save(window, failed_at)
-        raise ListingIncomplete(200, "+".join(f.error_type or "ERROR" for f in failures), "window not complete",
-                                "; ".join(reports), path="/nfe")
-    checkpoints.save(window, Checkpoint(len(PASSES), 1, done=True))
-    return result
+    The checkpoint moves past a page only when the loop asks for the next one, i.e. after the caller recorded and
+    published that page's ids. A pass that fails permanently (page cap, a repeated page, garbage) does not stop
+    the other one: the cancelled invoices of a window must be seen even when its default listing cannot be
+    completed. The window then fails with one error that says what happened to each pass; the checkpoint stays
+    at the first failed pass, so a replayed window lists again from there."""
 
+    def __init__(self, window: Window, fetch_page: Callable[[list[tuple[str, str]]], Any],
+                 checkpoints: CheckpointStore, page_size: int, page_cap: int):
+        self.window, self.result = window, ListingResult()
+        self._fetch, self._checkpoints, self._size, self._cap = fetch_page, checkpoints, page_size, page_cap
 
-def _list_pass(window: Window, pass_index: int, page: int, fetch_page: Callable[[list[tuple[str, str]]], Any],
-               publish: Callable[[list[NoteRef]], None], checkpoints: CheckpointStore, page_size: int,
-               page_cap: int, seen: dict[int, int], result: ListingResult) -> None:
-    pass_name, situacao = PASSES[pass_index]
-    previous_page: list[int] = []
-    identical_pages = 0
-    while True:
-        if page > page_cap:
-            raise ListingIncomplete(200, "PAGE_CAP", f"{pass_name} listing passed {page_cap} pages",
-                                    "raise LIST_PAGE_CAP or use smaller windows", path="/nfe")
-        data = fetch_page(list_params(window, page, page_size, situacao))
-        result.pages += 1
-        if data == []:
-            break  # the only reliable end of a listing: Bling gives no totals
-        refs = note_refs_from_page(data)
-        new = [r for r in refs if seen.get(r.id) != r.situacao]
-        seen.update((r.id, r.situacao) for r in refs)
-        log.debug("page listed", page=page, listing=pass_name, items=len(refs), new=len(new))
-        if new:
-            publish(new)
-            result.notes += len(new)
-        checkpoints.save(window, Checkpoint(pass_index, page + 1))
-        page_ids = [r.id for r in refs]
-        identical_pages = identical_pages + 1 if page_ids and page_ids == previous_page else 0
-        previous_page = page_ids
-        if identical_pages >= _IDENTICAL_PAGES_TO_STOP:
-            raise ListingIncomplete(200, "REPEATED_PAGE", f"{pass_name} listing: Bling served the same page "
-                                    f"{identical_pages + 1} times up to page {page}",
-                                    "pagina seems ignored; the window cannot be proved complete", path="/nfe")
-        page += 1
-    checkpoints.save(window, Checkpoint(pass_index + 1, 1))
+    def __iter__(self) -> Iterator[list[NoteRef]]:
+        window, checkpoints = self.window, self._checkpoints
+        checkpoint = checkpoints.load(window)
+        if checkpoint.done:
+            self.result.already_done = True
+            return
+        seen: dict[int, int] = {}
+        reports: list[str] = []
+        failures: list[str] = []
+        failed_at: Checkpoint | None = None
+        for pass_index in range(checkpoint.pass_index, len(PASSES)):
+            pass_name = PASSES[pass_index][0]
+            first_page = checkpoint.next_page if pass_index == checkpoint.pass_index else 1
+            before = self.result.notes
+            try:
+                yield from self._pass(pass_index, first_page, seen)
+            except (BlingPermanentError, PagingIncomplete) as exc:
+                log.error(f"{pass_name} listing failed; the other pass still runs: {exc}",
+                          event="listing_pass_failed", listing=pass_name)
+                reports.append(f"{pass_name} listing: {exc}")
+                failures.append(exc.reason if isinstance(exc, PagingIncomplete) else exc.error_type or "ERROR")
+                failed_at = failed_at or checkpoints.load(window)
+                checkpoints.save(window, Checkpoint(pass_index + 1, 1))
+                continue
+            reports.append(f"{pass_name} listing: {self.result.notes - before} NF-e listed")
+        if failed_at is not None:
+            checkpoints.save(window, failed_at)
+            raise ListingIncomplete("+".join(failures), "window not complete; " + "; ".join(reports))
+        checkpoints.save(window, Checkpoint(len(PASSES), 1, done=True))
+
+    def _pass(self, pass_index: int, first_page: int, seen: dict[int, int]) -> Iterator[list[NoteRef]]:
+        pass_name, situacao = PASSES[pass_index]
+
+        def fetch(page: int) -> Any:
+            self.result.pages += 1
+            return self._fetch(list_params(self.window, page, self._size, situacao))
+
+        for page in paginate(fetch, self._cap, first_page, what=f"{pass_name} listing"):
+            refs = note_refs_from_page(page.items)
+            new = [r for r in refs if seen.get(r.id) != r.situacao]
+            seen.update((r.id, r.situacao) for r in refs)
+            log.debug("page listed", page=page.number, listing=pass_name, items=len(refs), new=len(new))
+            if new:
+                yield new
+                self.result.notes += len(new)
+            self._checkpoints.save(self.window, Checkpoint(pass_index, page.number + 1))
+        self._checkpoints.save(self.window, Checkpoint(pass_index + 1, 1))
 
 
 def batches(items: list[NoteRef], size: int) -> Iterable[list[NoteRef]]:

@@ -14,7 +14,8 @@ import json
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+import types
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 _SEVERITY = "severity"
@@ -28,7 +29,9 @@ _SECRET_KEY_PARTS = ("token", "secret", "password", "authorization", "code_verif
 # Keys that contain a secret-looking word but only ever hold harmless values.
 _NOT_SECRET_KEYS = frozenset({"token_expires_at", "token_version", "reauth_required", "token_stored"})
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+# Read-only default: bind() always sets a new dict, nothing ever mutates the one a context holds.
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("log_context",
+                                                                         default=types.MappingProxyType({}))
 _secrets: set[str] = set()
 _write_lock = threading.Lock()
 

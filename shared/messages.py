@@ -13,6 +13,7 @@ import datetime
 import json
 from typing import Any
 
+from shared.domain import MAX_ID, MAX_SITUACAO, is_positive_int, parse_window_key, window_key
 from shared.errors import BadMessage
 
 
@@ -58,7 +59,7 @@ def decode_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
-def _require_only(body: dict[str, Any], required: set[str], optional: set[str] = frozenset()) -> None:
+def _require_only(body: dict[str, Any], required: set[str], optional: frozenset[str] = frozenset()) -> None:
     missing = required - body.keys()
     unknown = body.keys() - required - optional
     if missing:
@@ -83,20 +84,15 @@ def _str(body: dict[str, Any], key: str) -> str:
     return value
 
 
-# The database columns these land in: ids are bigint, situação is smallint. A larger number is not a record
-# Bling can have, and PostgreSQL would refuse it on every delivery (a poison message).
-MAX_ID = 2 ** 63 - 1
-MAX_SITUACAO = 2 ** 15 - 1
 # SKUs come from the items of stored invoices, whatever their length; the enrich function does not look up in
 # Bling the ones longer than any product code (shared.enrichment.MAX_LOOKUP_SKU_LENGTH).
 MAX_SKU_LENGTH = 2000
 
 
 def _positive_int(value: Any, what: str, maximum: int = MAX_ID) -> int:
-    # bool is an int in Python; a JSON true is not an id.
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+    if not is_positive_int(value, maximum):
         raise BadMessage(f"{what} must be a positive integer up to {maximum}, got {value!r}")
-    return value
+    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +105,7 @@ class Window:
 
     @property
     def key(self) -> str:
-        return f"{self.start.isoformat()}..{self.end.isoformat()}"
+        return window_key(self.start, self.end)
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "start": self.start.isoformat(), "end": self.end.isoformat()}
@@ -131,12 +127,10 @@ def _window_key(body: dict[str, Any]) -> str:
     """A batch's window must be a Window.key (YYYY-MM-DD..YYYY-MM-DD, end not before start): the audit row of
     each invoice is found by it, after Bling was already asked for the invoice."""
     key = _str(body, "window")
-    start, sep, end = key.partition("..")
-    if not sep:
-        raise BadMessage(f"window must be YYYY-MM-DD..YYYY-MM-DD, got {key!r}")
-    first, last = parse_iso_date(start, "window start"), parse_iso_date(end, "window end")
-    if last < first:
-        raise BadMessage(f"window {key!r} ends before it starts")
+    try:
+        parse_window_key(key)
+    except ValueError as exc:
+        raise BadMessage(f"window is not YYYY-MM-DD..YYYY-MM-DD ending on or after its start: {exc}") from None
     return key
 
 

@@ -23,7 +23,7 @@ _LOCK_KEY = (727, 1)
 
 def migration_files(directory: pathlib.Path = MIGRATIONS_DIR) -> list[pathlib.Path]:
     files = sorted(p for p in directory.iterdir() if _FILE_PATTERN.match(p.name))
-    versions = [_FILE_PATTERN.match(p.name).group(1) for p in files]
+    versions = [m.group(1) for p in files if (m := _FILE_PATTERN.match(p.name))]
     if len(set(versions)) != len(versions):
         raise SystemExit(f"two migrations share a number in {directory}")
     return files

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 from typing import Any
 
 import pg8000.dbapi
 
 from shared import audit, db, log, nfe_store, payment_forms, record_failures
-from shared.bling.client import count_calls, get_client
-from shared.bling.errors import BlingPermanentError
+from shared.bling.api import BlingApi
+from shared.bling.client import count_calls
 from shared.config import get_settings
-from shared.errors import PermanentError
+from shared.domain import NfeOutcome
+from shared.errors import EtlError, PermanentError
 from shared.messages import EnrichRequest, NfeBatch, NoteRef
 
 
@@ -42,20 +44,26 @@ class BatchResult:
         return EnrichRequest(run_id, tuple(self.contact_ids), tuple(self.skus))
 
 
-def process_batch(batch: NfeBatch) -> BatchResult:
+def needs_detail(note: NoteRef, stored_situacao: int | None) -> bool:
+    """The detail decision: fetch GET /nfe/{id} for an invoice not stored yet or whose situação changed (a
+    cancellation, an authorization); one stored with the situação the listing shows is unchanged, no call."""
+    return stored_situacao != note.situacao
+
+
+def process_batch(bling: BlingApi, batch: NfeBatch) -> BatchResult:
     result = BatchResult()
     with db.transaction() as cur:
         stored = nfe_store.stored_situacoes(cur, [n.id for n in batch.notes])
     for note in batch.notes:
         with log.bind(nfe_id=note.id):
-            if stored.get(note.id) == note.situacao:
-                _record(batch, note.id, "unchanged", 0)
-                result.outcomes[note.id] = "unchanged"
+            if not needs_detail(note, stored.get(note.id)):
+                _record(batch, note.id, NfeOutcome.UNCHANGED, 0)
+                result.outcomes[note.id] = NfeOutcome.UNCHANGED
                 continue
-            outcome = result.attempts.run(lambda: _load_one(batch, note, result), note)
+            outcome = result.attempts.run(functools.partial(_load_one, bling, batch, note, result), note)
             if outcome is not None:
                 result.outcomes[note.id] = outcome
-    unchanged = [i for i, outcome in result.outcomes.items() if outcome == "unchanged"]
+    unchanged = [i for i, outcome in result.outcomes.items() if outcome == NfeOutcome.UNCHANGED]
     if unchanged:
         # An earlier delivery may have stored these and died before its enrich message went out: ask again for
         # their contacts and SKUs (enrich skips what is fresh, so a plain re-run still makes no Bling call).
@@ -75,65 +83,63 @@ def _add_stored_references(nfe_ids: list[int], result: BatchResult) -> None:
     result.skus.extend(s for s in skus if s not in result.skus)
 
 
-def give_up(batch: NfeBatch, note: NoteRef, error: Exception) -> None:
+def give_up(batch: NfeBatch, note: NoteRef, error: EtlError) -> None:
     """The last delivery attempt of this invoice's own message failed too: recorded failed, with its error."""
     with log.bind(nfe_id=note.id):
         log.error(f"NF-e not loaded after the last delivery attempt: {error}", event="nfe_failed",
-                  **(error.log_fields() if hasattr(error, "log_fields") else {}))
+                  **error.log_fields())
         # keep_final: a duplicate delivery that stored it meanwhile keeps its outcome.
-        _record(batch, note.id, "failed", 0, f"every attempt failed: {error}"[:500], keep_final=True)
+        _record(batch, note.id, NfeOutcome.FAILED, 0, f"every attempt failed: {error}"[:500], keep_final=True)
 
 
-def _load_one(batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
+def _load_one(bling: BlingApi, batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
     settings = get_settings()
     with count_calls() as calls:
         try:
             fetched_at = datetime.datetime.now(tz=datetime.UTC)
-            nfe, raw = _fetch(note)
+            nfe, raw = _fetch(bling, note)
             if nfe.get("tipo") not in (1, "1"):
-                _record(batch, note.id, "skipped", calls.requests, "incoming invoice (tipo 0) is not loaded")
+                _record(batch, note.id, NfeOutcome.SKIPPED, calls.requests, "incoming invoice (tipo 0) is not loaded")
                 log.info("incoming invoice skipped", event="nfe_skipped", tipo=nfe.get("tipo"))
-                return "skipped"
-            forms_calls = payment_forms.ensure_known(nfe_store.payment_form_ids(nfe))
+                return NfeOutcome.SKIPPED
+            forms_calls = payment_forms.ensure_known(bling, nfe_store.payment_form_ids(nfe))
             try:
                 with db.transaction() as cur:
-                    outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)
-                    if outcome == "stale":
+                    stored = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)
+                    if stored.outcome is None:
                         # Another delivery stored a newer fetch meanwhile: it decided this row's outcome.
-                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, "unchanged", calls.requests,
-                                             "a newer fetch was stored meanwhile", keep_final=True)
+                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, NfeOutcome.UNCHANGED,
+                                             calls.requests, "a newer fetch was stored meanwhile", keep_final=True)
                     else:
-                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, outcome, calls.requests)
+                        audit.record_outcome(cur, batch.run_id, batch.window, note.id, stored.outcome,
+                                             calls.requests)
             except pg8000.dbapi.DatabaseError as exc:
-                if not _is_data_exception(exc):
+                if not db.is_data_exception(exc):
                     raise
-                # A value PostgreSQL cannot hold (SQLSTATE class 22, e.g. a serie beyond integer): the same on
-                # every delivery, so it fails this invoice, not the whole batch into the dead-letter topic.
-                raise InvalidInvoice(f"PostgreSQL refused a value of GET /nfe/{note.id}: "
-                                     f"{exc.args[0].get('M', exc) if exc.args and isinstance(exc.args[0], dict) else exc}"
+                # A value PostgreSQL cannot hold (e.g. a serie beyond integer): the same on every delivery, so it
+                # fails this invoice, not the whole batch into the dead-letter topic.
+                raise InvalidInvoice(f"PostgreSQL refused a value of GET /nfe/{note.id}: {db.server_message(exc)}"
                                      ) from None
         except PermanentError as exc:
-            fields = exc.log_fields() if isinstance(exc, BlingPermanentError) else {}
-            log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **fields)
-            _record(batch, note.id, "failed", calls.requests, str(exc)[:500])
-            return "failed"
-    if outcome == "stale":
+            log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **exc.log_fields())
+            _record(batch, note.id, NfeOutcome.FAILED, calls.requests, str(exc)[:500])
+            return NfeOutcome.FAILED
+    if stored.outcome is None:
         log.info("older fetch not stored: a newer one is", event="nfe_stale", situacao=nfe.get("situacao"))
-        return "unchanged"
-    contato_id = nfe_store.header_row(nfe, settings.timezone, batch.run_id)["contato_id"]
-    if contato_id and contato_id not in result.contact_ids:
-        result.contact_ids.append(contato_id)
+        return NfeOutcome.UNCHANGED
+    if stored.contato_id and stored.contato_id not in result.contact_ids:
+        result.contact_ids.append(stored.contato_id)
     result.skus.extend(s for s in nfe_store.item_skus(nfe) if s not in result.skus)
-    log.info(f"NF-e stored ({outcome})", event="nfe_stored", outcome=outcome, situacao=nfe.get("situacao"),
-             api_calls=calls.requests, payment_form_calls=forms_calls)
-    return outcome
+    log.info(f"NF-e stored ({stored.outcome})", event="nfe_stored", outcome=stored.outcome,
+             situacao=nfe.get("situacao"), api_calls=calls.requests, payment_form_calls=forms_calls)
+    return stored.outcome
 
 
-def _fetch(note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
+def _fetch(bling: BlingApi, note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the detail made whole from the listing where Bling left a key out, the detail exactly as Bling sent it).
 
     Garbage is refused, not guessed; the raw JSON stored is always what Bling sent."""
-    raw = get_client().get(f"/nfe/{note.id}").get("data")
+    raw = bling.get(f"/nfe/{note.id}").get("data")
     if not isinstance(raw, dict):
         raise InvalidInvoice(f"GET /nfe/{note.id} answered without a data object")
     nfe = dict(raw)
@@ -151,11 +157,6 @@ def _fetch(note: NoteRef) -> tuple[dict[str, Any], dict[str, Any]]:
                     received=str(situacao)[:50])
         nfe["situacao"] = note.situacao
     return nfe, raw
-
-
-def _is_data_exception(exc: Exception) -> bool:
-    code = exc.args[0].get("C", "") if exc.args and isinstance(exc.args[0], dict) else ""
-    return code.startswith("22")
 
 
 def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None,

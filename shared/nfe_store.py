@@ -11,24 +11,14 @@ detail that still shows it authorized can only be older news. Such a write is re
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
-from shared import jsonutil
+from shared import db, jsonutil
 from shared.bling_values import as_bool, as_date, as_decimal, as_id, as_int, as_list, as_local_datetime, as_text, nested
+from shared.domain import SITUACAO_CANCELADA, NfeOutcome
 
-SITUACAO_CANCELADA = 2
-
-_NFE_COLUMNS = (
-    "id", "tipo", "situacao", "numero", "serie", "data_emissao", "data_emissao_raw", "data_operacao",
-    "data_operacao_raw", "chave_acesso", "contato_id", "contato_nome", "contato_tipo_pessoa",
-    "contato_numero_documento", "contato_ie", "contato_rg", "contato_contribuinte", "contato_telefone",
-    "contato_email", "contato_endereco", "contato_numero", "contato_complemento", "contato_bairro", "contato_cep",
-    "contato_municipio", "contato_uf", "contato_pais", "natureza_operacao_id", "loja_id", "loja_numero",
-    "valor_nota", "valor_frete", "finalidade", "tipo_nota", "xml", "link_danfe", "link_pdf",
-    "optante_simples_nacional", "numero_pedido_loja", "vendedor_id", "transporte_frete_por_conta",
-    "transportador_nome", "transportador_numero_documento", "ultima_execucao", "buscado_em",
-)
 _ITEM_COLUMNS = (
     "nfe_id", "linha", "codigo", "descricao", "unidade", "quantidade", "valor", "valor_total", "tipo", "peso_bruto",
     "peso_liquido", "numero_pedido_compra", "classificacao_fiscal", "cest", "codigo_servico", "origem",
@@ -37,11 +27,18 @@ _ITEM_COLUMNS = (
 _PARCELA_COLUMNS = ("nfe_id", "linha", "data", "valor", "observacoes", "caut", "forma_pagamento_id")
 
 
+Row = tuple[Any, ...]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def header_row(nfe: dict[str, Any], timezone: str, run_id: str,
                fetched_at: datetime.datetime | None = None) -> dict[str, Any]:
-    contato = nfe.get("contato") if isinstance(nfe.get("contato"), dict) else {}
-    endereco = contato.get("endereco") if isinstance(contato.get("endereco"), dict) else {}
-    transporte = nfe.get("transporte") if isinstance(nfe.get("transporte"), dict) else {}
+    contato = _object(nfe.get("contato"))
+    endereco = _object(contato.get("endereco"))
+    transporte = _object(nfe.get("transporte"))
     return {
         "id": as_int(nfe.get("id")), "tipo": as_int(nfe.get("tipo")), "situacao": as_int(nfe.get("situacao")),
         "numero": as_text(nfe.get("numero")), "serie": as_int(nfe.get("serie")),
@@ -77,7 +74,7 @@ def header_row(nfe: dict[str, Any], timezone: str, run_id: str,
     }
 
 
-def item_rows(nfe_id: int, nfe: dict[str, Any]) -> list[tuple]:
+def item_rows(nfe_id: int, nfe: dict[str, Any]) -> list[Row]:
     rows = []
     for line, item in enumerate(as_list(nfe.get("itens")), start=1):
         rows.append((nfe_id, line, as_text(item.get("codigo")), as_text(item.get("descricao")),
@@ -91,7 +88,7 @@ def item_rows(nfe_id: int, nfe: dict[str, Any]) -> list[tuple]:
     return rows
 
 
-def parcela_rows(nfe_id: int, nfe: dict[str, Any]) -> list[tuple]:
+def parcela_rows(nfe_id: int, nfe: dict[str, Any]) -> list[Row]:
     return [(nfe_id, line, as_date(p.get("data")), as_decimal(p.get("valor")), as_text(p.get("observacoes")),
              as_text(p.get("caut")), as_id(nested(p, "formaPagamento", "id")))
             for line, p in enumerate(as_list(nfe.get("parcelas")), start=1)]
@@ -110,7 +107,7 @@ def item_skus(nfe: dict[str, Any]) -> list[str]:
     return skus
 
 
-def stored_situacoes(cur, ids: list[int]) -> dict[int, int]:
+def stored_situacoes(cur: Any, ids: list[int]) -> dict[int, int]:
     cur.execute("SELECT id, situacao FROM nfe WHERE id = ANY(%s)", (ids,))
     return {row[0]: row[1] for row in cur.fetchall()}
 
@@ -118,7 +115,7 @@ def stored_situacoes(cur, ids: list[int]) -> dict[int, int]:
 _ROWS_PER_INSERT = 500  # PostgreSQL takes at most 65,535 parameters in one statement
 
 
-def _insert_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple], casts: dict[str, str]) -> None:
+def _insert_rows(cur: Any, table: str, columns: tuple[str, ...], rows: list[Row], casts: dict[str, str]) -> None:
     """One multi-row INSERT per 500 rows: one round trip instead of one per row (executemany)."""
     names = [*columns, *casts]
     row_placeholder = "(" + ", ".join(["%s"] * len(columns) + [f"%s::{t}" for t in casts.values()]) + ")"
@@ -128,10 +125,32 @@ def _insert_rows(cur, table: str, columns: tuple[str, ...], rows: list[tuple], c
                     [value for row in chunk for value in row])
 
 
-def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[str, Any] | None = None,
-               fetched_at: datetime.datetime | None = None) -> str:
-    """Write one invoice inside the caller's transaction; returns new, updated, cancelled, or stale (nothing
-    written: the stored row comes from a newer fetch, or is cancelled and this detail is not).
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """What upsert_nfe did: outcome None = stale, nothing written (a newer fetch or a cancellation is stored)."""
+
+    outcome: NfeOutcome | None
+    contato_id: int | None
+
+
+def write_decision(stored_situacao: int | None, stored_fetch: datetime.datetime | None, situacao: int | None,
+                   fetched_at: datetime.datetime | None) -> NfeOutcome | None:
+    """The outcome of writing a detail over what is stored, or None when it must not be written (stale): never
+    an older fetch over a newer one, never a non-cancelled invoice over a cancelled one (cancellation is final)."""
+    if stored_situacao is None:
+        return NfeOutcome.NEW
+    if stored_situacao == SITUACAO_CANCELADA and situacao != SITUACAO_CANCELADA:
+        return None
+    if stored_fetch is not None and fetched_at is not None and fetched_at < stored_fetch:
+        return None
+    if situacao == SITUACAO_CANCELADA:
+        return NfeOutcome.CANCELLED if stored_situacao != SITUACAO_CANCELADA else NfeOutcome.UPDATED
+    return NfeOutcome.UPDATED
+
+
+def upsert_nfe(cur: Any, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[str, Any] | None = None,
+               fetched_at: datetime.datetime | None = None) -> Stored:
+    """Write one invoice inside the caller's transaction (write_decision() says whether, and with what outcome).
 
     `raw` is the JSON exactly as Bling sent it, when `nfe` had gaps filled in from the listing; `fetched_at` when
     GET /nfe/{id} was sent (None: unknown, e.g. a benchmark; then only the cancellation rule applies).
@@ -149,33 +168,17 @@ def upsert_nfe(cur, nfe: dict[str, Any], timezone: str, run_id: str, raw: dict[s
     cur.execute("SELECT situacao, buscado_em FROM nfe WHERE id = %s", (nfe_id,))
     stored = cur.fetchone()
     previous, previous_fetch = stored if stored else (None, None)
-    if _is_stale(previous, previous_fetch, header["situacao"], fetched_at):
-        return "stale"
-    columns = ", ".join(_NFE_COLUMNS)
-    placeholders = ", ".join(["%s"] * len(_NFE_COLUMNS))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _NFE_COLUMNS if c != "id")
-    cur.execute(f"WITH gone_items AS (DELETE FROM nfe_item WHERE nfe_id = %s), "
-                f"gone_parcelas AS (DELETE FROM nfe_parcela WHERE nfe_id = %s) "
-                f"INSERT INTO nfe ({columns}, raw) VALUES ({placeholders}, %s::jsonb) "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}, raw = EXCLUDED.raw, atualizado_em = now()",
-                [nfe_id, nfe_id, *(header[c] for c in _NFE_COLUMNS), jsonutil.dumps(raw if raw is not None else nfe)])
+    outcome = write_decision(previous, previous_fetch, header["situacao"], fetched_at)
+    if outcome is None:
+        return Stored(None, header["contato_id"])
+    db.upsert(cur, "nfe", {**header, "raw": jsonutil.dumps(raw if raw is not None else nfe)}, casts={"raw": "jsonb"},
+              prelude="WITH gone_items AS (DELETE FROM nfe_item WHERE nfe_id = %s), "
+                      "gone_parcelas AS (DELETE FROM nfe_parcela WHERE nfe_id = %s) ",
+              prelude_params=(nfe_id, nfe_id))
     items = item_rows(nfe_id, nfe)
     if items:
         _insert_rows(cur, "nfe_item", _ITEM_COLUMNS, items, {"impostos": "jsonb"})
     parcelas = parcela_rows(nfe_id, nfe)
     if parcelas:
         _insert_rows(cur, "nfe_parcela", _PARCELA_COLUMNS, parcelas, {})
-    if previous is None:
-        return "new"
-    if header["situacao"] == SITUACAO_CANCELADA and previous != SITUACAO_CANCELADA:
-        return "cancelled"
-    return "updated"
-
-
-def _is_stale(stored_situacao: int | None, stored_fetch: datetime.datetime | None, situacao: int | None,
-              fetched_at: datetime.datetime | None) -> bool:
-    if stored_situacao is None:
-        return False
-    if stored_situacao == SITUACAO_CANCELADA and situacao != SITUACAO_CANCELADA:
-        return True
-    return stored_fetch is not None and fetched_at is not None and fetched_at < stored_fetch
+    return Stored(outcome, header["contato_id"])

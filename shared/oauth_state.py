@@ -20,15 +20,15 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import Any
 
-from shared import firestore_client
+from shared import firestore_client, topology
 
 COOKIE_NAME = "bling_auth_flow"
 NOT_THIS_BROWSER = "not started in this browser"
 _UTC = datetime.UTC
 _STATE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _COOKIE_MAX_CHARS = 128
-_CODE_RECORD_TTL = datetime.timedelta(days=1)
 
 
 def issue(ttl_s: int) -> tuple[str, str]:
@@ -69,7 +69,7 @@ def consume(state: str, code: str, browser_secret: str) -> str:
     batch = client.batch()
     batch.update(ref, {"used": True, "used_at": now, "code_sha256": code_id},
                  option=client.write_option(last_update_time=snap.update_time))
-    batch.create(_codes().document(code_id), {"state_used_at": now, "expire_at": now + _CODE_RECORD_TTL})
+    batch.create(_codes().document(code_id), {"state_used_at": now, "expire_at": topology.OAUTH_CODES.expire_at(now)})
     try:
         batch.commit()
     except (gexc.FailedPrecondition, gexc.Conflict, gexc.AlreadyExists):
@@ -81,9 +81,9 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _states():
-    return firestore_client.collection("oauth_states")
+def _states() -> Any:
+    return firestore_client.collection(topology.OAUTH_STATES)
 
 
-def _codes():
-    return firestore_client.collection("oauth_codes")
+def _codes() -> Any:
+    return firestore_client.collection(topology.OAUTH_CODES)

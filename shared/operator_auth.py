@@ -17,6 +17,7 @@ import dataclasses
 import hmac
 import threading
 import time
+from typing import Any
 
 from shared import log, secrets
 from shared.config import get_settings
@@ -50,12 +51,12 @@ def configured_key_problem() -> str:
     return ""
 
 
-def presented_key(request) -> str:
+def presented_key(request: Any) -> str:
     """The key in the Authorization header (Bearer) or, for a POST, the form field; never the query string."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+        return str(value).strip()
     if request.method == "POST":
         return (request.form.get(FORM_FIELD) or "").strip()
     return ""

@@ -11,13 +11,14 @@ resumes without anyone replaying anything.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
-from shared import firestore_client, log, pubsub
+from shared import firestore_client, log, pubsub, topology
 from shared.messages import PubSubMessage
 
 
-def _collection():
-    return firestore_client.collection("parked")
+def _collection() -> Any:
+    return firestore_client.collection(topology.PARKED)
 
 
 def park(topic: str, message: PubSubMessage, reason: str, detail: str = "") -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared import db, jsonutil, log
-from shared.bling.client import get_client
+from shared.bling.api import BlingApi
 from shared.bling.errors import BlingNotFound
 from shared.bling_values import as_bool, as_int, as_text
 from shared.config import get_settings
@@ -31,7 +31,7 @@ TIPO_PAGAMENTO = {
     99: "Outros",
 }
 
-def ensure_known(form_ids: Iterable[int]) -> int:
+def ensure_known(bling: BlingApi, form_ids: Iterable[int]) -> int:
     """Make sure every id has a forma_pagamento row; returns the number of Bling calls made."""
     wanted = set(form_ids)
     if not wanted:
@@ -45,7 +45,7 @@ def ensure_known(form_ids: Iterable[int]) -> int:
     for form_id in sorted(wanted - stored):
         calls += 1
         try:
-            form = get_client().get(f"/formas-pagamentos/{form_id}").get("data")
+            form = bling.get(f"/formas-pagamentos/{form_id}").get("data")
         except BlingNotFound:
             log.warning("payment form not found in Bling; stored as not found", forma_pagamento_id=form_id)
             form = None
@@ -56,16 +56,10 @@ def ensure_known(form_ids: Iterable[int]) -> int:
 def _store(form_id: int, form: dict[str, Any] | None) -> None:
     form = form or {}
     tipo = as_int(form.get("tipoPagamento"))
+    row = {"id": form_id, "descricao": as_text(form.get("descricao")), "tipo_pagamento": tipo,
+           "tipo_pagamento_descricao": TIPO_PAGAMENTO.get(tipo) if tipo is not None else None,
+           "situacao": as_int(form.get("situacao")), "fixa": as_bool(form.get("fixa")),
+           "padrao": as_int(form.get("padrao")), "finalidade": as_int(form.get("finalidade")), "encontrada": bool(form),
+           "raw": jsonutil.dumps(form) if form else None}
     with db.transaction() as cur:
-        cur.execute(
-            """INSERT INTO forma_pagamento (id, descricao, tipo_pagamento, tipo_pagamento_descricao, situacao, fixa,
-                                            padrao, finalidade, encontrada, raw)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
-               ON CONFLICT (id) DO UPDATE SET descricao = EXCLUDED.descricao,
-                   tipo_pagamento = EXCLUDED.tipo_pagamento,
-                   tipo_pagamento_descricao = EXCLUDED.tipo_pagamento_descricao, situacao = EXCLUDED.situacao,
-                   fixa = EXCLUDED.fixa, padrao = EXCLUDED.padrao, finalidade = EXCLUDED.finalidade,
-                   encontrada = EXCLUDED.encontrada, raw = EXCLUDED.raw, atualizado_em = now()""",
-            (form_id, as_text(form.get("descricao")), tipo, TIPO_PAGAMENTO.get(tipo), as_int(form.get("situacao")),
-             as_bool(form.get("fixa")), as_int(form.get("padrao")), as_int(form.get("finalidade")), bool(form),
-             jsonutil.dumps(form) if form else None))
+        db.upsert(cur, "forma_pagamento", row, casts={"raw": "jsonb"})

@@ -17,11 +17,11 @@ _publisher = None
 _lock = threading.Lock()
 
 
-def publisher():
+def publisher() -> Any:
     global _publisher
     with _lock:
         if _publisher is None:
-            from google.cloud import pubsub_v1
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
             _publisher = pubsub_v1.PublisherClient()
         return _publisher
@@ -33,7 +33,7 @@ def reset_client() -> None:
 
 
 def topic_path(topic: str) -> str:
-    return publisher().topic_path(get_settings().project_id, topic)
+    return str(publisher().topic_path(get_settings().project_id, topic))
 
 
 def publish_json(topic: str, payloads: Iterable[dict[str, Any]], timeout_s: float = 60.0,
@@ -41,7 +41,7 @@ def publish_json(topic: str, payloads: Iterable[dict[str, Any]], timeout_s: floa
     path = topic_path(topic)
     pending = [publisher().publish(path, json.dumps(p, separators=(",", ":")).encode(), **attributes)
                for p in payloads]
-    done, not_done = futures.wait(pending, timeout=timeout_s, return_when=futures.ALL_COMPLETED)
+    _, not_done = futures.wait(pending, timeout=timeout_s, return_when=futures.ALL_COMPLETED)
     if not_done:
         raise TimeoutError(f"{len(not_done)} of {len(pending)} publishes to {topic} did not complete")
-    return [f.result() for f in pending]
+    return [str(f.result()) for f in pending]

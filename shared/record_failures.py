@@ -60,7 +60,7 @@ def last_attempt(message: PubSubMessage, route: Route) -> Callable[[], bool]:
                            ON CONFLICT (topic, message_id) DO UPDATE
                            SET falhas = etl_message_failures.falhas + 1, atualizado_em = now()
                            RETURNING falhas""", (route.topic, message.message_id))
-            return cur.fetchone()[0] >= route.max_delivery_attempts
+            return bool(cur.fetchone()[0] >= route.max_delivery_attempts)
 
     return decide
 

@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.config import get_settings
+from shared.domain import RunKind
 from shared.errors import BadMessage
 from shared.messages import Window, decode_json_object, parse_iso_date
 
@@ -41,7 +42,7 @@ _MAX_LOOKBACK_DAYS = 60
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleRequest:
-    kind: str  # daily | month | range
+    kind: RunKind
     start: datetime.date
     end: datetime.date
     body: dict[str, Any]
@@ -65,14 +66,14 @@ def parse_schedule_request(data: bytes, today: datetime.date | None = None) -> S
         lookback = body.get("lookback_days", settings.daily_lookback_days)
         if isinstance(lookback, bool) or not isinstance(lookback, int) or not 0 <= lookback <= _MAX_LOOKBACK_DAYS:
             raise BadMessage(f"lookback_days must be an integer from 0 to {_MAX_LOOKBACK_DAYS}, got {lookback!r}")
-        return ScheduleRequest("daily", today - datetime.timedelta(days=lookback), today, body)
+        return ScheduleRequest(RunKind.DAILY, today - datetime.timedelta(days=lookback), today, body)
     if "month" in keys:
         if keys != {"month"}:
             raise BadMessage(f"a month message has only the key 'month', got {sorted(keys)}")
         start, end = _parse_month(body["month"])
-        request = ScheduleRequest("month", start, end, body)
+        request = ScheduleRequest(RunKind.MONTH, start, end, body)
     elif keys == {"start", "end"}:
-        request = ScheduleRequest("range", parse_iso_date(body["start"], "start"),
+        request = ScheduleRequest(RunKind.RANGE, parse_iso_date(body["start"], "start"),
                                   parse_iso_date(body["end"], "end"), body)
     else:
         raise BadMessage(f"expected {{\"daily\": true}}, {{\"month\": \"YYYY-MM\"}} or "
@@ -107,7 +108,7 @@ def _check_range(start: datetime.date, end: datetime.date, today: datetime.date,
 
 
 def split_into_windows(request: ScheduleRequest, run_id: str) -> list[Window]:
-    if request.kind == "daily":
+    if request.kind is RunKind.DAILY:
         return [Window(run_id, request.start, request.end)]
     windows = []
     start = request.start

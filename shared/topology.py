@@ -1,7 +1,9 @@
-"""The Pub/Sub topology: which topic feeds which function, and how its subscription retries.
+"""The pipeline's named resources: which topic feeds which function and how its subscription retries, and the
+Firestore collections with how long their documents live.
 
-This is the single source of truth for topic and subscription names and delivery policy. The local stack creates
-exactly these, and a test checks that infra/ declares the same (tests/infra).
+This is the single source of truth for topic, subscription and collection names, delivery policy and TTLs. The
+local stack creates exactly these, and tests/integration/infra checks that infra/ declares the same (topics,
+subscriptions, and a TTL policy on every collection that has a TTL here).
 
 Each worker function is reached through a push subscription that we own (not one created by Eventarc), so that it
 can carry a dead-letter topic and a retry policy: see docs/decisions/002-push-subscriptions-with-dead-letters.md.
@@ -9,6 +11,7 @@ can carry a dead-letter topic and a retry policy: see docs/decisions/002-push-su
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,3 +50,36 @@ HTTP_FUNCTIONS: dict[str, str] = {"auth": "auth_http"}
 
 ALL_FUNCTIONS: dict[str, str] = {**{r.function: r.entry_point for r in ROUTES}, **HTTP_FUNCTIONS}
 
+
+
+# ---------------------------------------------------------------------------------------------------- Firestore
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+    """`<FIRESTORE_PREFIX>_<name>`. With a ttl, every document carries `expire_at` (set by its writer, at most ttl
+    after the write) and Firestore's TTL policy on that field deletes it; without, documents live until deleted."""
+
+    name: str
+    ttl: datetime.timedelta | None = None
+
+    def expire_at(self, now: datetime.datetime) -> datetime.datetime:
+        if self.ttl is None:
+            raise ValueError(f"collection {self.name} keeps its documents; it has no expiry")
+        return now + self.ttl
+
+
+OAUTH = Collection("oauth")  # the token document: never expires (losing it means a manual re-authorization)
+OAUTH_STATES = Collection("oauth_states", datetime.timedelta(hours=1))  # a state's own validity is shorter (setting)
+OAUTH_CODES = Collection("oauth_codes", datetime.timedelta(days=1))  # authorization codes already exchanged
+RATE_TICKS = Collection("rate_ticks", datetime.timedelta(hours=1))  # the account's request slots (ADR 001)
+# The remembered daily-quota stop: until the next reset (at most a day away) plus two days of evidence.
+RATE_STATE = Collection("rate_state", datetime.timedelta(days=3))
+TOKEN_METER = Collection("token_meter")  # N reused slot documents (ADR 008): nothing accumulates
+# One per window of a run: a redelivery or a replay weeks later resumes from it; older runs are not resumed.
+CHECKPOINTS = Collection("checkpoints", datetime.timedelta(days=30))
+ENRICH_CLAIMS = Collection("enrich_claims", datetime.timedelta(minutes=5))  # a fetch in flight
+PARKED = Collection("parked")  # work kept until a human fixes something: never dropped by a TTL
+
+COLLECTIONS: tuple[Collection, ...] = (OAUTH, OAUTH_STATES, OAUTH_CODES, RATE_TICKS, RATE_STATE, TOKEN_METER,
+                                       CHECKPOINTS, ENRICH_CLAIMS, PARKED)

@@ -21,6 +21,8 @@ import html
 import json
 import time
 import urllib.parse
+from collections.abc import Callable
+from typing import Any
 
 import functions_framework
 
@@ -36,7 +38,7 @@ _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 @functions_framework.http
-def auth_http(request):
+def auth_http(request: Any) -> Any:
     with log.bind(function=FUNCTION):
         route = _route(request.path, bool(request.args))
         log.info(f"auth request {route or request.path}", event="auth_request", route=route or "unknown",
@@ -64,7 +66,7 @@ def _route(path: str, has_args: bool) -> str:
 # ---------------------------------------------------------------------------------------------------- the operator
 
 
-def _operator_only(request, route: str, handler):
+def _operator_only(request: Any, route: str, handler: Callable[[Any], Any]) -> Any:
     """handler(request) if the request carries the admin key; otherwise the refusal page (never the content)."""
     if operator_auth.FORM_FIELD in request.args:
         log.warning("refused an admin key in the URL", event="auth_admin_key_refused", route=route, reason="in_url")
@@ -98,7 +100,7 @@ def _operator_only(request, route: str, handler):
 # ---------------------------------------------------------------------------------------------------- /start
 
 
-def _start(request):
+def _start(request: Any) -> Any:
     status = get_token_store().status()
     if not status["reauth_required"] and request.form.get(CONFIRM_FIELD) != CONFIRM_VALUE:
         log.info("a working authorization exists: asked for confirmation", event="auth_start_needs_confirmation",
@@ -128,7 +130,7 @@ def _cookie_path() -> str:
     return (public.path.rstrip("/") or "/") if public.scheme in ("http", "https") else "/"
 
 
-def _is_plain_localhost(request) -> bool:
+def _is_plain_localhost(request: Any) -> bool:
     """Secure cookies are not sent over http; the only http origin we accept is this machine (the local stack)."""
     return request.scheme == "http" and request.host.rsplit(":", 1)[0] in _LOOPBACK_HOSTS
 
@@ -136,7 +138,7 @@ def _is_plain_localhost(request) -> bool:
 # ---------------------------------------------------------------------------------------------------- /callback
 
 
-def _callback(request):
+def _callback(request: Any) -> Any:
     args = request.args
     if args.get("error"):
         error, description = args.get("error", ""), args.get("error_description", "")
@@ -181,11 +183,12 @@ def _callback(request):
 
 
 # Nothing here may be cached, framed by another site (the key form), or leak its URL (code, state) as a referrer.
-_NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+_NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+             "Content-Security-Policy": "frame-ancestors 'none'",
              "Referrer-Policy": "no-referrer"}
 
 
-def _json(payload: dict):
+def _json(payload: dict[str, Any]) -> tuple[str, int, dict[str, str]]:
     return json.dumps(payload, default=str), 200, {"Content-Type": "application/json", **_NO_STORE}
 
 
@@ -196,7 +199,7 @@ def _link(route: str) -> str:
 
 
 def _page(status: int, title: str, text: str, link: tuple[str, str] | None = None, form: str = "",
-          confirm: bool = False):
+          confirm: bool = False) -> tuple[str, int, dict[str, str]]:
     """A plain HTML page; `form` adds the operator's admin-key form posting to that route (password field, so the
     key never goes into a URL); `confirm` makes it the form that confirms replacing a working authorization."""
     link_html = f'<p><a href="{html.escape(_link(link[0]))}">{html.escape(link[1])}</a></p>' if link else ""
@@ -212,7 +215,7 @@ def _page(status: int, title: str, text: str, link: tuple[str, str] | None = Non
     return body, status, {"Content-Type": "text/html; charset=utf-8", **_NO_STORE}
 
 
-def _response(body: str, status: int, headers: dict[str, str]):
+def _response(body: str, status: int, headers: dict[str, str]) -> Any:
     import flask
 
     return flask.make_response(body, status, headers)

@@ -5,24 +5,23 @@ message's last delivery attempt, recorded failed in the audit (shared.record_fai
 import functions_framework
 
 from shared import log, nfe_detail, pubsub, record_failures, topology
-from shared.config import get_settings
+from shared.bling.client import get_client
 from shared.handler import pubsub_handler
-from shared.messages import NfeBatch, PubSubMessage
+from shared.messages import NfeBatch, NoteRef, PubSubMessage
 
 
 @functions_framework.cloud_event
 @pubsub_handler("detail")
 def on_nfe_batch(message: PubSubMessage) -> None:
     batch = NfeBatch.parse(message.data)
-    settings = get_settings()
     with log.bind(run_id=batch.run_id, window=batch.window):
-        result = nfe_detail.process_batch(batch)
+        result = nfe_detail.process_batch(get_client(), batch)
         enrich = result.enrich_request(batch.run_id)
         if enrich:
-            pubsub.publish_json(settings.topic_enrich, [enrich.to_json()])
+            pubsub.publish_json(topology.ENRICH.topic, [enrich.to_json()])
 
-        def republish(groups) -> None:
-            pubsub.publish_json(settings.topic_nfe, [NfeBatch(batch.run_id, batch.window, tuple(g)).to_json()
+        def republish(groups: list[list[NoteRef]]) -> None:
+            pubsub.publish_json(topology.NFE.topic, [NfeBatch(batch.run_id, batch.window, tuple(g)).to_json()
                                                      for g in groups])
 
         record_failures.settle(result.attempts, len(batch.notes),

@@ -3,14 +3,18 @@
 A contact or SKU whose own Bling call keeps failing transiently is retried in a message of its own, and given up
 with one ERROR after that message's last delivery attempt (reconcile reports it unresolved): it never blocks the
 others of its message (shared.record_failures, ADR 009)."""
+import functools
 import uuid
+from typing import Any
 
 import functions_framework
 
 from shared import enrichment, log, pubsub, record_failures, topology
-from shared.bling.client import count_calls
+from shared.bling.client import count_calls, get_client
 from shared.config import get_settings
+from shared.domain import EntityKind
 from shared.enrichment import CONTACT, SKU
+from shared.errors import EtlError
 from shared.handler import pubsub_handler
 from shared.messages import EnrichRequest, PubSubMessage
 
@@ -24,25 +28,22 @@ def on_enrich(message: PubSubMessage) -> None:
     # over the claims its first delivery left behind.
     owner = message.message_id or uuid.uuid4().hex
     attempts = record_failures.Attempts()
+    bling = get_client()
+    max_age = settings.enrich_max_age_days
     with log.bind(run_id=request.run_id), count_calls() as calls:
-        contacts = enrichment.contacts_to_fetch(request.contact_ids, settings.enrich_max_age_days, owner)
-        skus = enrichment.skus_to_resolve(request.skus, settings.enrich_max_age_days, owner)
-        try:
-            found_contacts = sum(bool(attempts.run(lambda: enrichment.load_contact(c), (CONTACT, c)))
+        # The claims end with this block, before anything is republished: a record retried in a message of its own
+        # must find no claim of ours in its way.
+        with enrichment.claimed(CONTACT, enrichment.stale_contacts(request.contact_ids, max_age), owner) as contacts, \
+                enrichment.claimed(SKU, enrichment.stale_skus(request.skus, max_age), owner) as skus:
+            found_contacts = sum(bool(attempts.run(functools.partial(enrichment.load_contact, bling, c), (CONTACT, c)))
                                  for c in contacts)
-            products = enrichment.find_products_by_sku(skus, attempts) if skus else {}
-            found_products = sum(bool(attempts.run(lambda: enrichment.load_product(s, products.get(s)), (SKU, s)))
-                                 for s in skus if attempts.settled((SKU, s)))
-        finally:
-            # A claim covers the fetch in flight only: once stored, freshness in the database decides; after a
-            # failure, the redelivery of this message (or the retry of one record) must not be blocked by it.
-            for contact_id in contacts:
-                enrichment.release(CONTACT, str(contact_id))
-            for sku in skus:
-                enrichment.release(SKU, sku)
+            products = enrichment.find_products_by_sku(bling, skus, attempts)
+            found_products = sum(bool(attempts.run(
+                functools.partial(enrichment.load_product, bling, s, products.found.get(s)), (SKU, s)))
+                                 for s in skus if attempts.settled((SKU, s)) and products.decided(s))
 
-        def republish(groups) -> None:
-            pubsub.publish_json(settings.topic_enrich, [EnrichRequest(
+        def republish(groups: list[list[tuple[EntityKind, Any]]]) -> None:
+            pubsub.publish_json(topology.ENRICH.topic, [EnrichRequest(
                 request.run_id, tuple(k for kind, k in g if kind == CONTACT),
                 tuple(k for kind, k in g if kind == SKU)).to_json() for g in groups])
 
@@ -53,7 +54,7 @@ def on_enrich(message: PubSubMessage) -> None:
                  retried=len(attempts.failed), untried=len(attempts.untried), api_calls=calls.requests)
 
 
-def _give_up(key, error) -> None:
+def _give_up(key: tuple[EntityKind, Any], error: EtlError) -> None:
     kind, value = key
     log.error(f"{kind} not loaded after the last delivery attempt: {error}", event="enrich_failed",
               **({"contato_id": value} if kind == CONTACT else {"sku": value}), **error.log_fields())

@@ -7,12 +7,13 @@ per run, decided in SQL: audit.complete_run_if_done); the missed-run alert count
 """
 import functions_framework
 
-from shared import audit, listing, log, pubsub
-from shared.bling.client import count_calls
+from shared import audit, listing, log, pubsub, topology
+from shared.bling.client import count_calls, get_client
 from shared.config import get_settings
+from shared.domain import WindowStatus
 from shared.errors import PermanentError
 from shared.handler import pubsub_handler
-from shared.messages import NfeBatch, NoteRef, PubSubMessage, Window
+from shared.messages import NfeBatch, PubSubMessage, Window
 
 
 @functions_framework.cloud_event
@@ -23,30 +24,31 @@ def on_window(message: PubSubMessage) -> None:
     with log.bind(run_id=window.run_id, window=window.key):
         audit.ensure_window(window)
 
-        def publish(notes: list[NoteRef]) -> None:
-            audit.record_listed(window, notes)
-            pubsub.publish_json(settings.topic_nfe, (
-                NfeBatch(window.run_id, window.key, tuple(batch)).to_json()
-                for batch in listing.batches(notes, settings.ids_per_message)))
-
+        pages = listing.WindowListing(window, listing.nfe_page_fetcher(get_client()), listing.CheckpointStore(),
+                                      settings.list_page_size, settings.list_page_cap)
         with count_calls() as calls:
             try:
-                result = listing.list_window(window, listing.fetch_nfe_page, publish, listing.CheckpointStore(),
-                                             settings.list_page_size, settings.list_page_cap)
+                for notes in pages:  # the checkpoint moves past a page only once its ids are recorded and sent
+                    audit.record_listed(window, notes)
+                    pubsub.publish_json(topology.NFE.topic, (
+                        NfeBatch(window.run_id, window.key, tuple(batch)).to_json()
+                        for batch in listing.batches(notes, settings.ids_per_message)))
             except PermanentError as exc:  # page cap reached, or Bling answered garbage: the window is not complete
-                audit.window_listing_progress(window, "failed", 0, calls.requests, calls.throttled, str(exc)[:1000])
+                audit.window_listing_progress(window, WindowStatus.FAILED, 0, calls.requests, calls.throttled,
+                                              str(exc)[:1000])
                 _report_if_run_completed(window)
                 raise
             except Exception:
-                audit.window_listing_progress(window, "listing", 0, calls.requests, calls.throttled)
+                audit.window_listing_progress(window, WindowStatus.LISTING, 0, calls.requests, calls.throttled)
                 raise
+        result = pages.result
         if result.already_done:
             log.info("window already listed in this run; nothing to do", event="window_skipped")
             # The first delivery may have died between its checkpoint and its status or its report.
-            audit.window_listing_progress(window, "listed", 0, calls.requests, calls.throttled)
+            audit.window_listing_progress(window, WindowStatus.LISTED, 0, calls.requests, calls.throttled)
             _report_if_run_completed(window)
             return
-        audit.window_listing_progress(window, "listed", result.pages, calls.requests, calls.throttled)
+        audit.window_listing_progress(window, WindowStatus.LISTED, result.pages, calls.requests, calls.throttled)
         log.info(f"window listed: {result.notes} NF-e in {result.pages} page(s)", event="window_listed",
                  nfe_listed=result.notes, pages=result.pages, api_calls=calls.requests)
         _report_if_run_completed(window)

@@ -5,8 +5,8 @@ the input and acknowledged: nothing is published and nothing is stored.
 """
 import functions_framework
 
-from shared import audit, log, parking, pubsub
-from shared.config import get_settings
+from shared import audit, log, parking, pubsub, topology
+from shared.domain import RunKind
 from shared.handler import pubsub_handler
 from shared.messages import PubSubMessage
 from shared.schedule import parse_schedule_request, run_id_for, split_into_windows
@@ -16,13 +16,13 @@ from shared.schedule import parse_schedule_request, run_id_for, split_into_windo
 @pubsub_handler("scheduler")
 def on_schedule(message: PubSubMessage) -> None:
     request = parse_schedule_request(message.data)
-    if request.kind == "daily":
+    if request.kind is RunKind.DAILY:
         # Work parked yesterday because Bling's daily quota was spent goes out again with today's run.
         parking.release_all()
     run_id = run_id_for(request, message.message_id)
     windows = split_into_windows(request, run_id)
     with log.bind(run_id=run_id):
         audit.record_run(run_id, request.kind, request.body, request.start, request.end, windows)
-        pubsub.publish_json(get_settings().topic_windows, (w.to_json() for w in windows))
+        pubsub.publish_json(topology.WINDOWS.topic, (w.to_json() for w in windows))
         log.info(f"{request.kind} run planned: {len(windows)} window(s) from {request.start} to {request.end}",
                  event="run_planned", kind=request.kind, windows=[w.key for w in windows])

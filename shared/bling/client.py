@@ -18,19 +18,19 @@ import datetime
 import threading
 import time
 import zoneinfo
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import tenacity
 
-from shared import firestore_client, log
+from shared import firestore_client, log, topology
 from shared.bling import rate_budget
+from shared.bling.api import Params
 from shared.bling.errors import BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError, BlingRetryableError
 from shared.bling.http import error_from_response, parse_json, reset_session, session
 from shared.bling.retry_policy import DEADLINE_S, MAX_ATTEMPTS_PER_CALL, POLICY, Outcome, Rule
+from shared.bling.token_store import TokenStore, get_token_store, reset_token_store
 from shared.config import get_settings
-
-Params = dict[str, Any] | list[tuple[str, str]] | None
 
 # ---------------------------------------------------------------------------------------------------- call counting
 
@@ -48,7 +48,7 @@ _counters: contextvars.ContextVar[tuple[CallCount, ...]] = contextvars.ContextVa
 def count_calls() -> Iterator[CallCount]:
     """Count the Bling requests made inside this block, in this thread/context (blocks may nest)."""
     counter = CallCount()
-    token = _counters.set(_counters.get() + (counter,))
+    token = _counters.set((*_counters.get(), counter))
     try:
         yield counter
     finally:
@@ -85,17 +85,16 @@ def classify(status: int, parsed: Any) -> Outcome:
 
 def _raise_for(outcome: Outcome, status: int, parsed: Any, path: str) -> BlingError:
     base = error_from_response(status, parsed, path)
-    args = (base.status, base.error_type, base.error_message, base.description, base.fields, base.path)
     if outcome is Outcome.NOT_FOUND:
-        return BlingNotFound(*args)
+        return base.as_kind(BlingNotFound)
     if outcome is Outcome.RATE_DAY:
-        return BlingDailyLimit(*args)
+        return base.as_kind(BlingDailyLimit)
     if outcome is Outcome.CLIENT_ERROR:
-        return BlingPermanentError(*args)
+        return base.as_kind(BlingPermanentError)
     if outcome is Outcome.INVALID_JSON:
         return BlingRetryableError(status, "invalid_json", "unreadable body",
                                    "the answer was not a complete JSON object (truncated?)", path=path)
-    return BlingRetryableError(*args)
+    return base.as_kind(BlingRetryableError)
 
 
 # ---------------------------------------------------------------------------------------------------- daily limit
@@ -106,8 +105,8 @@ _daily_lock = threading.Lock()
 _daily_cache: dict[str, float] = {"until": 0.0, "read_at": -1e9}
 
 
-def _daily_ref():
-    return firestore_client.collection("rate_state").document(_DAILY_DOC)
+def _daily_ref() -> Any:
+    return firestore_client.collection(topology.RATE_STATE).document(_DAILY_DOC)
 
 
 def _next_reset(now: float) -> float:
@@ -135,7 +134,8 @@ def _remember_daily_limit(error: BlingDailyLimit) -> None:
     until = _next_reset(time.time())
     when = datetime.datetime.fromtimestamp(until, tz=datetime.UTC)
     _daily_ref().set({"until": when, "recorded_at": datetime.datetime.now(tz=datetime.UTC),
-                      "description": error.description, "expire_at": when + datetime.timedelta(days=2)})
+                      "description": error.description,
+                      "expire_at": topology.RATE_STATE.expire_at(datetime.datetime.now(tz=datetime.UTC))})
     with _daily_lock:
         _daily_cache.update(until=until, read_at=time.monotonic())
     log.warning("Bling's daily request quota is spent; every instance stops calling Bling until the reset",
@@ -159,6 +159,13 @@ class _Retry(Exception):
         self.error = error
 
 
+def _retried(retry_state: tenacity.RetryCallState) -> _Retry:
+    """The _Retry the last attempt raised (tenacity calls stop/wait only after one did)."""
+    error = retry_state.outcome.exception() if retry_state.outcome else None
+    assert isinstance(error, _Retry), error
+    return error
+
+
 @dataclasses.dataclass
 class _Call:
     path: str
@@ -169,17 +176,23 @@ class _Call:
     retry_after_s: float = 0.0  # from a Retry-After header, when the server sends one
 
 
-class BlingClient:
-    def __init__(self, token_store: Any = None, policy: dict[Outcome, Rule] | None = None):
-        from shared.bling.token_store import get_token_store
+class RateBudget(Protocol):
+    """Takes one slot of the account's request budget before each HTTP request (shared.bling.rate_budget)."""
 
+    def acquire(self) -> None: ...
+
+
+class BlingClient:
+    def __init__(self, token_store: TokenStore | None = None, policy: dict[Outcome, Rule] | None = None,
+                 budget: RateBudget | None = None):
         self._tokens = token_store or get_token_store()
+        self._budget: RateBudget = budget or rate_budget
         self._policy = policy or POLICY
         settings = get_settings()
         self._base = settings.bling_api_base
         self._timeout = settings.bling_http_timeout_s
 
-    def get(self, path: str, params: Params = None) -> dict:
+    def get(self, path: str, params: Params = None) -> dict[str, Any]:
         """GET base + path; the parsed JSON object. Raises the classes of shared.bling.errors."""
         until = _daily_limit_until()
         if until > time.time():
@@ -197,9 +210,9 @@ class BlingClient:
 
     # -- tenacity hooks: the retry table decides
 
-    def _stop_for(self, call: _Call):
+    def _stop_for(self, call: _Call) -> Callable[[tenacity.RetryCallState], bool]:
         def stop(retry_state: tenacity.RetryCallState) -> bool:
-            outcome = retry_state.outcome.exception().outcome
+            outcome = _retried(retry_state).outcome
             rule = self._policy[outcome]
             if call.failures[outcome] >= rule.max_attempts or call.attempts >= MAX_ATTEMPTS_PER_CALL:
                 return True
@@ -207,9 +220,9 @@ class BlingClient:
 
         return stop
 
-    def _wait_for(self, call: _Call):
+    def _wait_for(self, call: _Call) -> Callable[[tenacity.RetryCallState], float]:
         def wait(retry_state: tenacity.RetryCallState) -> float:
-            outcome = retry_state.outcome.exception().outcome
+            outcome = _retried(retry_state).outcome
             # Bling documents no Retry-After; when a server sends one anyway, wait at least that long (capped so
             # one call stays within its deadline), never less than our own backoff.
             backoff = self._policy[outcome].wait(call.failures[outcome])
@@ -219,11 +232,11 @@ class BlingClient:
 
     # -- one HTTP request
 
-    def _attempt(self, call: _Call, params: Params) -> dict:
+    def _attempt(self, call: _Call, params: Params) -> dict[str, Any]:
         import requests
 
         token = self._tokens.get_valid_access_token()
-        rate_budget.acquire()
+        self._budget.acquire()
         call.attempts += 1
         status, parsed, outcome = 0, None, Outcome.CONNECTION
         started = time.monotonic()
@@ -265,7 +278,7 @@ class BlingClient:
         if outcome is Outcome.INVALID_TOKEN:
             if call.refreshed:
                 # A token fresh from the store was refused too: keep the work (retryable), do not loop on refreshes.
-                raise BlingRetryableError(*_args(error)) from None
+                raise error.as_kind(BlingRetryableError) from None
             call.refreshed = True
             self._tokens.refresh_after_rejection(token)
         if self._policy[outcome].max_attempts <= 1:
@@ -284,10 +297,6 @@ def _retry_after_seconds(value: str | None) -> float:
         return 0.0
 
 
-def _args(error: BlingError) -> tuple:
-    return (error.status, error.error_type, error.error_message, error.description, error.fields, error.path)
-
-
 _client: BlingClient | None = None
 _client_lock = threading.Lock()
 
@@ -303,10 +312,8 @@ def get_client() -> BlingClient:
 def reset_client() -> None:
     """Forget the client, the token store, the session and the cached daily-limit state (tests)."""
     global _client
-    from shared.bling import token_store
-
     with _client_lock:
         _client = None
     reset_session()
-    token_store.reset_token_store()
+    reset_token_store()
     reset_daily_limit_cache()

@@ -5,7 +5,7 @@ body["error"]["type"] (an object, not a string: a bug other integrations fell in
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.errors import (
     AuthorizationBroken,
@@ -32,6 +32,15 @@ class BlingError(EtlError):
         return {"http_status": self.status, "bling_error_type": self.error_type,
                 "bling_error_message": self.error_message, "bling_error_description": self.description,
                 "bling_error_fields": self.fields, "path": self.path}
+
+    def as_kind(self, kind: type[_E], description: str | None = None) -> _E:
+        """The same answer of Bling classified as `kind` (what the retry table or the token store decided it
+        is), optionally with a description that says what to do about it."""
+        return kind(self.status, self.error_type, self.error_message,
+                    self.description if description is None else description, self.fields, self.path)
+
+
+_E = TypeVar("_E", bound=BlingError)
 
 
 class BlingRetryableError(BlingError, RetryableError):

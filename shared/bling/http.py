@@ -12,7 +12,7 @@ _session = None
 _session_lock = threading.Lock()
 
 
-def session():
+def session() -> Any:
     """One requests.Session per process (connection reuse), created on first use."""
     global _session
     with _session_lock:

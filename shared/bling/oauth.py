@@ -123,6 +123,7 @@ def request_token(form: dict[str, str], deadline_s: float | None = None,
         outcome = box["outcome"]
     if isinstance(outcome, BaseException):
         raise outcome
+    assert isinstance(outcome, dict), type(outcome)  # the worker stores a parsed token response or an exception
     return outcome
 
 
@@ -152,13 +153,12 @@ def _post(form: dict[str, str], client_id: str, client_secret: str, timeout: Any
     if status == 200 and isinstance(parsed, dict):
         return parse_token_response(parsed)
     error = bling_http.error_from_response(status, parsed, "/oauth/token")
-    args = (status, error.error_type, error.error_message, error.description, error.fields, "/oauth/token")
     if status == 403 and _is_ip_block(error):
-        raise BlingTokenEndpointBlocked(*args)
+        raise error.as_kind(BlingTokenEndpointBlocked)
     if 400 <= status < 500 and status != 429 and error.error_type:
         if error.error_type == "invalid_grant":
-            raise BlingPermanentError(*args)
-        raise BlingAuthorizationBroken(*args)
+            raise error.as_kind(BlingPermanentError)
+        raise error.as_kind(BlingAuthorizationBroken)
     raise BlingRetryableError(status, error.error_type or "token_endpoint_error", error.error_message,
                               error.description or "token endpoint answered unexpectedly", path="/oauth/token")
 
@@ -176,7 +176,7 @@ def parse_token_response(body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             log.register_secret(value)
     try:
-        expires_in = int(body.get("expires_in"))
+        expires_in = int(body.get("expires_in"))  # type: ignore[arg-type]  # ValueError/TypeError: caught below
     except (TypeError, ValueError):
         expires_in = 0
     if not isinstance(access, str) or not isinstance(refresh, str) or not access or not refresh or expires_in <= 0:

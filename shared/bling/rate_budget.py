@@ -16,7 +16,7 @@ claim sleeps longer than that cap: beyond it the account is oversubscribed and t
 (RetryableError) than held in a sleeping instance (docs/decisions/001).
 
 Tick documents carry `expire_at` (now + 1 h) for the Firestore TTL policy on collection group `bling_rate_ticks`.
-BLING_RATE_LEDGER=local replaces the ledger by in-process pacing, for pure unit tests only.
+There is no other mode: code that must not touch Firestore gives BlingClient another budget (shared.bling.client).
 """
 from __future__ import annotations
 
@@ -30,11 +30,10 @@ import threading
 import time
 from typing import Any
 
-from shared import firestore_client, log
+from shared import firestore_client, log, topology
 from shared.config import get_settings
 from shared.errors import RetryableError
 
-TICK_TTL = datetime.timedelta(hours=1)
 # A wait longer than this is worth a WARNING: the account is oversubscribed (many instances queueing).
 _LONG_WAIT_S = 20.0
 _HOLDER = f"{socket.gethostname()}:{os.getpid()}"
@@ -58,7 +57,6 @@ class LedgerStats:
 _lock = threading.Lock()
 _highest_taken = 0  # highest tick this process knows to be taken (by itself or by anyone)
 _claim_latency_s = 0.05  # moving estimate of one create() round trip
-_local_next_send = 0.0
 _stats = LedgerStats()
 _server_offset_s: float | None = None  # Firestore's clock minus ours, None until first learned
 _skew_warned: set[str] = set()
@@ -69,10 +67,7 @@ def acquire() -> None:
     settings = get_settings()
     tick_s = 1.0 / settings.rate_budget_per_s
     slack_s = settings.rate_tick_slack * tick_s
-    if settings.rate_ledger == "local":
-        _acquire_local(tick_s)
-    else:
-        _acquire_tick(tick_s, slack_s)
+    _acquire_tick(tick_s, slack_s)
 
 
 def stats() -> LedgerStats:
@@ -82,9 +77,9 @@ def stats() -> LedgerStats:
 
 def reset() -> None:
     """Forget the process-wide state (tests)."""
-    global _highest_taken, _claim_latency_s, _local_next_send, _stats, _server_offset_s
+    global _highest_taken, _claim_latency_s, _stats, _server_offset_s
     with _lock:
-        _highest_taken, _claim_latency_s, _local_next_send, _stats = 0, 0.05, 0.0, LedgerStats()
+        _highest_taken, _claim_latency_s, _stats = 0, 0.05, LedgerStats()
         _server_offset_s = None
         _skew_warned.clear()
 
@@ -110,7 +105,7 @@ def _learn_offset(server_time: Any, sent_at: float, received_at: float) -> None:
                     "Firestore's time", event="rate_clock_skew", offset_s=round(offset, 3))
 
 
-def _sync_clock(ticks) -> None:
+def _sync_clock(ticks: Any) -> None:
     sent_at = _wall_clock()
     snap = ticks.document("clock").get()  # never written: only its read_time (server time) matters
     _learn_offset(getattr(snap, "read_time", None), sent_at, _wall_clock())
@@ -129,7 +124,7 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
     global _highest_taken, _claim_latency_s
     from google.api_core import exceptions as gexc
 
-    ticks = firestore_client.collection("rate_ticks")
+    ticks = firestore_client.collection(topology.RATE_TICKS)
     max_wait_s = get_settings().rate_max_wait_s
     started = time.monotonic()
     conflicts_here = 0
@@ -149,7 +144,7 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
         if candidate * tick_s - now > max_wait_s:
             # Every slot within the cap is taken: the account is oversubscribed; let Pub/Sub redeliver later.
             raise RetryableError(f"rate budget oversubscribed: no slot within {max_wait_s:.0f} s")
-        expire_at = datetime.datetime.now(tz=datetime.UTC) + TICK_TTL
+        expire_at = topology.RATE_TICKS.expire_at(datetime.datetime.now(tz=datetime.UTC))
         sent_at = _wall_clock()
         try:
             result = ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at,
@@ -196,7 +191,7 @@ def _acquire_tick(tick_s: float, slack_s: float) -> None:
         return
 
 
-def _highest_tick_in_ledger(ticks) -> int:
+def _highest_tick_in_ledger(ticks: Any) -> int:
     """The highest tick anyone holds: one indexed query, so a queue of instances skips ahead in one step."""
     from google.cloud import firestore
 
@@ -207,14 +202,3 @@ def _highest_tick_in_ledger(ticks) -> int:
 def _count_late() -> None:
     with _lock:
         _stats.dropped_late += 1
-
-
-def _acquire_local(tick_s: float) -> None:
-    """In-process pacing: correct for one process only. Pure unit tests; never the deployed functions."""
-    global _local_next_send
-    with _lock:
-        now = time.monotonic()
-        send_at = max(now, _local_next_send)
-        _local_next_send = send_at + tick_s
-    if send_at > now:
-        time.sleep(send_at - now)

@@ -12,7 +12,7 @@ import enum
 import random
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     OK = "ok"
     SERVER_ERROR = "server_error"  # 5xx, whatever the body (load balancers answer HTML)
     TIMEOUT = "timeout"

@@ -48,7 +48,8 @@ def decrypt(stored: str, context: str, key_text: str | None = None) -> str:
 
     try:
         raw = base64.urlsafe_b64decode(stored[len(_PREFIX):].encode("ascii"))
-        plain = AESGCM(_key() if key_text is None else _decode_key(key_text)).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
+        cipher = AESGCM(_key() if key_text is None else _decode_key(key_text))
+        plain = cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
     except (InvalidTag, ValueError, binascii.Error):
         raise TokenKeyError("BLING_TOKEN_KEY does not decrypt the stored Bling token: deploy the key it was "
                             "written with (Secret Manager secret bling-token-key), or re-authorize through the "

@@ -14,8 +14,9 @@ import datetime
 import os
 import random
 import socket
+from typing import Any
 
-from shared import firestore_client
+from shared import firestore_client, topology
 from shared.config import get_settings
 
 _WINDOW = datetime.timedelta(seconds=60)
@@ -27,7 +28,7 @@ def take_slot() -> bool:
     from google.api_core import exceptions as gexc
     from google.cloud import firestore
 
-    meter = firestore_client.collection("token_meter")
+    meter = firestore_client.collection(topology.TOKEN_METER)
     refs = [meter.document(f"slot-{k}") for k in range(max(1, get_settings().token_fleet_calls_per_min))]
     for _ in range(3):  # another instance may take the slot we chose between our read and our write
         free = [snap for snap in firestore_client.client().get_all(refs) if _free(snap)]
@@ -48,6 +49,6 @@ def take_slot() -> bool:
     return False
 
 
-def _free(snap) -> bool:
+def _free(snap: Any) -> bool:
     used = (snap.to_dict() or {}).get("used_at") if snap.exists else None
     return not isinstance(used, datetime.datetime) or used <= snap.read_time - _WINDOW

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import firestore_client, log
+from shared import firestore_client, log, parking, topology
 from shared.bling import oauth, token_crypto, token_meter
 from shared.bling.errors import BlingAuthorizationBroken, BlingError, BlingReauthorizationRequired, BlingRetryableError
 from shared.config import get_settings
@@ -177,14 +177,11 @@ class TokenStore:
                 raise self._broken_error(doc)
             if doc.access_token != rejected_access_token:
                 # The pair changed since our request: the refusal may not hold for the new token.
-                raise BlingRetryableError(error.status, error.error_type, error.error_message,
-                                          "the token was replaced meanwhile; retry with the new one",
-                                          path=error.path)
+                raise error.as_kind(BlingRetryableError, "the token was replaced meanwhile; retry with the new one")
             reason = _what_to_fix(error, token_endpoint=False)
             if self._cas(doc, self._broken_fields(error, reason, fingerprint=None)):
                 _log_broken(reason, error)
-                raise BlingAuthorizationBroken(error.status, error.error_type, error.error_message, reason,
-                                               error.fields, error.path)
+                raise error.as_kind(BlingAuthorizationBroken, reason)
         raise BlingRetryableError(0, "token_store_contention", "could not record the refused authorization",
                                   "the token document kept changing", path=error.path)
 
@@ -243,15 +240,15 @@ class TokenStore:
 
     # ------------------------------------------------------------------------------------------------ internals
 
-    def _ref(self):
-        return firestore_client.collection("oauth").document(_DOC_ID)
+    def _ref(self) -> Any:
+        return firestore_client.collection(topology.OAUTH).document(_DOC_ID)
 
     def _read(self) -> _Doc:
         snap = self._ref().get()
         data = (snap.to_dict() or {}) if snap.exists else {}
         return _Doc(snap.exists, data, snap.update_time if snap.exists else None)
 
-    def _update(self, ref, fields: dict[str, Any], option) -> None:
+    def _update(self, ref: Any, fields: dict[str, Any], option: Any) -> None:
         """The one write of the token document (a seam: tests make it fail like Firestore can)."""
         ref.update(fields, option=option)
 
@@ -306,7 +303,7 @@ class TokenStore:
         """Get a newer pair than the one in `doc`: refresh it ourselves under the lease, or wait for whoever does."""
         settings = get_settings()
         seen_version = doc.version
-        doc.refresh_token  # decrypt now: a missing or wrong key fails before any lease is taken
+        _ = doc.refresh_token  # decrypt now: a missing or wrong key fails before any lease is taken
         deadline = time.monotonic() + settings.token_lease_s + settings.token_http_timeout_s
         pause = 0.1
         first = True
@@ -439,10 +436,8 @@ class TokenStore:
                  token_version=fields["version"], token_expires_at=fields["expires_at"].isoformat())
         if before.reauth_required or before.authorization_broken:
             log.info("a valid token pair cleared the authorization flag", event="bling_authorization_restored")
-            from shared import parking  # only here: the token store itself needs no Pub/Sub
-
             parking.release_after_fix()  # the work parked behind the flag resumes now, not at the daily run
-        return token["access_token"]
+        return str(token["access_token"])
 
     def _after_invalid_grant(self, refused: str, holder: str, exc: BlingError, takeover: bool = False) -> str:
         # After taking over an expired lease the refused token may have been spent by the previous holder, whose
@@ -535,7 +530,7 @@ def _backoff_s(failures: int, failure: BlingError) -> float:
     """Fleet-wide wait after the n-th consecutive failed token call: exponential, and at least what Bling asks."""
     settings = get_settings()
     base = min(settings.token_backoff_max_s, settings.token_backoff_min_s * 2 ** max(0, failures - 1))
-    return max(base * random.uniform(1.0, 1.2), float(getattr(failure, "retry_after_s", 0.0)))
+    return float(max(base * random.uniform(1.0, 1.2), float(getattr(failure, "retry_after_s", 0.0))))
 
 
 def _error_text(exc: BlingError) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import collections
 import sys
 
-from shared import firestore_client
+from shared import firestore_client, topology
 
 
 def count_parked() -> dict[tuple[str, str], int]:
     """(reason, topic) -> number of parked messages."""
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
-    for snapshot in firestore_client.collection("parked").select(["reason", "topic"]).stream():
+    for snapshot in firestore_client.collection(topology.PARKED).select(["reason", "topic"]).stream():
         doc = snapshot.to_dict() or {}
         counts[(doc.get("reason", "?"), doc.get("topic", "?"))] += 1
     return dict(counts)

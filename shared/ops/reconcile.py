@@ -24,7 +24,8 @@ import json
 import sys
 from typing import Any
 
-from shared import audit, db, listing, log, pubsub
+from shared import audit, db, listing, log, pubsub, topology
+from shared.bling.client import get_client
 from shared.config import get_settings
 from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
 from shared.schedule import parse_schedule_request, split_into_windows
@@ -52,15 +53,10 @@ class WindowReport:
 
 
 def bling_ids(window: Window) -> dict[int, int]:
-    found: dict[int, int] = {}
     settings = get_settings()
-
-    def collect(notes: list[NoteRef]) -> None:
-        found.update((n.id, n.situacao) for n in notes)
-
-    listing.list_window(window, listing.fetch_nfe_page, collect, listing.MemoryCheckpoints(), settings.list_page_size,
-                        settings.list_page_cap)
-    return found
+    pages = listing.WindowListing(window, listing.nfe_page_fetcher(get_client()), listing.MemoryCheckpoints(),
+                                  settings.list_page_size, settings.list_page_cap)
+    return {n.id: n.situacao for notes in pages for n in notes}
 
 
 def stored_ids(window: Window) -> dict[int, int]:
@@ -127,10 +123,10 @@ def repair(window: Window, report: WindowReport, in_bling: dict[int, int]) -> in
         audit.record_listed(window, to_load)
         payloads = [NfeBatch(window.run_id, window.key, tuple(b)).to_json()
                     for b in listing.batches(to_load, settings.ids_per_message)]
-        published += len(pubsub.publish_json(settings.topic_nfe, payloads))
+        published += len(pubsub.publish_json(topology.NFE.topic, payloads))
     if report.unresolved_contacts or report.unresolved_skus:
         request = EnrichRequest(window.run_id, tuple(report.unresolved_contacts), tuple(report.unresolved_skus))
-        published += len(pubsub.publish_json(settings.topic_enrich, [request.to_json()]))
+        published += len(pubsub.publish_json(topology.ENRICH.topic, [request.to_json()]))
     return published
 
 

@@ -23,7 +23,7 @@ _PULL_TIMEOUT_S = 10
 
 
 def replay(route: topology.Route, max_messages: int, dry_run: bool) -> int:
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
     settings = get_settings()
     subscriber = pubsub_v1.SubscriberClient()

@@ -1,7 +1,7 @@
 """Render the reliability table from what the suite measured (.stack/reliability.json, written by
 tests/chaos/reliability.record):
 
-    .venv/bin/python -m pytest tests/chaos tests/badinput tests/security
+    .venv/bin/python -m pytest tests/chaos tests/integration/badinput tests/integration/security
     .venv/bin/python -m tests.chaos.report                  # markdown table on stdout
     .venv/bin/python -m tests.chaos.report --json PATH      # another ledger
 """

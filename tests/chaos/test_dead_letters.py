@@ -1,6 +1,7 @@
 """Dead letters through the real processes, on a stack of their own (so that deliveries failing on purpose do not
 share an emulator with the other scenarios; the hold-backs once seen there came from the emulator's retry policy,
-docs/decisions/005): a poison message stops after the configured attempts and waits in `<topic>-dead-letter-hold`; after the cause is fixed,
+docs/decisions/005): a poison message stops after the configured attempts and waits in `<topic>-dead-letter-hold`;
+after the cause is fixed,
 `python -m shared.ops.replay_dead_letters` finishes the work and the database equals the truth."""
 from __future__ import annotations
 

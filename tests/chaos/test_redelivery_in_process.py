@@ -7,7 +7,7 @@ import pytest
 
 from shared import pubsub
 from shared.bling.token_store import get_token_store
-from tests.data.pipeline_driver import envelope, handler
+from tests.integration.data.pipeline_driver import envelope, handler
 
 
 def test_a_batch_redelivered_after_its_enrich_publish_was_lost_still_enriches(

@@ -1,0 +1,1 @@
+from tests.integration.badinput.conftest import bling

@@ -1,1 +1,0 @@
-from tests.badinput.conftest import bling
