@@ -15,21 +15,11 @@ from local.sandbox.dataset import NASTY_NAME
 from tests.chaos.reliability import record
 from tests.integration.badinput.helpers import errors, log_lines
 from tests.integration.bling.helpers import token_doc
-from tests.integration.data.pipeline_driver import Pipeline, envelope, handler
+from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows
 
 MONTHS = ("2026-01", "2026-02")
 HOSTILE_SKU = "X'); DROP TABLE nfe_item;--"
 HOSTILE_RUN = "r'); DROP TABLE etl_run;--"
-
-
-def query(postgres, sql, params=()):
-    conn = postgres.connect()
-    try:
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        return [tuple(r) for r in cur.fetchall()]
-    finally:
-        conn.close()
 
 
 def test_hostile_names_load_as_text_the_tables_survive_and_no_secret_is_logged(
@@ -47,7 +37,7 @@ def test_hostile_names_load_as_text_the_tables_survive_and_no_secret_is_logged(
     Pipeline(pubsub_topology).drain()
 
     out = capsys.readouterr().out
-    tables = {r[0] for r in query(postgres, "SELECT table_name FROM information_schema.tables "
+    tables = {r[0] for r in rows(postgres, "SELECT table_name FROM information_schema.tables "
                                             "WHERE table_schema = 'public'")}
     assert {"nfe", "nfe_item", "etl_run", "contato"} <= tables
     conn = postgres.connect()
@@ -57,12 +47,12 @@ def test_hostile_names_load_as_text_the_tables_survive_and_no_secret_is_logged(
         assert verify.duplicate_report(conn) == []
     finally:
         conn.close()
-    assert query(postgres, "SELECT nome FROM contato WHERE id = ANY(%s)", (nasty,)) == [(NASTY_NAME,)] * len(nasty)
-    assert (NASTY_NAME,) in query(postgres, "SELECT DISTINCT contato_nome FROM nfe")
-    assert query(postgres, "SELECT codigo FROM nfe_item WHERE nfe_id = %s AND linha = 1", (target,)) == \
+    assert rows(postgres, "SELECT nome FROM contato WHERE id = ANY(%s)", (nasty,)) == [(NASTY_NAME,)] * len(nasty)
+    assert (NASTY_NAME,) in rows(postgres, "SELECT DISTINCT contato_nome FROM nfe")
+    assert rows(postgres, "SELECT codigo FROM nfe_item WHERE nfe_id = %s AND linha = 1", (target,)) == \
         [(HOSTILE_SKU,)]
-    assert query(postgres, "SELECT codigo FROM produto_sku WHERE codigo = %s", (HOSTILE_SKU,)) == [(HOSTILE_SKU,)]
-    assert query(postgres, "SELECT run_id FROM etl_run WHERE run_id = %s", (HOSTILE_RUN,)) == [(HOSTILE_RUN,)]
+    assert rows(postgres, "SELECT codigo FROM produto_sku WHERE codigo = %s", (HOSTILE_SKU,)) == [(HOSTILE_SKU,)]
+    assert rows(postgres, "SELECT run_id FROM etl_run WHERE run_id = %s", (HOSTILE_RUN,)) == [(HOSTILE_RUN,)]
     assert errors(log_lines(out)) == []
 
     doc = token_doc()  # decrypted: a leak would show the plain tokens (ADR 008)
