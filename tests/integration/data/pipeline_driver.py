@@ -14,7 +14,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from shared import topology
+from shared import config, topology
+from shared.deps import Deps
 
 REPO = Path(__file__).resolve().parents[3]
 _ids = itertools.count(1)
@@ -28,7 +29,14 @@ def handler(function: str):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         _loaded[function] = module
-    return getattr(_loaded[function], topology.ALL_FUNCTIONS[function])
+    module = _loaded[function]
+    if hasattr(module, "deps"):
+        # The module is loaded once per session but each test has its own environment (project, database):
+        # build the composition root again when the settings it was built from are not today's.
+        settings = config.read_settings()
+        if module.deps.settings != settings:
+            module.deps = Deps(settings)
+    return getattr(module, topology.ALL_FUNCTIONS[function])
 
 
 def envelope(payload: Any, message_id: str | None = None, delivery_attempt: int | None = None) -> dict[str, Any]:
