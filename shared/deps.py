@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared import firestore_client, pubsub, topology
+from shared.bling import http, rate_budget
+from shared.bling.client import BlingClient
+from shared.bling.retry_policy import Outcome, Rule
+from shared.bling.token_store import TokenStore
 from shared.config import Settings, read_settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """The per-account parts: one account today; issue 14 keys them by account."""
+    token_store: TokenStore
+    client: BlingClient
 
 
 @dataclasses.dataclass(frozen=True)
 class Deps:
     settings: Settings
+    bling_policy: Mapping[Outcome, Rule] | None = None  # None: shared.bling.retry_policy.POLICY
 
     @classmethod
     def from_environment(cls) -> Deps:
@@ -31,6 +43,21 @@ class Deps:
     @functools.cached_property
     def publisher(self) -> Any:
         return pubsub.new_publisher()
+
+    @functools.cached_property
+    def http_session(self) -> Any:
+        return http.new_session()
+
+    @functools.cached_property
+    def _account(self) -> Account:
+        tokens = TokenStore()
+        client = BlingClient(token_store=tokens, policy=self.bling_policy, budget=rate_budget,
+                             base_url=self.settings.bling_api_base, http=self.http_session,
+                             timeout_s=self.settings.bling_http_timeout_s)
+        return Account(tokens, client)
+
+    def account(self) -> Account:
+        return self._account
 
     def collection(self, registered: topology.Collection) -> Any:
         """Collection `<prefix>_<name>` of one registered collection (shared.topology.COLLECTIONS)."""

@@ -11,13 +11,21 @@ resumes without anyone replaying anything.
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from shared import firestore_client, log, pubsub, topology
 from shared.messages import PubSubMessage
 
-if TYPE_CHECKING:
-    from shared.deps import Deps
+
+class Clients(Protocol):
+    """What parking needs of a composition root (shared.deps.Deps, which sits above this module)."""
+
+    @property
+    def publisher(self) -> Any: ...
+
+    def collection(self, registered: topology.Collection) -> Any: ...
+
+    def topic_path(self, topic: str) -> str: ...
 
 
 def _collection() -> Any:
@@ -32,7 +40,7 @@ def park(topic: str, message: PubSubMessage, reason: str, detail: str = "") -> N
         "detail": detail[:1000], "parked_at": datetime.datetime.now(tz=datetime.UTC)})
 
 
-def release_all(deps: Deps | None = None, limit: int = 10_000) -> int:
+def release_all(deps: Clients | None = None, limit: int = 10_000) -> int:
     """Publish every parked message to its topic again, deleting each after its publish is confirmed.
 
     `deps`: the caller's composition root; None (callers not yet handed one, ADR 010) uses the process clients."""
