@@ -90,8 +90,8 @@ class Settings:
     firestore_prefix: str
 
 
-@functools.lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def read_settings() -> Settings:
+    """The settings in the environment now; a composition root (shared.deps.Deps) reads them once."""
     return Settings(
         project_id=_env("GOOGLE_CLOUD_PROJECT") or _env("GCP_PROJECT") or "demo-local",
         bling_api_base=_env("BLING_API_BASE", _REAL_BLING_API).rstrip("/"),
@@ -132,6 +132,12 @@ def get_settings() -> Settings:
         enrich_max_age_days=_env_int("ENRICH_MAX_AGE_DAYS", 30),
         firestore_prefix=_env("FIRESTORE_PREFIX", "bling"),
     )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """read_settings() cached for the modules not yet handed a Deps (ADR 010, "Not done yet")."""
+    return read_settings()
 
 
 def reset_settings_cache() -> None:

@@ -18,10 +18,14 @@ def client() -> Any:
     global _client
     with _lock:
         if _client is None:
-            from google.cloud import firestore
-
-            _client = firestore.Client(project=get_settings().project_id)
+            _client = new_client(get_settings().project_id)
         return _client
+
+
+def new_client(project_id: str) -> Any:
+    from google.cloud import firestore
+
+    return firestore.Client(project=project_id)
 
 
 def reset_client() -> None:
@@ -31,4 +35,8 @@ def reset_client() -> None:
 
 def collection(registered: topology.Collection) -> Any:
     """Collection `<prefix>_<name>` of one registered collection (shared.topology.COLLECTIONS)."""
-    return client().collection(f"{get_settings().firestore_prefix}_{registered.name}")
+    return collection_in(client(), get_settings().firestore_prefix, registered)
+
+
+def collection_in(firestore: Any, prefix: str, registered: topology.Collection) -> Any:
+    return firestore.collection(f"{prefix}_{registered.name}")

@@ -11,10 +11,21 @@ resumes without anyone replaying anything.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shared import firestore_client, log, pubsub, topology
 from shared.messages import PubSubMessage
+
+
+class Clients(Protocol):
+    """What parking needs of a composition root (shared.deps.Deps, which sits above this module)."""
+
+    @property
+    def publisher(self) -> Any: ...
+
+    def collection(self, registered: topology.Collection) -> Any: ...
+
+    def topic_path(self, topic: str) -> str: ...
 
 
 def _collection() -> Any:
@@ -29,13 +40,17 @@ def park(topic: str, message: PubSubMessage, reason: str, detail: str = "") -> N
         "detail": detail[:1000], "parked_at": datetime.datetime.now(tz=datetime.UTC)})
 
 
-def release_all(limit: int = 10_000) -> int:
-    """Publish every parked message to its topic again, deleting each after its publish is confirmed."""
+def release_all(deps: Clients | None = None, limit: int = 10_000) -> int:
+    """Publish every parked message to its topic again, deleting each after its publish is confirmed.
+
+    `deps`: the caller's composition root; None (callers not yet handed one, ADR 010) uses the process clients."""
+    parked = deps.collection(topology.PARKED) if deps else _collection()
+    publisher = deps.publisher if deps else pubsub.publisher()
+    topic_path = deps.topic_path if deps else pubsub.topic_path
     released = 0
-    for snapshot in _collection().limit(limit).stream():
+    for snapshot in parked.limit(limit).stream():
         doc = snapshot.to_dict()
-        future = pubsub.publisher().publish(pubsub.topic_path(doc["topic"]), doc["data"],
-                                            **(doc.get("attributes") or {}))
+        future = publisher.publish(topic_path(doc["topic"]), doc["data"], **(doc.get("attributes") or {}))
         future.result(timeout=60)
         snapshot.reference.delete()
         released += 1

@@ -21,10 +21,14 @@ def publisher() -> Any:
     global _publisher
     with _lock:
         if _publisher is None:
-            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-            _publisher = pubsub_v1.PublisherClient()
+            _publisher = new_publisher()
         return _publisher
+
+
+def new_publisher() -> Any:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    return pubsub_v1.PublisherClient()
 
 
 def reset_client() -> None:
@@ -38,8 +42,14 @@ def topic_path(topic: str) -> str:
 
 def publish_json(topic: str, payloads: Iterable[dict[str, Any]], timeout_s: float = 60.0,
                  **attributes: str) -> list[str]:
-    path = topic_path(topic)
-    pending = [publisher().publish(path, json.dumps(p, separators=(",", ":")).encode(), **attributes)
+    return publish_json_with(publisher(), get_settings().project_id, topic, payloads, timeout_s, **attributes)
+
+
+def publish_json_with(client: Any, project_id: str, topic: str, payloads: Iterable[dict[str, Any]],
+                      timeout_s: float = 60.0, **attributes: str) -> list[str]:
+    """publish_json() through a given publisher client (a composition root's, shared.deps.Deps)."""
+    path = str(client.topic_path(project_id, topic))
+    pending = [client.publish(path, json.dumps(p, separators=(",", ":")).encode(), **attributes)
                for p in payloads]
     _, not_done = futures.wait(pending, timeout=timeout_s, return_when=futures.ALL_COMPLETED)
     if not_done:

@@ -57,6 +57,7 @@ _RESET_HOOKS = (
     ("shared.bling.token_store", "reset_token_store"),
     ("shared.bling.oauth", "reset_guard"),
     ("shared.bling.rate_budget", "reset"),
+    ("tests.integration.data.pipeline_driver", "forget_deps"),  # the in-process functions' Deps
 )
 
 

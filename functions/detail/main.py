@@ -4,10 +4,12 @@ An invoice whose own detail call keeps failing transiently is retried in a messa
 message's last delivery attempt, recorded failed in the audit (shared.record_failures, ADR 009)."""
 import functions_framework
 
-from shared import log, nfe_detail, pubsub, record_failures, topology
-from shared.bling.client import get_client
+from shared import log, nfe_detail, record_failures, topology
+from shared.deps import Deps
 from shared.handler import pubsub_handler
 from shared.messages import NfeBatch, NoteRef, PubSubMessage
+
+deps = Deps.from_environment()  # the composition root: once per process (ADR 010)
 
 
 @functions_framework.cloud_event
@@ -15,13 +17,13 @@ from shared.messages import NfeBatch, NoteRef, PubSubMessage
 def on_nfe_batch(message: PubSubMessage) -> None:
     batch = NfeBatch.parse(message.data)
     with log.bind(run_id=batch.run_id, window=batch.window):
-        result = nfe_detail.process_batch(get_client(), batch)
+        result = nfe_detail.process_batch(deps.account().client, batch)
         enrich = result.enrich_request(batch.run_id)
         if enrich:
-            pubsub.publish_json(topology.ENRICH.topic, [enrich.to_json()])
+            deps.publish_json(topology.ENRICH.topic, [enrich.to_json()])
 
         def republish(groups: list[list[NoteRef]]) -> None:
-            pubsub.publish_json(topology.NFE.topic, [NfeBatch(batch.run_id, batch.window, tuple(g)).to_json()
+            deps.publish_json(topology.NFE.topic, [NfeBatch(batch.run_id, batch.window, tuple(g)).to_json()
                                                      for g in groups])
 
         record_failures.settle(result.attempts, len(batch.notes),

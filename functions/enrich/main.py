@@ -9,26 +9,28 @@ from typing import Any
 
 import functions_framework
 
-from shared import enrichment, log, pubsub, record_failures, topology
-from shared.bling.client import count_calls, get_client
-from shared.config import get_settings
+from shared import enrichment, log, record_failures, topology
+from shared.bling.client import count_calls
+from shared.deps import Deps
 from shared.domain import EntityKind
 from shared.enrichment import CONTACT, SKU
 from shared.errors import EtlError
 from shared.handler import pubsub_handler
 from shared.messages import EnrichRequest, PubSubMessage
 
+deps = Deps.from_environment()  # the composition root: once per process (ADR 010)
+
 
 @functions_framework.cloud_event
 @pubsub_handler("enrich")
 def on_enrich(message: PubSubMessage) -> None:
     request = EnrichRequest.parse(message.data)
-    settings = get_settings()
+    settings = deps.settings
     # The claims' owner: the message id is the same on every redelivery, so a redelivery after a crash takes
     # over the claims its first delivery left behind.
     owner = message.message_id or uuid.uuid4().hex
     attempts = record_failures.Attempts()
-    bling = get_client()
+    bling = deps.account().client
     max_age = settings.enrich_max_age_days
     with log.bind(run_id=request.run_id), count_calls() as calls:
         # The claims end with this block, before anything is republished: a record retried in a message of its own
@@ -43,7 +45,7 @@ def on_enrich(message: PubSubMessage) -> None:
                                  for s in skus if attempts.settled((SKU, s)) and products.decided(s))
 
         def republish(groups: list[list[tuple[EntityKind, Any]]]) -> None:
-            pubsub.publish_json(topology.ENRICH.topic, [EnrichRequest(
+            deps.publish_json(topology.ENRICH.topic, [EnrichRequest(
                 request.run_id, tuple(k for kind, k in g if kind == CONTACT),
                 tuple(k for kind, k in g if kind == SKU)).to_json() for g in groups])
 

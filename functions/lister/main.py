@@ -7,30 +7,32 @@ per run, decided in SQL: audit.complete_run_if_done); the missed-run alert count
 """
 import functions_framework
 
-from shared import audit, listing, log, pubsub, topology
-from shared.bling.client import count_calls, get_client
-from shared.config import get_settings
+from shared import audit, listing, log, topology
+from shared.bling.client import count_calls
+from shared.deps import Deps
 from shared.domain import WindowStatus
 from shared.errors import PermanentError
 from shared.handler import pubsub_handler
 from shared.messages import NfeBatch, PubSubMessage, Window
+
+deps = Deps.from_environment()  # the composition root: once per process (ADR 010)
 
 
 @functions_framework.cloud_event
 @pubsub_handler("lister")
 def on_window(message: PubSubMessage) -> None:
     window = Window.parse(message.data)
-    settings = get_settings()
+    settings = deps.settings
     with log.bind(run_id=window.run_id, window=window.key):
         audit.ensure_window(window)
 
-        pages = listing.WindowListing(window, listing.nfe_page_fetcher(get_client()), listing.CheckpointStore(),
-                                      settings.list_page_size, settings.list_page_cap)
+        pages = listing.WindowListing(window, listing.nfe_page_fetcher(deps.account().client),
+                                      listing.CheckpointStore(), settings.list_page_size, settings.list_page_cap)
         with count_calls() as calls:
             try:
                 for notes in pages:  # the checkpoint moves past a page only once its ids are recorded and sent
                     audit.record_listed(window, notes)
-                    pubsub.publish_json(topology.NFE.topic, (
+                    deps.publish_json(topology.NFE.topic, (
                         NfeBatch(window.run_id, window.key, tuple(batch)).to_json()
                         for batch in listing.batches(notes, settings.ids_per_message)))
             except PermanentError as exc:  # page cap reached, or Bling answered garbage: the window is not complete

@@ -5,11 +5,14 @@ the input and acknowledged: nothing is published and nothing is stored.
 """
 import functions_framework
 
-from shared import audit, log, parking, pubsub, topology
+from shared import audit, log, parking, topology
+from shared.deps import Deps
 from shared.domain import RunKind
 from shared.handler import pubsub_handler
 from shared.messages import PubSubMessage
 from shared.schedule import parse_schedule_request, run_id_for, split_into_windows
+
+deps = Deps.from_environment()  # the composition root: once per process (ADR 010)
 
 
 @functions_framework.cloud_event
@@ -18,11 +21,11 @@ def on_schedule(message: PubSubMessage) -> None:
     request = parse_schedule_request(message.data)
     if request.kind is RunKind.DAILY:
         # Work parked yesterday because Bling's daily quota was spent goes out again with today's run.
-        parking.release_all()
+        parking.release_all(deps)
     run_id = run_id_for(request, message.message_id)
     windows = split_into_windows(request, run_id)
     with log.bind(run_id=run_id):
         audit.record_run(run_id, request.kind, request.body, request.start, request.end, windows)
-        pubsub.publish_json(topology.WINDOWS.topic, (w.to_json() for w in windows))
+        deps.publish_json(topology.WINDOWS.topic, (w.to_json() for w in windows))
         log.info(f"{request.kind} run planned: {len(windows)} window(s) from {request.start} to {request.end}",
                  event="run_planned", kind=request.kind, windows=[w.key for w in windows])

@@ -18,7 +18,7 @@ import datetime
 import threading
 import time
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import tenacity
@@ -183,14 +183,16 @@ class RateBudget(Protocol):
 
 
 class BlingClient:
-    def __init__(self, token_store: TokenStore | None = None, policy: dict[Outcome, Rule] | None = None,
-                 budget: RateBudget | None = None):
+    def __init__(self, token_store: TokenStore | None = None, policy: Mapping[Outcome, Rule] | None = None,
+                 budget: RateBudget | None = None, base_url: str | None = None, http: Any = None,
+                 timeout_s: float | None = None):
+        """A composition root (shared.deps.Deps.account) passes every part; a part left out is the process's."""
         self._tokens = token_store or get_token_store()
         self._budget: RateBudget = budget or rate_budget
         self._policy = policy or POLICY
-        settings = get_settings()
-        self._base = settings.bling_api_base
-        self._timeout = settings.bling_http_timeout_s
+        self._http = http
+        self._base = base_url if base_url is not None else get_settings().bling_api_base
+        self._timeout = timeout_s if timeout_s is not None else get_settings().bling_http_timeout_s
 
     def get(self, path: str, params: Params = None) -> dict[str, Any]:
         """GET base + path; the parsed JSON object. Raises the classes of shared.bling.errors."""
@@ -241,7 +243,7 @@ class BlingClient:
         status, parsed, outcome = 0, None, Outcome.CONNECTION
         started = time.monotonic()
         try:
-            response = session().get(self._base + call.path, params=params, timeout=self._timeout,
+            response = (self._http or session()).get(self._base + call.path, params=params, timeout=self._timeout,
                                      headers={"Authorization": f"Bearer {token}", "enable-jwt": "1",
                                               "Accept": "application/json"})
             status = response.status_code

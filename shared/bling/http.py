@@ -17,15 +17,19 @@ def session() -> Any:
     global _session
     with _session_lock:
         if _session is None:
-            import requests
-            from requests.adapters import HTTPAdapter
-
-            s = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-            s.mount("https://", adapter)
-            s.mount("http://", adapter)
-            _session = s
+            _session = new_session()
         return _session
+
+
+def new_session() -> Any:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    s = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    s.mount("https://", adapter)
+    s.mount("http://", adapter)
+    return s
 
 
 def parse_json(body: bytes) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared import pubsub
 from shared.bling.token_store import get_token_store
+from shared.deps import Deps
 from tests.integration.data.pipeline_driver import envelope, handler
 
 
@@ -21,15 +21,15 @@ def test_a_batch_redelivered_after_its_enrich_publish_was_lost_still_enriches(
     batch = envelope({"run_id": "r", "window": "2026-01-01..2026-01-31",
                       "notes": [{"id": nfe_id, "situacao": note["situacao"]}]}, "batch-1")
 
-    real_publish = pubsub.publish_json
+    real_publish = Deps.publish_json
 
-    def killed(topic, payloads, **kwargs):
+    def killed(deps, topic, payloads, **kwargs):
         raise ConnectionError("instance killed before the enrich message went out")
 
-    monkeypatch.setattr(pubsub, "publish_json", killed)
+    monkeypatch.setattr(Deps, "publish_json", killed)
     with pytest.raises(ConnectionError):
         handler("detail")(batch)
-    monkeypatch.setattr(pubsub, "publish_json", real_publish)
+    monkeypatch.setattr(Deps, "publish_json", real_publish)
 
     handler("detail")(batch)  # the redelivery: the invoice is stored already
 

@@ -17,12 +17,13 @@ from shared.bling import client as bling_client
 from shared.bling.errors import BlingDailyLimit, BlingReauthorizationRequired, BlingRetryableError
 from shared.bling.retry_policy import POLICY, scaled
 from shared.bling.token_store import get_token_store
+from shared.deps import Deps
 from shared.errors import RetryableError
 from shared.messages import NoteRef, Window
 from shared.ops import reconcile
 from tests.chaos.reliability import record
 from tests.integration.data.failing_bling import running
-from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows
+from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows, use_deps
 
 MONTH = "2026-01"
 WINDOW = "2026-01-01..2026-01-31"
@@ -36,6 +37,7 @@ def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     for proxy in running(server.api_base):
         config.reset_settings_cache()
         monkeypatch.setattr(bling_client, "_client", bling_client.BlingClient(policy=scaled(POLICY, 0.01)))
+        use_deps(Deps(config.read_settings(), bling_policy=scaled(POLICY, 0.01)))
         proxy.server = server
         yield proxy
 

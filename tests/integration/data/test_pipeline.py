@@ -141,21 +141,22 @@ def test_a_redelivered_window_resumes_from_its_checkpoint(bling, postgres, pubsu
     """The lister dies after publishing page 2 (here: the third publish fails); Pub/Sub redelivers the window,
     and the listing resumes at page 3 instead of starting again."""
     monkeypatch.setenv("LIST_PAGE_SIZE", "3")
-    from shared import config, pubsub
+    from shared import config
+    from shared.deps import Deps
     config.reset_settings_cache()
     window = {"run_id": "resume-test", "start": "2026-01-01", "end": "2026-01-31"}
-    real_publish, calls = pubsub.publish_json, []
+    real_publish, calls = Deps.publish_json, []
 
-    def dying_publish(topic, payloads, **kwargs):
+    def dying_publish(deps, topic, payloads, **kwargs):
         calls.append(topic)
         if len(calls) == 3:
             raise ConnectionError("instance killed")
-        return real_publish(topic, payloads, **kwargs)
+        return real_publish(deps, topic, payloads, **kwargs)
 
-    monkeypatch.setattr(pubsub, "publish_json", dying_publish)
+    monkeypatch.setattr(Deps, "publish_json", dying_publish)
     with pytest.raises(ConnectionError):
         handler("lister")(envelope(window, "w-1"))
-    monkeypatch.setattr(pubsub, "publish_json", real_publish)
+    monkeypatch.setattr(Deps, "publish_json", real_publish)
     capsys.readouterr()
     handler("lister")(envelope(window, "w-1"))  # Pub/Sub redelivers the same message
     pages = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"page listed"' in line]
