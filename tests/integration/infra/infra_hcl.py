@@ -151,3 +151,67 @@ def load_cloudbuild(path: pathlib.Path = REPO / "cloudbuild.yaml") -> dict[str, 
          str(path)], env={**os.environ, "PYTHONPATH": str(third_party)}, capture_output=True, text=True,
         check=True, timeout=60)
     return json.loads(result.stdout)
+
+
+def _top_level_split(text: str, separator: str) -> list[str]:
+    """`text` split at each `separator` outside brackets and string literals."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(text):
+        char = text[i]
+        if quoted:
+            if char == "\\":
+                i += 1
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0 and text.startswith(separator, i):
+            parts.append(text[start:i])
+            start = i + len(separator)
+            i = start
+            continue
+        i += 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts]
+
+
+def evaluate(value: Any, variables: dict[str, Any]) -> Any:
+    """The value of a small Terraform expression for the given variable values, as `terraform plan` would compute it
+    (terraform itself cannot plan offline): literals, `var.X`, `COND ? A : B`, `tostring(...)`, `toset([...])`,
+    `null`. Anything else (a reference to a resource or a local) comes back as its text, such as
+    "google_vpc_access_connector.egress[0].id", for the test to compare."""
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"\$\{(.*)\}", value.strip(), flags=re.S)
+    return _evaluate_expression(match.group(1).strip(), variables) if match else value
+
+
+def _evaluate_expression(text: str, variables: dict[str, Any]) -> Any:
+    condition, *branches = _top_level_split(text, " ? ")
+    if branches:
+        true_branch, false_branch = _top_level_split(" ? ".join(branches), " : ")
+        chosen = _evaluate_expression(condition, variables)
+        assert isinstance(chosen, bool), f"the condition of {text!r} is {chosen!r}, not a bool"
+        return _evaluate_expression(true_branch if chosen else false_branch, variables)
+    if text in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[text]
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return float(text) if "." in text else int(text)
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return _unquote(text)
+    if re.fullmatch(r"var\.\w+", text):
+        return variables[text.removeprefix("var.")]
+    call = re.fullmatch(r"(tostring|toset)\((.*)\)", text, flags=re.S)
+    if call:
+        inner = _evaluate_expression(call.group(2).strip(), variables)
+        if call.group(1) == "toset":
+            return set(inner)
+        return str(inner).lower() if isinstance(inner, bool) else str(inner)
+    if text.startswith("[") and text.endswith("]"):
+        items = [item for item in _top_level_split(text[1:-1], ",") if item]
+        return [_evaluate_expression(item, variables) for item in items]
+    return text
