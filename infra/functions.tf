@@ -28,9 +28,14 @@ locals {
     DB_USER            = google_sql_user.etl.name
   }
 
+  # BLING_FLEET_*: the fleet-wide cap under Bling's per-IP limits, shared by every account (network.tf). On with a
+  # static egress IP, where every request of every account leaves from one address; 0 (off) without, where each
+  # instance leaves from Google's pool and no one address carries the whole fleet.
   env_bling = {
-    BLING_RATE_BUDGET_PER_S = tostring(var.bling_rate_budget_per_s)
-    AUTH_PUBLIC_URL         = local.auth_public_url
+    BLING_RATE_BUDGET_PER_S    = tostring(var.bling_rate_budget_per_s)
+    AUTH_PUBLIC_URL            = local.auth_public_url
+    BLING_FLEET_RATE_PER_S     = var.static_egress_ip ? tostring(var.bling_fleet_rate_per_s) : "0"
+    BLING_FLEET_ERRORS_PER_10S = var.static_egress_ip ? tostring(var.bling_fleet_errors_per_10s) : "0"
   }
 
   function_env = {
@@ -76,6 +81,10 @@ resource "google_cloudfunctions2_function" "function" {
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.key].email
     environment_variables            = local.function_env[each.key]
+    # With var.static_egress_ip every request, Bling's included, leaves through the connector and Cloud NAT's one
+    # address (network.tf); without, the function egresses from Google's pool directly.
+    vpc_connector                 = var.static_egress_ip ? google_vpc_access_connector.egress[0].id : null
+    vpc_connector_egress_settings = var.static_egress_ip ? "ALL_TRAFFIC" : null
 
     dynamic "secret_environment_variables" {
       for_each = toset(local.function_secrets[each.key])
@@ -96,6 +105,7 @@ resource "google_cloudfunctions2_function" "function" {
     google_project_iam_member.function_cloudsql_client,
     google_project_iam_member.function_firestore_user,
     google_project_iam_member.build,
+    google_compute_router_nat.egress, # with the option on, the connector leads nowhere until the NAT exists
   ]
 }
 

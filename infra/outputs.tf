@@ -82,3 +82,8 @@ output "secret_ids" {
   description = "Secret Manager secrets whose values must be added out of band with `gcloud secrets versions add`."
   value       = [for s in google_secret_manager_secret.secret : s.secret_id]
 }
+
+output "egress_ip" {
+  description = "With static_egress_ip: the one address every function reaches Bling from (give it to the client if their network allow-lists). null without."
+  value       = var.static_egress_ip ? google_compute_address.egress[0].address : null
+}

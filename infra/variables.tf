@@ -160,3 +160,53 @@ variable "alert_email" {
   type        = string
   default     = ""
 }
+
+variable "static_egress_ip" {
+  description = "Send every function's outbound traffic through one reserved IP (Serverless VPC Access connector + Cloud NAT, infra/network.tf) and turn on the fleet-wide cap under Bling's per-IP limits (BLING_FLEET_RATE_PER_S, BLING_FLEET_ERRORS_PER_10S). Costs about US$ 20-30 a month, always on: docs/RUNBOOK.md, \"One egress IP for all accounts (Cloud NAT)\"."
+  type        = bool
+  default     = false
+}
+
+variable "bling_fleet_rate_per_s" {
+  description = "With static_egress_ip: requests per second to Bling shared by every account of the deployment (env BLING_FLEET_RATE_PER_S). Bling blocks an IP at 600 requests in 10 s (60/s); 40 leaves room for retries and for the token calls."
+  type        = number
+  default     = 40
+
+  validation {
+    condition     = var.bling_fleet_rate_per_s > 0 && var.bling_fleet_rate_per_s <= 60
+    error_message = "bling_fleet_rate_per_s must be in (0, 60]: Bling blocks the IP above 600 requests in 10 seconds."
+  }
+}
+
+variable "bling_fleet_errors_per_10s" {
+  description = "With static_egress_ip: error responses from Bling in any 10 s, over every account, after which the fleet pauses (env BLING_FLEET_ERRORS_PER_10S). Bling blocks an IP at 300 errors in 10 s."
+  type        = number
+  default     = 250
+
+  validation {
+    condition     = var.bling_fleet_errors_per_10s > 0 && var.bling_fleet_errors_per_10s < 300
+    error_message = "bling_fleet_errors_per_10s must be in (0, 300): Bling blocks the IP at 300 errors in 10 seconds."
+  }
+}
+
+variable "egress_subnet_cidr" {
+  description = "With static_egress_ip: the /28 of the connector's subnet in the egress network. Change it only if it overlaps a network you peer with."
+  type        = string
+  default     = "10.8.0.0/28"
+
+  validation {
+    condition     = can(cidrnetmask(var.egress_subnet_cidr)) && endswith(var.egress_subnet_cidr, "/28")
+    error_message = "egress_subnet_cidr must be an IPv4 /28 (a Serverless VPC Access connector needs exactly that)."
+  }
+}
+
+variable "egress_connector_machine_type" {
+  description = "With static_egress_ip: machine type of the connector's instances (2 always on, 3 at most). e2-micro carries the fleet cap's ~60 small requests/s; Google advises larger types for high packet rates."
+  type        = string
+  default     = "e2-micro"
+
+  validation {
+    condition     = contains(["f1-micro", "e2-micro", "e2-standard-4"], var.egress_connector_machine_type)
+    error_message = "egress_connector_machine_type must be f1-micro, e2-micro or e2-standard-4 (the types a connector accepts)."
+  }
+}

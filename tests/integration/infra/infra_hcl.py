@@ -179,24 +179,24 @@ def _top_level_split(text: str, separator: str) -> list[str]:
     return [part.strip() for part in parts]
 
 
-def evaluate(value: Any, variables: dict[str, Any]) -> Any:
+def evaluate(value: Any, variables: dict[str, Any], locals_: dict[str, Any] | None = None) -> Any:
     """The value of a small Terraform expression for the given variable values, as `terraform plan` would compute it
     (terraform itself cannot plan offline): literals, `var.X`, `COND ? A : B`, `tostring(...)`, `toset([...])`,
-    `null`. Anything else (a reference to a resource or a local) comes back as its text, such as
-    "google_vpc_access_connector.egress[0].id", for the test to compare."""
+    `null`, and `local.X` when `locals_` is given. Anything else (a reference to a resource) comes back as its text,
+    such as "google_vpc_access_connector.egress[0].id", for the test to compare."""
     if not isinstance(value, str):
         return value
     match = re.fullmatch(r"\$\{(.*)\}", value.strip(), flags=re.S)
-    return _evaluate_expression(match.group(1).strip(), variables) if match else value
+    return _evaluate_expression(match.group(1).strip(), variables, locals_ or {}) if match else value
 
 
-def _evaluate_expression(text: str, variables: dict[str, Any]) -> Any:
+def _evaluate_expression(text: str, variables: dict[str, Any], locals_: dict[str, Any]) -> Any:
     condition, *branches = _top_level_split(text, " ? ")
     if branches:
         true_branch, false_branch = _top_level_split(" ? ".join(branches), " : ")
-        chosen = _evaluate_expression(condition, variables)
+        chosen = _evaluate_expression(condition, variables, locals_)
         assert isinstance(chosen, bool), f"the condition of {text!r} is {chosen!r}, not a bool"
-        return _evaluate_expression(true_branch if chosen else false_branch, variables)
+        return _evaluate_expression(true_branch if chosen else false_branch, variables, locals_)
     if text in ("null", "true", "false"):
         return {"null": None, "true": True, "false": False}[text]
     if re.fullmatch(r"-?\d+(\.\d+)?", text):
@@ -205,13 +205,15 @@ def _evaluate_expression(text: str, variables: dict[str, Any]) -> Any:
         return _unquote(text)
     if re.fullmatch(r"var\.\w+", text):
         return variables[text.removeprefix("var.")]
+    if re.fullmatch(r"local\.\w+", text) and text.removeprefix("local.") in locals_:
+        return evaluate(locals_[text.removeprefix("local.")], variables, locals_)
     call = re.fullmatch(r"(tostring|toset)\((.*)\)", text, flags=re.S)
     if call:
-        inner = _evaluate_expression(call.group(2).strip(), variables)
+        inner = _evaluate_expression(call.group(2).strip(), variables, locals_)
         if call.group(1) == "toset":
             return set(inner)
         return str(inner).lower() if isinstance(inner, bool) else str(inner)
     if text.startswith("[") and text.endswith("]"):
         items = [item for item in _top_level_split(text[1:-1], ",") if item]
-        return [_evaluate_expression(item, variables) for item in items]
+        return [_evaluate_expression(item, variables, locals_) for item in items]
     return text
