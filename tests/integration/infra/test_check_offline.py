@@ -35,7 +35,7 @@ def _checkov_results(folder: pathlib.Path) -> dict[tuple[str, str], str]:
     result = subprocess.run(
         [str(_CHECKOV_VENV / "bin" / "checkov"), "-d", str(folder), "--framework", "terraform", "--skip-download",
          "--external-checks-dir", str(INFRA / "policies"), "--check",
-         "CKV2_BLING_1,CKV2_BLING_2,CKV2_BLING_3,CKV2_BLING_4", "--output", "json"],
+         "CKV2_BLING_1,CKV2_BLING_2,CKV2_BLING_3,CKV2_BLING_4,CKV2_BLING_5", "--output", "json"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     report = json.loads(result.stdout)
     outcome = {}
@@ -58,4 +58,6 @@ def test_project_policies_reject_the_violations_they_are_written_for(offline_che
         ("CKV2_BLING_2", "google_cloudfunctions2_function_iam_member.private"): "PASSED",
         ("CKV2_BLING_3", "google_cloudfunctions2_function.wrong_runtime"): "FAILED",
         ("CKV2_BLING_4", "google_cloudfunctions2_function_iam_binding.public_binding"): "FAILED",
+        ("CKV2_BLING_5", "google_compute_router_nat.auto_addresses"): "FAILED",
+        ("CKV2_BLING_5", "google_compute_router_nat.reserved_address"): "PASSED",
     }

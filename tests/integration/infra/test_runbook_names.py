@@ -21,6 +21,9 @@ def _deployed_names() -> set[str]:
     names |= {tf.resource("google_cloud_scheduler_job", "job")["name"]}
     names |= set(tf.locals["secrets"]) | set(string_list(tf.locals["deploy_only_secrets"]))
     names |= {render(tf.resource("google_service_account", "deployer")["account_id"], "", variables=defaults)}
+    # The static egress path (network.tf): network, subnet, connector, address, router and NAT share one name.
+    names |= {render(body["name"], "", variables=defaults) for (type_, _), body in tf.resources.items()
+              if type_.startswith(("google_compute_", "google_vpc_access_"))}
     for route in topology.ROUTES:
         names |= {route.topic, route.dead_letter_topic, route.subscription, route.dead_letter_subscription}
     # The Terraform state prefix (cloudbuild.yaml's _TF_STATE_PREFIX default) and the label value.

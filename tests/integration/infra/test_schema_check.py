@@ -86,6 +86,17 @@ _PLANTS = {
         "functions.tf", "        project_id = var.project_id\n", "        project_name = var.project_id\n",
         "google_cloudfunctions2_function.function.service_config.secret_environment_variables: the provider has no "
         'argument "project_name"'),
+    "missing required argument of the egress NAT": (
+        "network.tf", '  source_subnetwork_ip_ranges_to_nat = "LIST_OF_SUBNETWORKS"\n', "",
+        'resource google_compute_router_nat.egress: required argument "source_subnetwork_ip_ranges_to_nat" is missing'),
+    "misspelt egress setting of the functions": (
+        "functions.tf", "    vpc_connector_egress_settings = ", "    vpc_egress_settings = ",
+        'resource google_cloudfunctions2_function.function.service_config: the provider has no argument '
+        '"vpc_egress_settings"'),
+    "connector subnet written as another block": (
+        "network.tf", "  subnet {\n    name       = google_compute_subnetwork",
+        "  subnetwork {\n    name       = google_compute_subnetwork",
+        'resource google_vpc_access_connector.egress: the provider has no block "subnetwork"'),
     "provider pinned to a version other than the schema's": (
         "versions.tf", 'version = "6.50.0"', 'version = "6.49.0"',
         'provider google pinned to "6.49.0", but the schema checked is 6.50.0'),
