@@ -41,7 +41,8 @@ resource "google_project_iam_member" "deployer_egress" {
 }
 
 # A new grant takes up to a minute to be seen; the first apply with the option on (as the deployer) would otherwise
-# fail on the network. Turning the option off destroys the path before this, so before the roles go.
+# fail on the network. Every resource of the path depends on this (and through it on the grants and the APIs), so
+# turning the option off destroys the path before the roles go.
 resource "time_sleep" "deployer_egress_roles" {
   count = var.static_egress_ip ? 1 : 0
 
@@ -50,6 +51,8 @@ resource "time_sleep" "deployer_egress_roles" {
   triggers = {
     roles = join(",", sort([for member in google_project_iam_member.deployer_egress : member.role]))
   }
+
+  depends_on = [google_project_service.egress_api]
 }
 
 resource "google_compute_network" "egress" {
@@ -62,7 +65,7 @@ resource "google_compute_network" "egress" {
   auto_create_subnetworks = false
   routing_mode            = "REGIONAL"
 
-  depends_on = [google_project_service.egress_api, google_project_iam_member.deployer_egress, time_sleep.deployer_egress_roles]
+  depends_on = [time_sleep.deployer_egress_roles]
 }
 
 # The connector's own /28 (a connector given only ip_cidr_range gets a hidden subnet that Cloud NAT cannot name).
@@ -79,7 +82,7 @@ resource "google_compute_subnetwork" "egress" {
   ip_cidr_range            = var.egress_subnet_cidr
   private_ip_google_access = true
 
-  depends_on = [google_project_iam_member.deployer_egress, time_sleep.deployer_egress_roles]
+  depends_on = [time_sleep.deployer_egress_roles]
 }
 
 # Two e2-micro instances always on (the minimum), a third under load. ~60 small requests/s at the fleet cap is far
@@ -99,7 +102,7 @@ resource "google_vpc_access_connector" "egress" {
     project_id = var.project_id
   }
 
-  depends_on = [google_project_service.egress_api, google_project_iam_member.deployer_egress, time_sleep.deployer_egress_roles]
+  depends_on = [time_sleep.deployer_egress_roles]
 }
 
 # The address Bling sees, reserved so it outlives a re-created NAT.
@@ -113,7 +116,7 @@ resource "google_compute_address" "egress" {
   address_type = "EXTERNAL"
   network_tier = "PREMIUM"
 
-  depends_on = [google_project_service.egress_api, google_project_iam_member.deployer_egress, time_sleep.deployer_egress_roles]
+  depends_on = [time_sleep.deployer_egress_roles]
 }
 
 resource "google_compute_router" "egress" {
@@ -124,7 +127,7 @@ resource "google_compute_router" "egress" {
   region  = var.region
   network = google_compute_network.egress[0].id
 
-  depends_on = [google_project_iam_member.deployer_egress, time_sleep.deployer_egress_roles]
+  depends_on = [time_sleep.deployer_egress_roles]
 }
 
 # Only the connector's subnet, only through the reserved address. MANUAL_ONLY: the address never changes under the
@@ -154,5 +157,5 @@ resource "google_compute_router_nat" "egress" {
     filter = "ERRORS_ONLY"
   }
 
-  depends_on = [google_project_iam_member.deployer_egress, time_sleep.deployer_egress_roles]
+  depends_on = [time_sleep.deployer_egress_roles]
 }

@@ -143,11 +143,14 @@ def test_the_apis_and_the_deployer_roles_of_the_egress_path_exist_only_with_it(t
     assert evaluate(roles["for_each"], variables, tf.locals) == (
         {"roles/compute.networkAdmin", "roles/vpcaccess.admin"} if on else set())
     assert roles["member"] == "${google_service_account.deployer.member}"
-    # Destroying the path (option turned off) must happen while the deployer still holds these roles.
+    # The path waits for the grants (and the APIs) to be seen, and is destroyed (option turned off) while the
+    # deployer still holds them: every resource depends on the pause that depends on both.
+    pause = tf.resource("time_sleep", "deployer_egress_roles")
+    assert evaluate(pause["count"], variables) == (1 if on else 0)
+    assert "google_project_iam_member.deployer_egress" in pause["triggers"]["roles"]
+    assert pause["depends_on"] == ["${google_project_service.egress_api}"]
     for type_, name in _EGRESS_RESOURCES:
-        depends_on = tf.resource(type_, name).get("depends_on", [])
-        assert "${google_project_iam_member.deployer_egress}" in depends_on or "${time_sleep.deployer_egress_roles}" \
-            in depends_on, f"{type_}.{name}"
+        assert tf.resource(type_, name)["depends_on"] == ["${time_sleep.deployer_egress_roles}"], f"{type_}.{name}"
     # The project-wide deployer roles stay what the runbook lists: the egress roles are not among them.
     assert not {"roles/compute.networkAdmin", "roles/vpcaccess.admin"} & set(string_list(tf.locals["deployer_roles"]))
 
