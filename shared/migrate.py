@@ -150,7 +150,7 @@ def role_exists(cur: pg8000.dbapi.Cursor, role: str) -> bool:
     return cur.fetchone() is not None
 
 
-def ensure_account_schema(account: str) -> list[str]:
+def ensure_account_schema(account: str, directory: pathlib.Path = MIGRATIONS_DIR) -> list[str]:
     """Create `account`'s schema when missing, apply the migrations it lacks, create or repair its reader role.
     Idempotent (every deployment runs it for every account). Returns the migrations applied now."""
     schema = schema_for(account)
@@ -159,7 +159,7 @@ def ensure_account_schema(account: str) -> list[str]:
         cur.execute("SELECT set_config('bling.schema', %s, true)", (schema,))
         cur.execute("DO $$ BEGIN EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', current_setting('bling.schema'));"
                     " END $$")
-    applied = apply_all(schema)
+    applied = apply_all(schema, directory)
     with db.transaction() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", LOCK_KEY)
         has_reader = ensure_reader_role(cur, account)
@@ -169,15 +169,15 @@ def ensure_account_schema(account: str) -> list[str]:
     return applied
 
 
-def migrate_all() -> dict[str, list[str]]:
+def migrate_all(directory: pathlib.Path = MIGRATIONS_DIR) -> dict[str, list[str]]:
     """`python -m shared.migrate`: every account schema, and public while it holds an un-adopted install (or the
     database has no account yet). Schema → migrations applied now."""
     accounts = [account_for_schema(s) for s in account_schemas()]
     applied: dict[str, list[str]] = {}
     if public_holds_install() or not accounts:
-        applied["public"] = apply_all()
+        applied["public"] = apply_all(None, directory)
     for account in accounts:
-        applied[schema_for(account)] = ensure_account_schema(account)
+        applied[schema_for(account)] = ensure_account_schema(account, directory)
     return applied
 
 

@@ -1,0 +1,69 @@
+"""A database of its own per test, owned by a user shaped like Cloud SQL's bling_etl (LOGIN CREATEROLE CREATEDB,
+not a superuser): the one who creates schemas and reader roles in production. Roles are cluster-wide, so every
+test's account slugs carry a suffix of their own and the roles they made are dropped afterwards."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Iterator
+
+import pg8000.dbapi
+import pytest
+
+
+@dataclasses.dataclass
+class AccountDatabase:
+    env: dict[str, str]
+    suffix: str
+
+    def account(self, name: str) -> str:
+        """A slug unique to this test (roles outlive databases)."""
+        return f"{name}-{self.suffix}"
+
+    def connect(self, user: str | None = None, password: str | None = None) -> pg8000.dbapi.Connection:
+        return pg8000.dbapi.connect(host=self.env["DB_HOST"], port=int(self.env["DB_PORT"]),
+                                    database=self.env["DB_NAME"], user=user or self.env["DB_USER"],
+                                    password=password or self.env["DB_PASSWORD"], timeout=30)
+
+    def rows(self, sql: str, params: tuple = ()) -> list[list]:
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            result = list(cur.fetchall()) if cur.description else []
+            conn.commit()
+            return result
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def account_db(postgres) -> Iterator[AccountDatabase]:
+    from shared import config, db
+
+    suffix = uuid.uuid4().hex[:8]
+    user, password, database = f"etl_{suffix}", uuid.uuid4().hex, f"accounts_{suffix}"
+    admin = pg8000.dbapi.connect(user="postgres", database="postgres",
+                                 unix_sock=str(postgres.socket_dir / f".s.PGSQL.{postgres.port}"))
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute(f"CREATE ROLE {user} LOGIN CREATEROLE CREATEDB PASSWORD '{password}'")
+    cur.execute(f"CREATE DATABASE {database} OWNER {user}")
+    env = {**postgres.env(), "DB_USER": user, "DB_PASSWORD": password, "DB_NAME": database}
+    os.environ.update(env)
+    os.environ.pop("CLOUD_SQL_INSTANCE", None)
+    config.reset_settings_cache()
+    db.reset_connection()
+    try:
+        yield AccountDatabase(env, suffix)
+    finally:
+        db.reset_connection()
+        cur.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"bling\\_bi\\_%{suffix}",))
+        for (role,) in cur.fetchall():
+            cur.execute(f'DROP ROLE "{role}"')
+        cur.execute(f"REASSIGN OWNED BY {user} TO CURRENT_USER")
+        cur.execute(f"DROP OWNED BY {user}")
+        cur.execute(f"DROP ROLE IF EXISTS {user}")
+        admin.close()
