@@ -16,6 +16,16 @@ import pytest
 class AccountDatabase:
     env: dict[str, str]
     suffix: str
+    superuser_socket: str
+
+    def as_superuser(self, sql: str) -> None:
+        """One statement as the cluster's superuser (what no application user could do: a test's fault)."""
+        conn = pg8000.dbapi.connect(user="postgres", database=self.env["DB_NAME"], unix_sock=self.superuser_socket)
+        try:
+            conn.cursor().execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
 
     def account(self, name: str) -> str:
         """A slug unique to this test (roles outlive databases)."""
@@ -44,8 +54,8 @@ def account_db(postgres) -> Iterator[AccountDatabase]:
 
     suffix = uuid.uuid4().hex[:8]
     user, password, database = f"etl_{suffix}", uuid.uuid4().hex, f"accounts_{suffix}"
-    admin = pg8000.dbapi.connect(user="postgres", database="postgres",
-                                 unix_sock=str(postgres.socket_dir / f".s.PGSQL.{postgres.port}"))
+    socket = str(postgres.socket_dir / f".s.PGSQL.{postgres.port}")
+    admin = pg8000.dbapi.connect(user="postgres", database="postgres", unix_sock=socket)
     admin.autocommit = True
     cur = admin.cursor()
     cur.execute(f"CREATE ROLE {user} LOGIN CREATEROLE CREATEDB PASSWORD '{password}'")
@@ -56,7 +66,7 @@ def account_db(postgres) -> Iterator[AccountDatabase]:
     config.reset_settings_cache()
     db.reset_connection()
     try:
-        yield AccountDatabase(env, suffix)
+        yield AccountDatabase(env, suffix, socket)
     finally:
         db.reset_connection()
         cur.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pg8000.dbapi
 import pytest
 
 from shared import db, migrate, nfe_store
@@ -76,7 +77,7 @@ def test_a_schema_with_no_table_is_an_error_not_a_fallback_to_public(account_db)
     migrate.apply_all()  # public holds nfe
     account_db.rows("CREATE SCHEMA bling_empty")
 
-    with pytest.raises(Exception) as info:
+    with pytest.raises(pg8000.dbapi.DatabaseError) as info:
         db.fetch_all("SELECT count(*) FROM nfe", schema="bling_empty")
     assert db.sqlstate(info.value) == "42P01"  # undefined_table
     for bad in ("bling_a, public", "bling_a;drop", "Bling_A", "bling_a\n"):
