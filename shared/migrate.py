@@ -97,51 +97,48 @@ def public_holds_install() -> bool:
     return bool(db.fetch_all("SELECT to_regclass('public.schema_migrations') IS NOT NULL")[0][0])
 
 
-# The reader role of one account, from two transaction-local settings (utility statements take no bind
-# parameters; format(%I) quotes the names). Read-only transactions and a 5-minute statement limit as for bling_bi
-# (migration 004); search_path is the account's schema in this database, so an analyst's unqualified `nfe` is
-# theirs. USAGE + SELECT on its schema, default privileges for the tables and views later migrations create (they
-# run as this same user), and whatever it may hold on public or another account's schema revoked, so re-running
-# this repairs a grant made by hand. A migrating user that may not create roles (the local stack's plain owner)
-# leaves a missing role missing; the caller sees that and says so.
-_READER_ROLE_SQL = r"""DO $$
-DECLARE
-  target text := current_setting('bling.schema');
-  reader text := current_setting('bling.reader');
-  other text;
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = reader) THEN
-    IF NOT (SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-      RETURN;
-    END IF;
-    EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS '
-                   'CONNECTION LIMIT 3', reader);
-    EXECUTE format('ALTER ROLE %I SET default_transaction_read_only = on', reader);
-    EXECUTE format('ALTER ROLE %I SET statement_timeout = %L', reader, '5min');
-  END IF;
-  EXECUTE format('ALTER ROLE %I IN DATABASE %I SET search_path = %I', reader, current_database(), target);
-  EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), reader);
-  EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', target, reader);
-  EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', target, reader);
-  EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO %I', target, reader);
-  FOR other IN SELECT nspname FROM pg_namespace
-               WHERE nspname <> target AND (nspname = 'public' OR nspname LIKE 'bling\_%') LOOP
-    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', other, reader);
-    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', other, reader);
-    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', other, reader);
-    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON TABLES FROM %I', other, reader);
-  END LOOP;
-END
-$$"""
-
-
 def ensure_reader_role(cur: pg8000.dbapi.Cursor, account: str) -> bool:
     """Create or repair `account`'s reader role inside the caller's transaction; False when it does not exist
-    (this user may not create roles)."""
+    (this user may not create roles: the local stack's plain owner leaves it missing, the caller says so).
+
+    Read-only transactions and a 5-minute statement limit as bling_bi (migration 004); search_path is the
+    account's schema in this database, so an analyst's unqualified `nfe` is theirs. USAGE + SELECT on its schema,
+    default privileges for the tables and views later migrations create (they run as this same user), and
+    whatever it holds on public or another account's schema revoked, so re-running repairs a grant made by hand.
+    The names travel as transaction-local settings (utility statements take no bind parameters; format(%I)
+    quotes them)."""
     reader = reader_role_for(account)
     cur.execute("SELECT set_config('bling.schema', %s, true), set_config('bling.reader', %s, true)",
                 (schema_for(account), reader))
-    cur.execute(_READER_ROLE_SQL)
+    cur.execute(r"""DO $$
+      DECLARE
+        target text := current_setting('bling.schema');
+        reader text := current_setting('bling.reader');
+        other text;
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = reader) THEN
+          IF NOT (SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+            RETURN;
+          END IF;
+          EXECUTE format('CREATE ROLE %I NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS '
+                         'CONNECTION LIMIT 3', reader);
+          EXECUTE format('ALTER ROLE %I SET default_transaction_read_only = on', reader);
+          EXECUTE format('ALTER ROLE %I SET statement_timeout = %L', reader, '5min');
+        END IF;
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I SET search_path = %I', reader, current_database(), target);
+        EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), reader);
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', target, reader);
+        EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', target, reader);
+        EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO %I', target, reader);
+        FOR other IN SELECT nspname FROM pg_namespace
+                     WHERE nspname <> target AND (nspname = 'public' OR nspname LIKE 'bling\_%') LOOP
+          EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', other, reader);
+          EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', other, reader);
+          EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', other, reader);
+          EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON TABLES FROM %I', other, reader);
+        END LOOP;
+      END
+      $$""")
     return role_exists(cur, reader)
 
 

@@ -23,6 +23,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+import pg8000.dbapi
+
 from shared import db, log, migrate
 from shared.accounts import READER_ROLE_PREFIX, parse_account_id, reader_role_for, schema_for
 
@@ -103,59 +105,6 @@ class Adoption:
         return not self.moved
 
 
-# Every relation of public into the account's schema. ALTER ... SET SCHEMA keeps the data (no copy), indexes,
-# constraints, grants and ownership; views and foreign keys point at tables by OID, so they follow. Tables first:
-# their indexes and the sequences their columns own move with them; then what is left (views, sequences of no
-# column). Extension members stay where their extension put them.
-_ADOPT_SQL = r"""DO $$
-DECLARE
-  target text := current_setting('bling.schema');
-  rel record;
-BEGIN
-  EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', target);
-  FOR rel IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                               AND d.objid = c.oid AND d.deptype = 'e')
-             ORDER BY c.relname LOOP
-    EXECUTE format('ALTER TABLE public.%I SET SCHEMA %I', rel.relname, target);
-  END LOOP;
-  FOR rel IN SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = 'public' AND c.relkind IN ('v', 'm', 'S')
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                               AND d.objid = c.oid AND d.deptype = 'e')
-             ORDER BY c.relname LOOP
-    EXECUTE format('ALTER %s public.%I SET SCHEMA %I',
-                   CASE rel.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'SEQUENCE' END,
-                   rel.relname, target);
-  END LOOP;
-END
-$$"""
-
-# The legacy bling_bi (migration 004) becomes a member of the first account's reader role, with that schema as
-# its search_path in this database: existing dashboards (unqualified names) keep working and read that account
-# only. Its direct grants, which came along with the moved tables, are dropped: the reader role is the one
-# source of what it may read.
-_MAP_LEGACY_READER_SQL = r"""DO $$
-DECLARE
-  target text := current_setting('bling.schema');
-  reader text := current_setting('bling.reader');
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bling_bi')
-     OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = reader) THEN
-    RETURN;
-  END IF;
-  EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM bling_bi', target);
-  ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM bling_bi;
-  EXECUTE format('GRANT %I TO bling_bi', reader);
-  EXECUTE format('ALTER ROLE bling_bi IN DATABASE %I SET search_path = %I', current_database(), target);
-END
-$$"""
-
-_RELATIONS_IN = """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'S') ORDER BY c.relname"""
-
-
 def adopt_public_schema(account: str) -> Adoption:
     """Make today's single-account install (its tables in public) the data of `account`, in one transaction.
     Idempotent: once adopted, a second run moves nothing. Refuses when public holds no install and the account
@@ -168,8 +117,7 @@ def adopt_public_schema(account: str) -> Adoption:
         cur.execute("SELECT set_config('lock_timeout', '10s', true)")
         cur.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
         public_install = cur.fetchone()[0]
-        cur.execute(_RELATIONS_IN, (schema,))
-        present = [r[0] for r in cur.fetchall()]
+        present = _relations_in(cur, schema)
         if not public_install:
             if "schema_migrations" in present:
                 return Adoption(account, schema, (), migrate.role_exists(cur, reader_role_for(account)))
@@ -178,13 +126,71 @@ def adopt_public_schema(account: str) -> Adoption:
         if present:
             raise SystemExit(f"schema {schema} already holds {len(present)} relations ({', '.join(present[:5])}"
                              f"{', ...' if len(present) > 5 else ''}): refusing to merge public into it")
-        cur.execute("SELECT set_config('bling.schema', %s, true)", (schema,))
-        cur.execute(_ADOPT_SQL)
-        cur.execute(_RELATIONS_IN, (schema,))
-        moved = tuple(r[0] for r in cur.fetchall())
+        _move_public_into(cur, schema)
+        moved = tuple(_relations_in(cur, schema))
         reader = migrate.ensure_reader_role(cur, account)
-        cur.execute(_MAP_LEGACY_READER_SQL)
+        _map_legacy_reader(cur)
     return Adoption(account, schema, moved, reader)
+
+
+def _relations_in(cur: pg8000.dbapi.Cursor, schema: str) -> list[str]:
+    cur.execute("""SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'S') ORDER BY c.relname""", (schema,))
+    return [r[0] for r in cur.fetchall()]
+
+
+def _move_public_into(cur: pg8000.dbapi.Cursor, schema: str) -> None:
+    """Every relation of public into `schema`. ALTER ... SET SCHEMA keeps the data (no copy), indexes,
+    constraints, grants and ownership; views and foreign keys point at tables by OID, so they follow. Tables
+    first: their indexes and the sequences their columns own move with them; then what is left (views, sequences
+    of no column). Extension members stay where their extension put them."""
+    cur.execute("SELECT set_config('bling.schema', %s, true)", (schema,))
+    cur.execute(r"""DO $$
+      DECLARE
+        target text := current_setting('bling.schema');
+        rel record;
+      BEGIN
+        EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', target);
+        FOR rel IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                     AND d.objid = c.oid AND d.deptype = 'e')
+                   ORDER BY c.relname LOOP
+          EXECUTE format('ALTER TABLE public.%I SET SCHEMA %I', rel.relname, target);
+        END LOOP;
+        FOR rel IN SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'public' AND c.relkind IN ('v', 'm', 'S')
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                     AND d.objid = c.oid AND d.deptype = 'e')
+                   ORDER BY c.relname LOOP
+          EXECUTE format('ALTER %s public.%I SET SCHEMA %I',
+                         CASE rel.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'SEQUENCE' END,
+                         rel.relname, target);
+        END LOOP;
+      END
+      $$""")
+
+
+def _map_legacy_reader(cur: pg8000.dbapi.Cursor) -> None:
+    """The legacy bling_bi (migration 004), when it exists, becomes a member of the adopted account's reader role
+    (bling.reader, set by ensure_reader_role), with that schema as its search_path in this database: existing
+    dashboards (unqualified names) keep working and read that account only. Its direct grants, which came along
+    with the moved tables, are dropped: the reader role is the one source of what it may read."""
+    cur.execute(r"""DO $$
+      DECLARE
+        target text := current_setting('bling.schema');
+        reader text := current_setting('bling.reader');
+      BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bling_bi')
+           OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = reader) THEN
+          RETURN;
+        END IF;
+        EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM bling_bi', target);
+        ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM bling_bi;
+        EXECUTE format('GRANT %I TO bling_bi', reader);
+        EXECUTE format('ALTER ROLE bling_bi IN DATABASE %I SET search_path = %I', current_database(), target);
+      END
+      $$""")
 
 
 # --- command line -----------------------------------------------------------------------------------------------
