@@ -36,17 +36,6 @@ class AccountDatabase:
                                     database=self.env["DB_NAME"], user=user or self.env["DB_USER"],
                                     password=password or self.env["DB_PASSWORD"], timeout=30)
 
-    def rows(self, sql: str, params: tuple = ()) -> list[list]:
-        conn = self.connect()
-        try:
-            cur = conn.cursor()
-            cur.execute(sql, params)
-            result = list(cur.fetchall()) if cur.description else []
-            conn.commit()
-            return result
-        finally:
-            conn.close()
-
 
 @pytest.fixture
 def account_db(postgres) -> Iterator[AccountDatabase]:

@@ -96,9 +96,9 @@ def test_a_table_a_later_migration_creates_is_readable_by_its_account_only(accou
 
 def test_rerunning_ensure_revokes_a_grant_made_by_hand_on_another_account(account_db):
     a, b = _two_accounts_with_rows(account_db)
-    account_db.rows(f"GRANT USAGE ON SCHEMA {schema_for(b)} TO {reader_role_for(a)}")
-    account_db.rows(f"GRANT SELECT ON {schema_for(b)}.nfe TO {reader_role_for(a)}")
-    account_db.rows(f"GRANT SELECT ON public.nfe TO {reader_role_for(a)}")
+    db.execute(f"GRANT USAGE ON SCHEMA {schema_for(b)} TO {reader_role_for(a)}")
+    db.execute(f"GRANT SELECT ON {schema_for(b)}.nfe TO {reader_role_for(a)}")
+    db.execute(f"GRANT SELECT ON public.nfe TO {reader_role_for(a)}")
 
     migrate.ensure_account_schema(a)
 

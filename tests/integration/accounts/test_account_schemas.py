@@ -25,8 +25,8 @@ def _nfe(nfe_id: int, situacao: int = 5, codigo: str = "SKU-1") -> dict:
             "valorNota": 10, "itens": [{"codigo": codigo, "quantidade": 1, "valor": 10, "valorTotal": 10}]}
 
 
-def _relations(account_db, schema: str) -> set[str]:
-    return {r[0] for r in account_db.rows("""SELECT c.relname FROM pg_class c JOIN pg_namespace n
+def _relations(schema: str) -> set[str]:
+    return {r[0] for r in db.fetch_all("""SELECT c.relname FROM pg_class c JOIN pg_namespace n
                                              ON n.oid = c.relnamespace WHERE n.nspname = %s
                                              AND c.relkind IN ('r', 'v', 'S')""", (schema,))}
 
@@ -38,15 +38,15 @@ def test_ensure_account_schema_creates_migrates_and_is_idempotent(account_db):
     assert migrate.ensure_account_schema(account) == ACCOUNT_FILES
     assert migrate.ensure_account_schema(account) == []
 
-    tables = _relations(account_db, schema)
+    tables = _relations(schema)
     assert {"nfe", "nfe_item", "nfe_parcela", "contato", "produto", "produto_sku", "forma_pagamento",
             "nfe_situacao", "etl_run", "etl_window", "etl_window_nfe", "etl_message_failures",
             "schema_migrations", "etl_window_resumo", "nfe_autorizada"} <= tables
-    assert _relations(account_db, "public") == set()  # nothing leaked into public
-    recorded = [r[0] for r in account_db.rows(f"SELECT filename FROM {schema}.schema_migrations ORDER BY 1")]
+    assert _relations("public") == set()  # nothing leaked into public
+    recorded = [r[0] for r in db.fetch_all(f"SELECT filename FROM {schema}.schema_migrations ORDER BY 1")]
     assert recorded == ACCOUNT_FILES  # 004 (bling_bi on public) is not recorded as applied where it never ran
-    assert account_db.rows(f"SELECT count(*) FROM {schema}.nfe_situacao WHERE conta_como_receita")[0][0] == 2
-    assert account_db.rows("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (reader_role_for(account),)) \
+    assert db.fetch_all(f"SELECT count(*) FROM {schema}.nfe_situacao WHERE conta_como_receita")[0][0] == 2
+    assert db.fetch_all("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (reader_role_for(account),)) \
         == [[False]]
     assert migrate.account_schemas() == [schema]
     assert not migrate.public_holds_install()
@@ -70,12 +70,12 @@ def test_store_layer_writes_each_account_into_its_own_schema_per_transaction(acc
     # search_path was transaction-local: the next transaction without a schema is back on public.
     assert db.fetch_all("SELECT count(*) FROM nfe") == [[0]]
     assert db.fetch_all("SELECT current_schemas(false)") == [[["public"]]]
-    assert account_db.rows(f"SELECT count(*) FROM {schema_for(a)}.nfe_item")[0][0] == 2
+    assert db.fetch_all(f"SELECT count(*) FROM {schema_for(a)}.nfe_item")[0][0] == 2
 
 
 def test_a_schema_with_no_table_is_an_error_not_a_fallback_to_public(account_db):
     migrate.apply_all()  # public holds nfe
-    account_db.rows("CREATE SCHEMA bling_empty")
+    db.execute("CREATE SCHEMA bling_empty")
 
     with pytest.raises(pg8000.dbapi.DatabaseError) as info:
         db.fetch_all("SELECT count(*) FROM nfe", schema="bling_empty")
@@ -89,7 +89,7 @@ def test_python_m_shared_migrate_migrates_every_account_schema_and_leaves_public
     a, b = account_db.account("alfa"), account_db.account("beta")
     migrate.ensure_account_schema(a)
     migrate.ensure_account_schema(b)
-    account_db.rows("CREATE SCHEMA bling_x_not_an_account")  # bling_ but no schema_migrations: not an account
+    db.execute("CREATE SCHEMA bling_x_not_an_account")  # bling_ but no schema_migrations: not an account
     env = {k: v for k, v in os.environ.items() if k != "CLOUD_SQL_INSTANCE"}
     env.update(account_db.env)
 
@@ -99,7 +99,7 @@ def test_python_m_shared_migrate_migrates_every_account_schema_and_leaves_public
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"applied_count": 0' in result.stdout
     assert '"schemas": ["' + schema_for(a) + '", "' + schema_for(b) + '"]' in result.stdout
-    assert _relations(account_db, "public") == set()
+    assert _relations("public") == set()
 
     # A new migration reaches every account schema, and only them.
     new = tmp_path / "migrations"
@@ -108,8 +108,8 @@ def test_python_m_shared_migrate_migrates_every_account_schema_and_leaves_public
         (new / path.name).write_bytes(path.read_bytes())
     (new / "900_tabela_nova.sql").write_text("CREATE TABLE tabela_nova (id bigint PRIMARY KEY);\n")
     assert migrate.migrate_all(new) == {schema_for(a): ["900_tabela_nova.sql"], schema_for(b): ["900_tabela_nova.sql"]}
-    assert "tabela_nova" in _relations(account_db, schema_for(b))
-    assert _relations(account_db, "public") == set()
+    assert "tabela_nova" in _relations(schema_for(b))
+    assert _relations("public") == set()
 
 
 def test_a_new_database_is_still_migrated_in_public(account_db):
@@ -117,7 +117,7 @@ def test_a_new_database_is_still_migrated_in_public(account_db):
     assert migrate.migrate_all() == {"public": ALL_FILES}
     assert migrate.migrate_all() == {"public": []}
     assert migrate.public_holds_install()
-    assert "nfe" in _relations(account_db, "public")
+    assert "nfe" in _relations("public")
 
 
 def test_apply_all_refuses_a_schema_that_does_not_exist(account_db):

@@ -56,8 +56,8 @@ def nfe_store_ref(nfe_id: int):
     return NoteRef(nfe_id, 5)
 
 
-def _relations_in(account_db, schema: str) -> list[str]:
-    return [r[0] for r in account_db.rows("""SELECT c.relname FROM pg_class c JOIN pg_namespace n
+def _relations_in(schema: str) -> list[str]:
+    return [r[0] for r in db.fetch_all("""SELECT c.relname FROM pg_class c JOIN pg_namespace n
                                              ON n.oid = c.relnamespace WHERE n.nspname = %s ORDER BY 1""", (schema,))]
 
 
@@ -69,12 +69,12 @@ def test_adopt_moves_every_row_into_the_account_schema_once(account_db, capsys):
     assert accounts_db.main(["adopt", account]) == 0
 
     assert "public install adopted" in capsys.readouterr().out
-    assert _relations_in(account_db, "public") == []  # tables, their indexes, views: nothing left
-    after = {t: account_db.rows(f"SELECT count(*) FROM {schema}.{t}")[0][0] for t in TABLES}
+    assert _relations_in("public") == []  # tables, their indexes, views: nothing left
+    after = {t: db.fetch_all(f"SELECT count(*) FROM {schema}.{t}")[0][0] for t in TABLES}
     assert after == before and after["nfe"] == 3 and after["etl_window_nfe"] == 2
-    assert account_db.rows(f"SELECT id FROM {schema}.nfe_autorizada ORDER BY id") == [[11], [12]]  # the view followed
-    assert account_db.rows(f"SELECT listadas FROM {schema}.etl_window_resumo") == [[2]]
-    assert {r[0] for r in account_db.rows("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))} \
+    assert db.fetch_all(f"SELECT id FROM {schema}.nfe_autorizada ORDER BY id") == [[11], [12]]  # the view followed
+    assert db.fetch_all(f"SELECT listadas FROM {schema}.etl_window_resumo") == [[2]]
+    assert {r[0] for r in db.fetch_all("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))} \
         >= {"nfe_pkey", "nfe_data_emissao_idx", "nfe_item_codigo_idx"}
     with pytest.raises(pg8000.dbapi.DatabaseError) as info:  # the foreign keys came along
         db.execute("INSERT INTO nfe_item (nfe_id, linha) VALUES (999, 1)", schema=schema)
@@ -85,7 +85,7 @@ def test_adopt_moves_every_row_into_the_account_schema_once(account_db, capsys):
     assert accounts_db.main(["adopt", account]) == 0
     assert "already adopted: nothing to do" in capsys.readouterr().out
     assert accounts_db.adopt_public_schema(account).already_adopted
-    assert {t: account_db.rows(f"SELECT count(*) FROM {schema}.{t}")[0][0] for t in TABLES} == before
+    assert {t: db.fetch_all(f"SELECT count(*) FROM {schema}.{t}")[0][0] for t in TABLES} == before
 
 
 def test_after_adopt_migrate_applies_only_new_files_to_the_account_and_the_store_layer_works(account_db, tmp_path):
@@ -100,7 +100,7 @@ def test_after_adopt_migrate_applies_only_new_files_to_the_account_and_the_store
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"applied_count": 0' in result.stdout and f'"schemas": ["{schema}"]' in result.stdout
-    assert _relations_in(account_db, "public") == []  # public is not recreated once adopted
+    assert _relations_in("public") == []  # public is not recreated once adopted
 
     new = tmp_path / "migrations"
     new.mkdir()
@@ -141,9 +141,9 @@ def test_the_legacy_bi_login_reads_the_adopted_account_and_no_other(account_db):
     finally:
         conn.close()
     # Its access is the reader role's, not grants of its own that came along with the tables.
-    assert account_db.rows("SELECT count(*) FROM information_schema.role_table_grants "
+    assert db.fetch_all("SELECT count(*) FROM information_schema.role_table_grants "
                            "WHERE grantee = 'bling_bi' AND table_schema = %s", (schema_for(first),)) == [[0]]
-    assert account_db.rows("SELECT pg_has_role('bling_bi', %s, 'USAGE')", (reader_role_for(first),)) == [[True]]
+    assert db.fetch_all("SELECT pg_has_role('bling_bi', %s, 'USAGE')", (reader_role_for(first),)) == [[True]]
 
 
 def test_adopt_refuses_a_target_that_already_holds_tables_and_keeps_public(account_db):
@@ -155,13 +155,13 @@ def test_adopt_refuses_a_target_that_already_holds_tables_and_keeps_public(accou
         accounts_db.adopt_public_schema(account)
 
     assert {t: db.fetch_all(f"SELECT count(*) FROM {t}")[0][0] for t in TABLES} == before
-    assert account_db.rows(f"SELECT count(*) FROM {schema_for(account)}.nfe") == [[0]]
+    assert db.fetch_all(f"SELECT count(*) FROM {schema_for(account)}.nfe") == [[0]]
 
 
 def test_adopt_refuses_when_there_is_nothing_to_adopt(account_db):
     with pytest.raises(SystemExit, match="nothing to adopt"):
         accounts_db.adopt_public_schema(account_db.account("lojas"))
-    assert _relations_in(account_db, "public") == []
+    assert _relations_in("public") == []
 
 
 def test_adopt_is_one_transaction(account_db):
@@ -174,4 +174,4 @@ def test_adopt_is_one_transaction(account_db):
 
     assert db.sqlstate(info.value) == "42501"  # must be owner of table zz_not_ours
     assert {t: db.fetch_all(f"SELECT count(*) FROM {t}")[0][0] for t in TABLES} == before
-    assert _relations_in(account_db, schema_for(account_db.account("lojas"))) == []
+    assert _relations_in(schema_for(account_db.account("lojas"))) == []
