@@ -104,8 +104,8 @@ def ensure_reader_role(cur: pg8000.dbapi.Cursor, account: str) -> bool:
     Read-only transactions and a 5-minute statement limit as bling_bi (migration 004); search_path is the
     account's schema in this database, so an analyst's unqualified `nfe` is theirs. USAGE + SELECT on its schema,
     default privileges for the tables and views later migrations create (they run as this same user), and
-    whatever it holds on public or another account's schema revoked, so re-running repairs a grant made by hand.
-    The names travel as transaction-local settings (utility statements take no bind parameters; format(%I)
+    whatever it holds in any other schema (public, another account's) revoked, so re-running repairs a grant
+    made by hand. The names travel as transaction-local settings (utility statements take no bind parameters; format(%I)
     quotes them)."""
     reader = reader_role_for(account)
     cur.execute("SELECT set_config('bling.schema', %s, true), set_config('bling.reader', %s, true)",
@@ -130,8 +130,15 @@ def ensure_reader_role(cur: pg8000.dbapi.Cursor, account: str) -> bool:
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', target, reader);
         EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', target, reader);
         EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO %I', target, reader);
-        FOR other IN SELECT nspname FROM pg_namespace
-                     WHERE nspname <> target AND (nspname = 'public' OR nspname LIKE 'bling\_%') LOOP
+        -- Only the schemas where it holds something (a direct grant on the schema, a relation, or a default
+        -- privilege), so a migration over N accounts stays N small scans instead of N x N revokes.
+        FOR other IN SELECT n.nspname FROM pg_namespace n, pg_roles r
+                     WHERE r.rolname = reader AND n.nspname <> target
+                       AND (EXISTS (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee = r.oid)
+                            OR EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a
+                                       WHERE c.relnamespace = n.oid AND a.grantee = r.oid)
+                            OR EXISTS (SELECT 1 FROM pg_default_acl d, aclexplode(d.defaclacl) a
+                                       WHERE d.defaclnamespace = n.oid AND a.grantee = r.oid)) LOOP
           EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', other, reader);
           EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', other, reader);
           EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', other, reader);

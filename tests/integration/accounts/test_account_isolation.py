@@ -99,8 +99,10 @@ def test_rerunning_ensure_revokes_a_grant_made_by_hand_on_another_account(accoun
     db.execute(f"GRANT USAGE ON SCHEMA {schema_for(b)} TO {reader_role_for(a)}")
     db.execute(f"GRANT SELECT ON {schema_for(b)}.nfe TO {reader_role_for(a)}")
     db.execute(f"GRANT SELECT ON public.nfe TO {reader_role_for(a)}")
+    db.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema_for(b)} GRANT SELECT ON TABLES TO {reader_role_for(a)}")
 
     migrate.ensure_account_schema(a)
+    db.execute(f"CREATE TABLE {schema_for(b)}.tabela_depois (id int)")  # the default privilege is gone too
 
     conn = _login(account_db, a)
     try:
@@ -108,6 +110,9 @@ def test_rerunning_ensure_revokes_a_grant_made_by_hand_on_another_account(accoun
         assert _sqlstate_of(conn, "SELECT * FROM public.nfe") == PERMISSION_DENIED
     finally:
         conn.close()
+    # The table's own ACL, apart from USAGE on its schema: no default privilege survived to grant it.
+    assert db.fetch_all("SELECT has_table_privilege(%s, %s, 'SELECT')",
+                        (reader_role_for(a), f"{schema_for(b)}.tabela_depois")) == [[False]]
 
 
 def test_grant_reader_reads_the_password_from_stdin_and_never_prints_it(account_db, capsys):

@@ -13,6 +13,7 @@ import pytest
 
 from shared import db, migrate, nfe_store
 from shared.accounts import reader_role_for, schema_for
+from shared.ops import accounts_db
 
 REPO = Path(__file__).resolve().parents[3]
 ALL_FILES = [p.name for p in migrate.migration_files()]
@@ -85,7 +86,7 @@ def test_a_schema_with_no_table_is_an_error_not_a_fallback_to_public(account_db)
             db.fetch_all("SELECT 1", schema=bad)
 
 
-def test_python_m_shared_migrate_migrates_every_account_schema_and_leaves_public_alone(account_db, tmp_path):
+def test_python_m_shared_migrate_migrates_every_account_schema_and_leaves_public_alone(account_db, tmp_path, capsys):
     a, b = account_db.account("alfa"), account_db.account("beta")
     migrate.ensure_account_schema(a)
     migrate.ensure_account_schema(b)
@@ -110,6 +111,9 @@ def test_python_m_shared_migrate_migrates_every_account_schema_and_leaves_public
     assert migrate.migrate_all(new) == {schema_for(a): ["900_tabela_nova.sql"], schema_for(b): ["900_tabela_nova.sql"]}
     assert "tabela_nova" in _relations(schema_for(b))
     assert _relations("public") == set()
+    capsys.readouterr()
+    assert accounts_db.main(["list"]) == 0
+    assert capsys.readouterr().out.split() == [schema_for(a), schema_for(b)]
 
 
 def test_a_new_database_is_still_migrated_in_public(account_db):
