@@ -31,7 +31,7 @@ LOCK_KEY = (727, 1)
 # Files that name schema public and so belong to the single-account layout only; an account schema skips them
 # (and records nothing: they were never applied there). 004 creates the legacy bling_bi role and grants it SELECT
 # on public; an account schema gets its own reader role from ensure_reader_role instead. Every other file uses
-# unqualified names only (tests/unit/test_migration_files.py checks it).
+# unqualified names only (tests/unit/test_schema_agnostic_sql.py checks it).
 PUBLIC_ONLY = frozenset({"004_bi_read_role.sql"})
 
 
