@@ -38,8 +38,11 @@ class AccountDatabase:
 
 
 @pytest.fixture
-def account_db(postgres) -> Iterator[AccountDatabase]:
+def account_db(postgres, request) -> Iterator[AccountDatabase]:
+    """Parametrize indirectly with False for a plain database owner (the local stack's user: no CREATEROLE)."""
     from shared import config, db
+
+    may_create_roles = getattr(request, "param", True)
 
     suffix = uuid.uuid4().hex[:8]
     user, password, database = f"etl_{suffix}", uuid.uuid4().hex, f"accounts_{suffix}"
@@ -47,7 +50,7 @@ def account_db(postgres) -> Iterator[AccountDatabase]:
     admin = pg8000.dbapi.connect(user="postgres", database="postgres", unix_sock=socket)
     admin.autocommit = True
     cur = admin.cursor()
-    cur.execute(f"CREATE ROLE {user} LOGIN CREATEROLE CREATEDB PASSWORD '{password}'")
+    cur.execute(f"CREATE ROLE {user} LOGIN {'CREATEROLE CREATEDB' if may_create_roles else ''} PASSWORD '{password}'")
     cur.execute(f"CREATE DATABASE {database} OWNER {user}")
     env = {**postgres.env(), "DB_USER": user, "DB_PASSWORD": password, "DB_NAME": database}
     os.environ.update(env)

@@ -124,6 +124,19 @@ def test_a_new_database_is_still_migrated_in_public(account_db):
     assert "nfe" in _relations("public")
 
 
+@pytest.mark.parametrize("account_db", [False], indirect=True)
+def test_a_user_that_may_not_create_roles_gets_the_schema_and_a_warning(account_db, capsys):
+    account = account_db.account("local")
+
+    assert migrate.ensure_account_schema(account) == ACCOUNT_FILES
+
+    assert "nfe" in _relations(schema_for(account))
+    assert "reader role not created" in capsys.readouterr().out
+    assert db.fetch_all("SELECT count(*) FROM pg_roles WHERE rolname = %s", (reader_role_for(account),)) == [[0]]
+    with pytest.raises(SystemExit, match="does not exist"):
+        accounts_db.grant_reader(account, "a-password-of-enough-length")
+
+
 def test_apply_all_refuses_a_schema_that_does_not_exist(account_db):
     with pytest.raises(SystemExit, match="does not exist"):
         migrate.apply_all("bling_nobody")
