@@ -63,6 +63,10 @@ def _relations_in(schema: str) -> list[str]:
 
 def test_adopt_moves_every_row_into_the_account_schema_once(account_db, capsys):
     before = _load_single_account_install()
+    # No migration makes sequences yet; one a column owns and one of its own must move too.
+    db.execute("CREATE TABLE contador (id serial PRIMARY KEY, nome text)")
+    db.execute("INSERT INTO contador (nome) VALUES ('a'), ('b')")
+    db.execute("CREATE SEQUENCE sequencia_livre START 40")
     account = account_db.account("lojas")
     schema = schema_for(account)
 
@@ -80,6 +84,9 @@ def test_adopt_moves_every_row_into_the_account_schema_once(account_db, capsys):
         db.execute("INSERT INTO nfe_item (nfe_id, linha) VALUES (999, 1)", schema=schema)
     assert db.sqlstate(info.value) == "23503"  # foreign_key_violation: an item of no invoice is still refused
     assert migrate.account_schemas() == [schema] and not migrate.public_holds_install()
+    db.execute("INSERT INTO contador (nome) VALUES ('c')", schema=schema)
+    assert db.fetch_all("SELECT id FROM contador ORDER BY id", schema=schema) == [[1], [2], [3]]
+    assert db.fetch_all("SELECT nextval('sequencia_livre')", schema=schema) == [[40]]
 
     # A second run changes nothing and says so.
     assert accounts_db.main(["adopt", account]) == 0
