@@ -113,9 +113,25 @@ def _live_connection() -> pg8000.dbapi.Connection:
     return connection
 
 
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _checked_schema(schema: str) -> str:
+    """One plain schema name: search_path takes a list, so "bling_a, public" would silently add public."""
+    if not _IDENTIFIER.fullmatch(schema):
+        raise ValueError(f"not a plain schema name: {schema!r}")
+    return schema
+
+
 @contextlib.contextmanager
-def transaction() -> Iterator[pg8000.dbapi.Cursor]:
+def transaction(schema: str | None = None) -> Iterator[pg8000.dbapi.Cursor]:
     """A cursor inside one transaction: commit on success, rollback on any error.
+
+    `schema`: an account's schema (shared.accounts.schema_for). The store layer's unqualified table names then
+    resolve there and only there (search_path is that one schema, so a missing table is an error, never a
+    fallback to public), for this transaction only: connections are reused across accounts, so the setting is
+    transaction-local (set_config(..., true)) and ends with the COMMIT or ROLLBACK. None: the connection's default
+    search_path (public), the single-account layout before issue 14.
 
     Connection-level failures become RetryableError (after dropping the connection); other database errors
     propagate unchanged, so a constraint violation caused by bad data is not retried as if it were transient.
@@ -129,6 +145,8 @@ def transaction() -> Iterator[pg8000.dbapi.Cursor]:
             raise RetryableError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
         raise
     try:
+        if schema is not None:
+            cursor.execute("SELECT set_config('search_path', %s, true)", (_checked_schema(schema),))
         yield cursor
         connection.commit()
     except Exception as exc:
@@ -140,18 +158,15 @@ def transaction() -> Iterator[pg8000.dbapi.Cursor]:
         raise
 
 
-def fetch_all(sql: str, params: SqlParams = ()) -> list[tuple[Any, ...]]:
-    with transaction() as cur:
+def fetch_all(sql: str, params: SqlParams = (), schema: str | None = None) -> list[tuple[Any, ...]]:
+    with transaction(schema) as cur:
         cur.execute(sql, params)
         return list(cur.fetchall()) if cur.description else []
 
 
-def execute(sql: str, params: SqlParams = ()) -> None:
-    with transaction() as cur:
+def execute(sql: str, params: SqlParams = (), schema: str | None = None) -> None:
+    with transaction(schema) as cur:
         cur.execute(sql, params)
-
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 def upsert(cur: Any, table: str, row: Mapping[str, Any], key: str = "id", casts: Mapping[str, str] | None = None,
