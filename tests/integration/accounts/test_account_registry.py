@@ -45,7 +45,7 @@ def test_pause_drops_its_messages_and_resume_runs_them_again(registry):
     registry.register("acme")
     registry.mark_authorized("acme")
     registry.set_status("acme", AccountStatus.PAUSED, "client asked to stop")
-    with pytest.raises(AccountNotServed, match="paused.*client asked to stop"):
+    with pytest.raises(AccountNotServed, match=r"paused.*client asked to stop"):
         registry.resolve("acme")
     # Re-authorizing a paused account does not resume it: the pause was the operator's decision.
     assert registry.mark_authorized("acme").status is AccountStatus.PAUSED
