@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from local.sandbox import jsonutil
-from local.sandbox.dataset import build_profile
+from local.sandbox.dataset import build_account_dataset, build_profile
 from local.sandbox.server import DEFAULT_ACCOUNT, SandboxAccount, SandboxServer
 from tests.integration.sandbox.helpers import basic
 
@@ -22,8 +22,8 @@ def two(make_server):
     """Accounts loja-a (seed 11) and loja-b (seed 12, twice as many notes), each at 3 req/s."""
     def start(**kw) -> SandboxServer:
         return make_server(None, accounts=[
-            SandboxAccount("loja-a", build_profile("small", seed=11), **kw.pop("a", {})),
-            SandboxAccount("loja-b", build_profile("demo", seed=12), **kw.pop("b", {})),
+            SandboxAccount("loja-a", build_account_dataset("small", seed=11, index=0), **kw.pop("a", {})),
+            SandboxAccount("loja-b", build_account_dataset("demo", seed=12, index=1), **kw.pop("b", {})),
         ], **kw)
     return start
 
@@ -197,10 +197,11 @@ def test_ip_rules_count_every_account(two):
     assert set(errors(b["access_token"], 149)) == {404}
     assert not server.stats()["ip_blocked"]
     errors(b["access_token"], 1)  # the 300th error in 10 s from this IP, whichever account sent it
+    stats = server.stats()
+    assert stats["ip_blocked"] and stats["max_errors_in_any_10s"] == 300
+    assert [stats["accounts"][n]["max_errors_in_any_10s"] for n in ("loja-a", "loja-b")] == [150, 150]
     assert get(server, a["access_token"], "/nfe").status_code == 403
     assert get(server, b["access_token"], "/nfe").status_code == 403
-    stats = server.stats()
-    assert stats["ip_blocked"] and stats["accounts"]["loja-a"]["max_errors_in_any_10s"] == 150
     server.app.unblock()
     server.reset_stats()
     # The token endpoint's 20 calls / 60 s: shared too.
@@ -238,6 +239,9 @@ def test_unknown_account_and_bad_names(two, make_server):
     with pytest.raises(ValueError, match="twice"):
         make_server(None, accounts=[SandboxAccount("loja-a", build_profile("small", seed=1)),
                                     SandboxAccount("loja-a", build_profile("small", seed=2))])
+    with pytest.raises(ValueError, match="share nfe id"):  # the same seed twice without its own id range
+        make_server(None, accounts=[SandboxAccount("loja-a", build_profile("small", seed=1)),
+                                    SandboxAccount("loja-b", build_profile("small", seed=1))])
 
 
 def test_one_account_is_the_default(make_server, small):
