@@ -19,6 +19,9 @@ from local.sandbox.faults import FaultInjector
 from local.sandbox.ratelimit import AccountLimiter
 
 DEFAULT_ACCOUNT = "default"
+# The /oauth/authorize parameter naming the company whose user approves: on Bling it is whoever is logged in; here
+# this parameter, which Bling would ignore (absent: the default account).
+APPROVER_PARAM = "sandbox_account"
 # The pipeline's account slug (shared/accounts.py): 3-40 of [a-z0-9-], a letter first, no "--", no trailing "-".
 _NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9])){1,38}[a-z0-9]$")
 

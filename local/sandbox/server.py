@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from local.sandbox import jsonutil
-from local.sandbox.accounts import DEFAULT_ACCOUNT, Account, SandboxAccount, build_accounts
+from local.sandbox.accounts import APPROVER_PARAM, DEFAULT_ACCOUNT, Account, SandboxAccount, build_accounts
 from local.sandbox.dataset import Dataset
 from local.sandbox.faults import Decision, FaultInjector, html_body
 from local.sandbox.oauth import OAuthError, OAuthState
@@ -46,8 +46,6 @@ from local.sandbox.ratelimit import AccountLimiter, IpGuard, RequestRecord, comp
 __all__ = ["DEFAULT_ACCOUNT", "SandboxAccount", "SandboxServer"]
 
 API_PREFIX = "/Api/v3"
-# The authorize parameter naming the company whose user approves (sandbox only; absent = the default account).
-APPROVER_PARAM = "sandbox_account"
 ADMIN_PREFIX = "/__admin/"
 MAX_LIMITE = 100
 
