@@ -444,7 +444,8 @@ def match_route(subpath: str) -> tuple[str, str | None, str | None]:
     return "other", None, None
 
 
-def _ok(_: object = None) -> dict[str, bool]:
+def _ok(action: Callable[..., None], *args: Any) -> dict[str, bool]:
+    action(*args)
     return {"ok": True}
 
 
@@ -457,12 +458,12 @@ def _admin_tables(app: SandboxApp, body: dict[str, Any], account: str | None
         "faults": lambda: app.get_faults(account),
     }
     posts: dict[str, Callable[[], Any]] = {
-        "reset_stats": lambda: _ok(app.reset_stats(account)),
+        "reset_stats": lambda: _ok(app.reset_stats, account),
         "cancel": lambda: app.set_situacao(int(body["id"]), 2, account),
         "set_situacao": lambda: app.set_situacao(int(body["id"]), int(body["situacao"]), account),
         "expire_access_tokens": lambda: {"expired": app.expire_access_tokens(account)},
         "revoke_refresh_tokens": lambda: {"revoked": app.revoke_refresh_tokens(account)},
-        "revoke_user": lambda: _ok(app.revoke_user(account)),
+        "revoke_user": lambda: _ok(app.revoke_user, account),
         "issue_tokens": lambda: app.issue_tokens(jwt=bool(body.get("jwt")), account=account),
         "config": lambda: app.configure(body, account),
         "faults": lambda: app.set_faults(body, account),
@@ -472,7 +473,7 @@ def _admin_tables(app: SandboxApp, body: dict[str, Any], account: str | None
     if account is None:  # what only the whole sandbox has
         gets["health"] = lambda: {"ok": True}
         gets["accounts"] = lambda: {"accounts": list(app.accounts), "default": app.default.name}
-        posts["unblock"] = lambda: _ok(app.unblock())
+        posts["unblock"] = lambda: _ok(app.unblock)
     return gets, posts
 
 
