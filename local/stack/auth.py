@@ -19,8 +19,9 @@ def authorize_through_auth_function(auth_url: str, admin_key: str, *, replace: b
     /callback with the same cookies. Returns the /status JSON.
 
     account: the pipeline account to connect (sent to /start as `account`, in the URL and the form); None: none
-    sent, as with one account. bling_account: the sandbox company whose user approves (default: `account`; None:
-    the sandbox's default account); on Bling that is whoever is logged in, in the sandbox a parameter."""
+    sent, as with one account. bling_account: the sandbox company whose user approves (None: the sandbox's default
+    account); on Bling that is whoever is logged in, in the sandbox a parameter of the authorize URL.
+    LocalStack.authorize() passes `account` as bling_account when its sandbox has a company of that name."""
     import requests
 
     start_url = auth_url + "/start" + (f"?{urllib.parse.urlencode({'account': account})}" if account else "")
@@ -36,11 +37,11 @@ def authorize_through_auth_function(auth_url: str, admin_key: str, *, replace: b
                              allow_redirects=False, timeout=timeout_s)
     hint = " (a working authorization exists: pass replace=True to replace it)" if start.status_code == 409 else ""
     authorize_url = _redirect_target(start, f"POST {auth_url}/start", hint)
-    approver = bling_account or account
-    if approver:
+    if bling_account:
         from local.sandbox.accounts import APPROVER_PARAM
 
-        authorize_url += ("&" if "?" in authorize_url else "?") + urllib.parse.urlencode({APPROVER_PARAM: approver})
+        approver = urllib.parse.urlencode({APPROVER_PARAM: bling_account})
+        authorize_url += ("&" if "?" in authorize_url else "?") + approver
     callback_url = _redirect_target(requests.get(authorize_url, allow_redirects=False, timeout=timeout_s),
                                     "GET authorize URL")
     if not callback_url.startswith(auth_url):

@@ -373,7 +373,10 @@ class LocalStack:
                   bling_account: str | None = None) -> dict[str, Any]:
         """Do the consent like the operator: <auth>/start with the admin key → Bling authorize → <auth>/callback,
         in one browser session; return /status. replace=True confirms replacing a working authorization.
-        account / bling_account: see local.stack.auth.authorize_through_auth_function."""
+        account: the pipeline account to connect; bling_account: the sandbox company that approves (default: the
+        one named `account` when the sandbox has it, else the sandbox's default company)."""
+        if bling_account is None and any(spec.name == account for spec in self.sandbox_accounts):
+            bling_account = account
         return authorize_through_auth_function(self.auth_url, self.auth_admin_key, replace=replace,
                                                timeout_s=timeout_s, account=account, bling_account=bling_account)
 

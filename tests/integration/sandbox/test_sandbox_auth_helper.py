@@ -106,12 +106,16 @@ def seed_read_by(auth: StandInAuth, account: str) -> int:
 
 def test_the_named_account_approves(stand_in: StandInAuth):
     url = f"http://127.0.0.1:{stand_in.server_address[1]}"
-    assert authorize_through_auth_function(url, KEY, account="loja-b") == {"accounts": ["loja-b"]}
+    status = authorize_through_auth_function(url, KEY, account="loja-b", bling_account="loja-b")
+    assert status == {"accounts": ["loja-b"]}
     assert stand_in.starts[-1] == {"query": {"account": "loja-b"}, "form": {"admin_key": KEY, "account": "loja-b"}}
     assert seed_read_by(stand_in, "loja-b") == 22
-    # The pipeline account and the approving company can differ (e.g. the operator logged in as another company).
-    authorize_through_auth_function(url, KEY, account="loja-a", bling_account="loja-b")
-    assert seed_read_by(stand_in, "loja-a") == 22
+    # The pipeline account and the approving company can differ (e.g. the operator logged in as another company);
+    # without bling_account the sandbox's default company approves.
+    authorize_through_auth_function(url, KEY, account="loja-c", bling_account="loja-b")
+    assert seed_read_by(stand_in, "loja-c") == 22
+    authorize_through_auth_function(url, KEY, account="loja-d")
+    assert seed_read_by(stand_in, "loja-d") == 21
 
 
 def test_without_account_nothing_changes(stand_in: StandInAuth):
