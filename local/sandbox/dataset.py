@@ -99,6 +99,16 @@ def build_profile(name: str, seed: int = 42, scale: float = 1.0, **overrides: An
     return generate_dataset(seed, **{**profile_kwargs(name, scale), **overrides})
 
 
+# Account k of a multi-account sandbox gets ids k × this higher: above every profile's id span (history at scale
+# 10 spans ~20 million NF-e ids), so two accounts never share an id, as on Bling, where ids are global.
+ACCOUNT_ID_STRIDE = 200_000_000
+
+
+def build_account_dataset(name: str, seed: int, index: int, scale: float = 1.0) -> Dataset:
+    """The profile for the index-th account of a sandbox (0 = the first: exactly build_profile's data)."""
+    return build_profile(name, seed, scale, id_offset=index * ACCOUNT_ID_STRIDE)
+
+
 # ------------------------------------------------------------------------------------------------ pools
 
 _FIRST = ("João", "Maria", "José", "Ana", "Antônio", "Francisca", "Carlos", "Paulo", "Lúcia", "Márcia", "Luís",
@@ -273,7 +283,7 @@ def generate_dataset(seed: int, invoices_by_month: dict[str, int], contacts: int
                      cancelled_share: float = 0.04, incoming_share: float = 0.1, unknown_sku_share: float = 0.02,
                      payment_mismatch_share: float = 0.015, duplicate_line_share: float = 0.06,
                      recent_product_share: float = 0.1, recent_days: int = 30,
-                     today: str = "2026-03-01") -> Dataset:
+                     today: str = "2026-03-01", id_offset: int = 0) -> Dataset:
     """Build a dataset.
 
     invoices_by_month: "YYYY-MM" -> number of OUTGOING (tipo 1) notes, cancelled ones included. Incoming notes
@@ -284,12 +294,14 @@ def generate_dataset(seed: int, invoices_by_month: dict[str, int], contacts: int
         each occurs at least once when its share is > 0 and there is room for it.
     recent_product_share / recent_days: products created within `recent_days` before `today` (the only ones
         GET /produtos returns with the default criterio=1).
+    id_offset: added to every id (NF-e, contacts, products, payment forms, ...) and nothing else: Bling's ids are
+        global, so two accounts never share one; build_account_dataset gives account k its own range.
     """
     rng = random.Random(seed)
     today_dt = datetime.datetime.strptime(today, "%Y-%m-%d")
-    payment_forms = _gen_payment_forms(rng)
-    contact_map = _gen_contacts(rng, max(contacts, len(SPECIAL_CONTACT_NAMES) + 2))
-    product_map, meta = _gen_products(rng, max(products, 8), today_dt, recent_product_share, recent_days)
+    payment_forms = _gen_payment_forms(rng, id_offset)
+    contact_map = _gen_contacts(rng, max(contacts, len(SPECIAL_CONTACT_NAMES) + 2), id_offset)
+    product_map, meta = _gen_products(rng, max(products, 8), today_dt, recent_product_share, recent_days, id_offset)
     n_unknown = max(1, round(len(product_map) * unknown_sku_share * 2)) if unknown_sku_share > 0 else 0
     unknown_skus = [f"LEGADO-{rng.randint(10000, 99999)}-{i}" for i in range(n_unknown)]
     ds = Dataset(seed=seed, today=today, nfe={}, contacts=contact_map, products=product_map,
@@ -297,12 +309,12 @@ def generate_dataset(seed: int, invoices_by_month: dict[str, int], contacts: int
                  product_meta=meta)
     _gen_invoices(rng, ds, invoices_by_month, cancelled_share=cancelled_share, incoming_share=incoming_share,
                   unknown_sku_share=unknown_sku_share, mismatch_share=payment_mismatch_share,
-                  duplicate_share=duplicate_line_share)
+                  duplicate_share=duplicate_line_share, id_offset=id_offset)
     return ds
 
 
-def _gen_payment_forms(rng: random.Random) -> dict[int, dict[str, Any]]:
-    ids = _Ids(rng, 7_400_000_000)
+def _gen_payment_forms(rng: random.Random, id_offset: int) -> dict[int, dict[str, Any]]:
+    ids = _Ids(rng, 7_400_000_000 + id_offset)
     forms: dict[int, dict[str, Any]] = {}
     for i, (descricao, tipo, condicao, aliquota) in enumerate(_PAYMENT_FORMS):
         fid = ids()
@@ -327,8 +339,8 @@ def _address(rng: random.Random, formatted_cep: bool) -> dict[str, str]:
             "complemento": rng.choice(("", "", "Sala 101", "Apto 42", "Fundos", "Galpão 3"))}
 
 
-def _gen_contacts(rng: random.Random, n: int) -> dict[int, dict[str, Any]]:
-    ids = _Ids(rng, 16_500_000_000)
+def _gen_contacts(rng: random.Random, n: int, id_offset: int) -> dict[int, dict[str, Any]]:
+    ids = _Ids(rng, 16_500_000_000 + id_offset)
     out: dict[int, dict[str, Any]] = {}
     for i in range(n):
         cid = ids()
@@ -405,8 +417,8 @@ def _product_record(rng: random.Random, pid: int, nome: str, codigo: str, unidad
 
 
 def _gen_products(rng: random.Random, n: int, today: datetime.datetime, recent_share: float,
-                  recent_days: int) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    ids = _Ids(rng, 15_900_000_000)
+                  recent_days: int, id_offset: int) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    ids = _Ids(rng, 15_900_000_000 + id_offset)
     products: dict[int, dict[str, Any]] = {}
     meta: dict[int, dict[str, Any]] = {}
     start = datetime.datetime(2019, 1, 1)
@@ -474,11 +486,11 @@ def _month_bounds(key: str) -> tuple[datetime.datetime, datetime.datetime]:
 
 def _gen_invoices(rng: random.Random, ds: Dataset, invoices_by_month: dict[str, int], *, cancelled_share: float,
                   incoming_share: float, unknown_sku_share: float, mismatch_share: float,
-                  duplicate_share: float) -> None:
+                  duplicate_share: float, id_offset: int) -> None:
     company_cnpj = _cnpj(rng)
-    natureza_ids = [_Ids(rng, 9_100_000_000)() for _ in range(2)]
-    loja_ids = [0, _Ids(rng, 2_030_000_000)()]
-    vendedor_ids = [0, _Ids(rng, 15_500_000_000)()]
+    natureza_ids = [_Ids(rng, 9_100_000_000 + id_offset)() for _ in range(2)]
+    loja_ids = [0, _Ids(rng, 2_030_000_000 + id_offset)()]
+    vendedor_ids = [0, _Ids(rng, 15_500_000_000 + id_offset)()]
     contact_ids = list(ds.contacts)
     special_ids = [cid for cid in contact_ids if ds.contacts[cid]["nome"] in SPECIAL_CONTACT_NAMES]
     suppliers = [cid for cid in contact_ids if ds.contacts[cid]["tiposContato"][0]["descricao"] == "Fornecedor"]
@@ -507,7 +519,7 @@ def _gen_invoices(rng: random.Random, ds: Dataset, invoices_by_month: dict[str, 
             plan.append((first + datetime.timedelta(seconds=rng.randint(1, span - 1)), 0, "normal"))
     plan.sort(key=lambda p: (p[0], p[1]))
 
-    ids = _Ids(rng, 22_400_000_000)
+    ids = _Ids(rng, 22_400_000_000 + id_offset)
     numero = rng.randint(100, 5000)
     special_queue = list(special_ids)
     unknown_used = duplicate_used = False

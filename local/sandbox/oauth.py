@@ -8,6 +8,9 @@
 - Refresh tokens are single-use (rotation): each refresh returns a new pair and kills the old refresh token. The old
   access token stays valid until it expires unless `refresh_revokes_access` is set.
 - `enable-jwt: 1` on the token request gives JWT-looking tokens of ~1,600 characters instead of 40-char opaque ones.
+- Several companies (accounts) can authorize the one app: each code and token is bound to the account whose user
+  approved (the server says which), a refresh gives a pair of the same account, and revoking a user (code reuse,
+  admin) kills that account's tokens and codes only.
 
 Error bodies use Bling's shape `{"error": {"type", "message", "description"}}`; the descriptions are those of
 the OAuth server Bling runs (bshaffer/oauth2-server-php), which is where "The access token provided has expired"
@@ -39,6 +42,7 @@ class OAuthError(Exception):
 class _Code:
     client_id: str
     expires_at: float
+    account: str
     used: bool = False
 
 
@@ -47,6 +51,7 @@ class _Token:
     kind: str  # "access" | "refresh"
     client_id: str
     expires_at: float
+    account: str
     revoked: bool = False
     partner: str = ""  # the access token issued together with this refresh token
 
@@ -81,15 +86,16 @@ class OAuthState:
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
         self.refresh_revokes_access = refresh_revokes_access
-        self.authorize_error: str | None = None
         self._codes: dict[str, _Code] = {}
         self._tokens: dict[str, _Token] = {}
         self.user_revocations = 0
 
     # ---- authorize
 
-    def authorize(self, query: dict[str, list[str]], now: float) -> str:
-        """The Location of the 302 that /oauth/authorize answers."""
+    def authorize(self, query: dict[str, list[str]], now: float, account: str,
+                  authorize_error: str | None = None) -> str:
+        """The Location of the 302 that /oauth/authorize answers when `account`'s user approves (or, with
+        authorize_error, refuses)."""
         state = (query.get("state") or [None])[0]
         client_id = (query.get("client_id") or [""])[0]
         params: dict[str, str]
@@ -97,13 +103,13 @@ class OAuthState:
             params = {"error": "invalid_client", "error_description": "The client id supplied is invalid"}
         elif (query.get("response_type") or [""])[0] != "code":
             params = {"error": "invalid_request", "error_description": "Invalid or missing response type"}
-        elif self.authorize_error:
-            params = {"error": self.authorize_error,
+        elif authorize_error:
+            params = {"error": authorize_error,
                       "error_description": "The user denied access to your application"
-                      if self.authorize_error == "access_denied" else self.authorize_error}
+                      if authorize_error == "access_denied" else authorize_error}
         else:
             code = secrets.token_hex(20)
-            self._codes[code] = _Code(client_id, now + self.code_ttl_s)
+            self._codes[code] = _Code(client_id, now + self.code_ttl_s, account)
             params = {"code": code}
         if state is not None:
             params["state"] = state
@@ -143,14 +149,14 @@ class OAuthState:
             if code is None or code.client_id != client_id:
                 raise OAuthError(400, "invalid_grant", "Authorization code doesn't exist or is invalid for the client")
             if code.used:
-                self.revoke_user(keep_code=code_value)
+                self.revoke_user(code.account, keep_code=code_value)
                 raise OAuthError(400, "VALIDATION_ERROR",
                                  "This authorization code has already been used, for security reasons the user "
                                  "has been revoked.", message="Invalid authorization code")
             code.used = True
             if now >= code.expires_at:
                 raise OAuthError(400, "invalid_grant", "The authorization code has expired")
-            return self.issue_pair(client_id, now, jwt=jwt)
+            return self.issue_pair(client_id, now, code.account, jwt=jwt)
         if grant == "refresh_token":
             value = (form.get("refresh_token") or [""])[0]
             if not value:
@@ -163,20 +169,32 @@ class OAuthState:
             token.revoked = True  # single-use
             if self.refresh_revokes_access and token.partner in self._tokens:
                 self._tokens[token.partner].revoked = True
-            return self.issue_pair(client_id, now, jwt=jwt)
+            return self.issue_pair(client_id, now, token.account, jwt=jwt)
         if not grant:
             raise OAuthError(400, "invalid_request", "The grant type was not specified in the request")
         raise OAuthError(400, "unsupported_grant_type", f'Grant type "{grant}" not supported')
 
-    def issue_pair(self, client_id: str, now: float, *, jwt: bool = False) -> dict[str, Any]:
+    def issue_pair(self, client_id: str, now: float, account: str, *, jwt: bool = False) -> dict[str, Any]:
         access = _jwt(client_id, "access", self.access_ttl_s) if jwt else secrets.token_hex(20)
         refresh = _jwt(client_id, "refresh", self.refresh_ttl_s) if jwt else secrets.token_hex(20)
-        self._tokens[access] = _Token("access", client_id, now + self.access_ttl_s)
-        self._tokens[refresh] = _Token("refresh", client_id, now + self.refresh_ttl_s, partner=access)
+        self._tokens[access] = _Token("access", client_id, now + self.access_ttl_s, account)
+        self._tokens[refresh] = _Token("refresh", client_id, now + self.refresh_ttl_s, account, partner=access)
         return {"access_token": access, "expires_in": int(self.access_ttl_s), "token_type": "Bearer",
                 "scope": SCOPE, "refresh_token": refresh}
 
     # ---- bearer check
+
+    def grant_account(self, form: dict[str, list[str]]) -> str | None:
+        """The account a token request's code or refresh token belongs to (None when unknown); no side effect."""
+        code = self._codes.get((form.get("code") or [""])[0])
+        token = self._tokens.get((form.get("refresh_token") or [""])[0])
+        return code.account if code else token.account if token else None
+
+    def bearer_account(self, authorization: str | None) -> str | None:
+        """The account whose token the header carries, live or not (None when missing or unknown); no check."""
+        _, _, value = (authorization or "").strip().partition(" ")
+        token = self._tokens.get(value.strip())
+        return token.account if token else None
 
     def check_bearer(self, authorization: str | None, now: float) -> None:
         expired = OAuthError(401, "invalid_token", "The access token provided has expired")
@@ -191,28 +209,34 @@ class OAuthState:
 
     # ---- admin
 
-    def expire_access_tokens(self, now: float) -> int:
+    def _of(self, account: str | None) -> list[_Token]:
+        """The tokens of one account (None: of every account)."""
+        return [t for t in self._tokens.values() if account is None or t.account == account]
+
+    def expire_access_tokens(self, now: float, account: str | None = None) -> int:
         n = 0
-        for t in self._tokens.values():
+        for t in self._of(account):
             if t.kind == "access" and not t.revoked and t.expires_at > now:
                 t.expires_at = now
                 n += 1
         return n
 
-    def revoke_refresh_tokens(self) -> int:
+    def revoke_refresh_tokens(self, account: str | None = None) -> int:
         n = 0
-        for t in self._tokens.values():
+        for t in self._of(account):
             if t.kind == "refresh" and not t.revoked:
                 t.revoked = True
                 n += 1
         return n
 
-    def revoke_user(self, keep_code: str | None = None) -> None:
-        """What Bling does on code reuse or when the user removes the app: every token and pending code dies.
+    def revoke_user(self, account: str | None = None, keep_code: str | None = None) -> None:
+        """What Bling does on code reuse or when the company's user removes the app: every token and pending code of
+        that account (None: of every account) dies.
 
         The reused code itself is kept (marked used) so a third attempt still reports the reuse.
         """
-        for t in self._tokens.values():
+        for t in self._of(account):
             t.revoked = True
-        self._codes = {k: c for k, c in self._codes.items() if k == keep_code}
+        self._codes = {k: c for k, c in self._codes.items()
+                       if k == keep_code or (account is not None and c.account != account)}
         self.user_revocations += 1

@@ -53,6 +53,15 @@ class AccountLimiter:
         self._day_count += 1
         return None
 
+    def set_daily_used(self, used: int, day: str | None = None) -> int:
+        """Admin: count `used` requests against today's quota (daily_limit = exhausted, 0 = fresh)."""
+        self._day = day or datetime.date.today().isoformat()
+        self._day_count = max(0, int(used))
+        return self._day_count
+
+    def daily_used(self, day: str | None = None) -> int:
+        return self._day_count if self._day == (day or datetime.date.today().isoformat()) else 0
+
     def limit_value(self, period: str) -> int | float:
         if period == "day":
             return self.daily_limit
@@ -132,6 +141,7 @@ class RequestRecord:
     counted: bool = False  # accepted by the account limiter (counts toward the 3/s window)
     status: int = 0        # 0 = connection dropped without a response
     rate_limited: bool = False
+    account: str | None = None  # the account the bearer token belongs to; None for a missing or unknown token
 
 
 def max_in_window(times: list[float], window: float) -> int:

@@ -12,6 +12,10 @@ Request pipeline for an API call (/Api/v3/..., not /oauth):
 The bearer check comes before the limiter because Bling's limit is per account and only a valid token tells
 which account a request belongs to.
 
+Several accounts (companies) can sit behind one server (accounts.py): every API request is answered from the
+account its token belongs to, with that account's limiter and faults (a request whose token names no account gets
+the default account's faults, then its 401); the IP guard and the token endpoint's meter are shared, as on Bling.
+
 GET /nfe orders by id descending (newest first; ids grow with dataEmissao in the dataset). GET /produtos orders by
 id descending too. All state sits behind one lock; handler threads only sleep outside it.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import copy
+import dataclasses
 import datetime
 import http.server
 import re
@@ -32,10 +37,13 @@ from collections.abc import Callable
 from typing import Any
 
 from local.sandbox import jsonutil
+from local.sandbox.accounts import APPROVER_PARAM, DEFAULT_ACCOUNT, Account, SandboxAccount, build_accounts
 from local.sandbox.dataset import Dataset
 from local.sandbox.faults import Decision, FaultInjector, html_body
 from local.sandbox.oauth import OAuthError, OAuthState
 from local.sandbox.ratelimit import AccountLimiter, IpGuard, RequestRecord, compute_stats
+
+__all__ = ["DEFAULT_ACCOUNT", "SandboxAccount", "SandboxServer"]
 
 API_PREFIX = "/Api/v3"
 ADMIN_PREFIX = "/__admin/"
@@ -127,52 +135,97 @@ def _page(items: list[Any], pagina: int, limite: int, overlap: int = 0, oversize
 # ------------------------------------------------------------------------------------------------ app state
 
 class SandboxApp:
-    """Everything the handler needs, behind one lock."""
+    """Everything the handler needs, behind one lock: the accounts (each its data, limiter, faults) and what the IP
+    and the app share (OAuth grants, the IP guard, the token meter, the request log)."""
 
-    def __init__(self, dataset: Dataset, *, client_id: str, client_secret: str, redirect_uri: str,
+    def __init__(self, dataset: Dataset | None, *, client_id: str, client_secret: str, redirect_uri: str,
                  rate_per_s: float, daily_limit: int, latency_s: float, code_ttl_s: float, access_ttl_s: float,
                  refresh_ttl_s: float = 30 * 86400, refresh_revokes_access: bool = False,
-                 product_recent_days: int = 30, verbose: bool = False) -> None:
+                 product_recent_days: int = 30, verbose: bool = False,
+                 accounts: list[SandboxAccount] | None = None) -> None:
+        if (dataset is None) == (accounts is None):
+            raise ValueError("give the sandbox one dataset (one account) or accounts=[...], not both")
+        specs = accounts if accounts is not None else [SandboxAccount(DEFAULT_ACCOUNT, dataset)]  # type: ignore[arg-type]
         self.lock = threading.RLock()
-        self.dataset = dataset
+        self.accounts = build_accounts(specs, rate_per_s=rate_per_s, daily_limit=daily_limit, latency_s=latency_s,
+                                       product_recent_days=product_recent_days)
+        self.default = next(iter(self.accounts.values()))
         self.oauth = OAuthState(client_id=client_id, client_secret=client_secret, redirect_uri=redirect_uri,
                                 code_ttl_s=code_ttl_s, access_ttl_s=access_ttl_s, refresh_ttl_s=refresh_ttl_s,
                                 refresh_revokes_access=refresh_revokes_access)
-        self.limiter = AccountLimiter(rate_per_s, daily_limit)
         self.guard = IpGuard()
-        self.faults = FaultInjector()
-        self.latency_s = float(latency_s)
-        self.product_recent_days = int(product_recent_days)
         self.verbose = verbose
         self.records: list[RequestRecord] = []
-        self.token_times: list[float] = []
-        self.authorize_calls = 0
-        self._today = datetime.datetime.strptime(dataset.today, "%Y-%m-%d")
+        self.token_calls: list[tuple[float, str | None]] = []  # (time, account of the code or refresh token)
+        self.authorize_calls: list[str | None] = []  # the account each /oauth/authorize call named
 
-    # ---- admin operations (also callable in-process through SandboxServer)
+    # The default account's parts, under the names they had when the sandbox served one company.
+    @property
+    def dataset(self) -> Dataset:
+        return self.default.dataset
 
-    def truth(self) -> dict[str, Any]:
+    @property
+    def limiter(self) -> AccountLimiter:
+        return self.default.limiter
+
+    @property
+    def faults(self) -> FaultInjector:
+        return self.default.faults
+
+    def account(self, name: str | None = None) -> Account:
+        """The named account (None: the default); 404 naming the known ones otherwise."""
+        if name is None:
+            return self.default
+        found = self.accounts.get(name)
+        if found is None:
+            raise ApiError(404, "RESOURCE_NOT_FOUND", "Recurso não encontrado",
+                           f"no sandbox account {name!r} (accounts: {', '.join(self.accounts)})")
+        return found
+
+    # ---- admin operations (also callable in-process through SandboxServer); account None = the default one,
+    # except for the stats and the request log, where None means every account (the IP's view).
+
+    def truth(self, account: str | None = None) -> dict[str, Any]:
         with self.lock:
-            return self.dataset.truth()
+            return self.account(account).dataset.truth()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, account: str | None = None) -> dict[str, Any]:
         with self.lock:
-            return compute_stats(list(self.records), list(self.token_times), self.guard, self.authorize_calls)
+            if account is not None:
+                return self._stats_of(self.account(account).name)
+            totals = compute_stats(list(self.records), [t for t, _ in self.token_calls], self.guard,
+                                   len(self.authorize_calls))
+            return {**totals, "accounts": {name: self._stats_of(name) for name in self.accounts}}
 
-    def request_log(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [vars(r).copy() for r in self.records]
+    def _stats_of(self, name: str) -> dict[str, Any]:
+        """One account's stats: its requests, token calls and authorize calls; the IP block fields are the IP's."""
+        stats = compute_stats([r for r in self.records if r.account == name],
+                              [t for t, a in self.token_calls if a == name], self.guard,
+                              self.authorize_calls.count(name))
+        stats["daily_used"] = self.accounts[name].limiter.daily_used()
+        return stats
 
-    def reset_stats(self) -> None:
+    def request_log(self, account: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
+            name = None if account is None else self.account(account).name
+            return [vars(r).copy() for r in self.records if name is None or r.account == name]
+
+    def reset_stats(self, account: str | None = None) -> None:
+        with self.lock:
+            if account is not None:
+                name = self.account(account).name
+                self.records = [r for r in self.records if r.account != name]
+                self.token_calls = [c for c in self.token_calls if c[1] != name]
+                self.authorize_calls = [a for a in self.authorize_calls if a != name]
+                return
             self.records.clear()
-            self.token_times.clear()
-            self.authorize_calls = 0
+            self.token_calls.clear()
+            self.authorize_calls.clear()
             self.guard.reset_history()
 
-    def set_situacao(self, nfe_id: int, situacao: int) -> dict[str, Any]:
+    def set_situacao(self, nfe_id: int, situacao: int, account: str | None = None) -> dict[str, Any]:
         with self.lock:
-            note = self.dataset.nfe.get(int(nfe_id))
+            note = self.account(account).dataset.nfe.get(int(nfe_id))
             if note is None:
                 raise _not_found()
             if int(situacao) not in range(1, 12):
@@ -180,23 +233,20 @@ class SandboxApp:
             note["situacao"] = int(situacao)
             return {"id": note["id"], "situacao": note["situacao"]}
 
-    def configure(self, knobs: dict[str, Any]) -> dict[str, Any]:
+    def configure(self, knobs: dict[str, Any], account: str | None = None) -> dict[str, Any]:
+        """Unscoped (account None): the app's and the IP's knobs, and the default account's. Scoped: that account's."""
         with self.lock:
+            acct = self.account(account)
             for key, value in knobs.items():
-                if key == "rate_per_s":
-                    self.limiter.rate_per_s = float(value)
-                elif key == "daily_limit":
-                    self.limiter.daily_limit = int(value)
-                elif key == "latency_s":
-                    self.latency_s = float(value)
-                elif key == "authorize_error":
-                    self.oauth.authorize_error = value or None
+                if key in Account.KNOBS:
+                    acct.configure(key, value)
+                elif account is not None:
+                    raise _validation(key, f"{key!r} is not a per-account knob (those are {', '.join(Account.KNOBS)}); "
+                                           "set it with the unscoped /__admin/config")
                 elif key in ("code_ttl_s", "access_ttl_s", "refresh_ttl_s"):
                     setattr(self.oauth, key, float(value))
                 elif key == "refresh_revokes_access":
                     self.oauth.refresh_revokes_access = bool(value)
-                elif key == "product_recent_days":
-                    self.product_recent_days = int(value)
                 elif key == "ip_block_rules":
                     self.guard.rules.enabled = bool(value)
                 elif key in ("token_block_threshold", "token_block_window_s", "token_block_s"):
@@ -205,44 +255,59 @@ class SandboxApp:
                     setattr(self.guard.rules, attr, type(getattr(self.guard.rules, attr))(value))
                 else:
                     raise _validation(key, f"unknown config key {key!r}")
-            return self.config()
+            return self.config(account)
 
-    def config(self) -> dict[str, Any]:
+    def config(self, account: str | None = None) -> dict[str, Any]:
         with self.lock:
-            return {"rate_per_s": self.limiter.rate_per_s, "daily_limit": self.limiter.daily_limit,
-                    "latency_s": self.latency_s, "authorize_error": self.oauth.authorize_error,
-                    "code_ttl_s": self.oauth.code_ttl_s, "access_ttl_s": self.oauth.access_ttl_s,
+            acct = self.account(account)
+            if account is not None:
+                return {"account": acct.name, **acct.config()}
+            return {**acct.config(), "code_ttl_s": self.oauth.code_ttl_s, "access_ttl_s": self.oauth.access_ttl_s,
                     "refresh_ttl_s": self.oauth.refresh_ttl_s,
                     "refresh_revokes_access": self.oauth.refresh_revokes_access,
-                    "product_recent_days": self.product_recent_days, "ip_block_rules": self.guard.rules.enabled,
+                    "ip_block_rules": self.guard.rules.enabled,
                     "token_block_threshold": self.guard.rules.token_calls,
                     "token_block_window_s": self.guard.rules.token_window_s,
                     "token_block_s": self.guard.rules.token_block_s,
                     "client_id": self.oauth.client_id, "redirect_uri": self.oauth.redirect_uri}
 
-    def set_faults(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def set_faults(self, spec: dict[str, Any], account: str | None = None) -> dict[str, Any]:
         with self.lock:
+            faults = self.account(account).faults
             try:
-                self.faults.configure(spec)
+                faults.configure(spec)
             except (ValueError, TypeError) as exc:
                 raise _validation("faults", str(exc)) from None
-            return dict(self.faults.spec)
+            return dict(faults.spec)
 
-    def issue_tokens(self, jwt: bool = False) -> dict[str, Any]:
+    def get_faults(self, account: str | None = None) -> dict[str, Any]:
         with self.lock:
-            return self.oauth.issue_pair(self.oauth.client_id, time.monotonic(), jwt=jwt)
+            return dict(self.account(account).faults.spec)
 
-    def expire_access_tokens(self) -> int:
+    def issue_tokens(self, jwt: bool = False, account: str | None = None) -> dict[str, Any]:
         with self.lock:
-            return self.oauth.expire_access_tokens(time.monotonic())
+            return self.oauth.issue_pair(self.oauth.client_id, time.monotonic(), self.account(account).name, jwt=jwt)
 
-    def revoke_refresh_tokens(self) -> int:
+    def expire_access_tokens(self, account: str | None = None) -> int:
         with self.lock:
-            return self.oauth.revoke_refresh_tokens()
+            return self.oauth.expire_access_tokens(time.monotonic(), self.account(account).name)
 
-    def revoke_user(self) -> None:
+    def revoke_refresh_tokens(self, account: str | None = None) -> int:
         with self.lock:
-            self.oauth.revoke_user()
+            return self.oauth.revoke_refresh_tokens(self.account(account).name)
+
+    def revoke_user(self, account: str | None = None) -> None:
+        """The company's user removes the app (as on code reuse): every token and code of that account dies."""
+        with self.lock:
+            self.oauth.revoke_user(self.account(account).name)
+
+    def set_daily_used(self, used: int | None, account: str | None = None) -> dict[str, Any]:
+        """Count `used` requests against the account's quota today (None: all of it, so the next call gets the
+        daily 429 until reset_daily_limit or midnight)."""
+        with self.lock:
+            limiter = self.account(account).limiter
+            return {"daily_used": limiter.set_daily_used(limiter.daily_limit if used is None else used),
+                    "daily_limit": limiter.daily_limit}
 
     def unblock(self) -> None:
         with self.lock:
@@ -250,7 +315,7 @@ class SandboxApp:
 
     # ---- API resources (called with the lock held; return the response body)
 
-    def nfe_list(self, query: dict[str, list[str]]) -> dict[str, Any]:
+    def nfe_list(self, acct: Account, query: dict[str, list[str]]) -> dict[str, Any]:
         pagina = _int_param(query, "pagina", 1, lo=1)
         limite = _int_param(query, "limite", 100, lo=1)
         if limite > MAX_LIMITE:
@@ -273,7 +338,7 @@ class SandboxApp:
         start_s = start.strftime("%Y-%m-%d %H:%M:%S") if start else None
         end_s = end.strftime("%Y-%m-%d %H:%M:%S") if end else None
         selected = []
-        for note in self.dataset.nfe.values():
+        for note in acct.dataset.nfe.values():
             if note["tipo"] != int(tipo):
                 continue
             if situacao is None and note["situacao"] == 2:
@@ -290,34 +355,34 @@ class SandboxApp:
                 continue
             selected.append(note["id"])
         selected.sort(reverse=True)
-        page = _page(selected, pagina, limite, self.faults.page_overlap, self.faults.page_oversize)
-        return {"data": [self.dataset.nfe_list_item(i) for i in page]}
+        page = _page(selected, pagina, limite, acct.faults.page_overlap, acct.faults.page_oversize)
+        return {"data": [acct.dataset.nfe_list_item(i) for i in page]}
 
-    def nfe_detail(self, nfe_id: int) -> dict[str, Any]:
-        note = self.dataset.nfe.get(nfe_id)
+    def nfe_detail(self, acct: Account, nfe_id: int) -> dict[str, Any]:
+        note = acct.dataset.nfe.get(nfe_id)
         if note is None:
             raise _not_found()
         return {"data": copy.deepcopy(note)}
 
-    def contato(self, contact_id: int) -> dict[str, Any]:
-        contact = self.dataset.contacts.get(contact_id)
+    def contato(self, acct: Account, contact_id: int) -> dict[str, Any]:
+        contact = acct.dataset.contacts.get(contact_id)
         if contact is None:
             raise _not_found()
         return {"data": copy.deepcopy(contact)}
 
-    def forma_pagamento(self, form_id: int) -> dict[str, Any]:
-        form = self.dataset.payment_forms.get(form_id)
+    def forma_pagamento(self, acct: Account, form_id: int) -> dict[str, Any]:
+        form = acct.dataset.payment_forms.get(form_id)
         if form is None:
             raise _not_found()
         return {"data": copy.deepcopy(form)}
 
-    def produto(self, product_id: int) -> dict[str, Any]:
-        product = self.dataset.products.get(product_id)
+    def produto(self, acct: Account, product_id: int) -> dict[str, Any]:
+        product = acct.dataset.products.get(product_id)
         if product is None:
             raise _not_found()
         return {"data": copy.deepcopy(product)}
 
-    def produtos_list(self, query: dict[str, list[str]]) -> dict[str, Any]:
+    def produtos_list(self, acct: Account, query: dict[str, list[str]]) -> dict[str, Any]:
         pagina = _int_param(query, "pagina", 1, lo=1)
         limite = _int_param(query, "limite", 100, lo=1)
         if limite > MAX_LIMITE:
@@ -330,10 +395,10 @@ class SandboxApp:
         except ValueError:
             raise _validation("idsProdutos", "Os IDs informados são inválidos.") from None
         nome = (_one(query, "nome") or "").strip().lower()
-        recent_from = (self._today - datetime.timedelta(days=self.product_recent_days)).strftime("%Y-%m-%d %H:%M:%S")
+        recent_from = (acct.today - datetime.timedelta(days=acct.product_recent_days)).strftime("%Y-%m-%d %H:%M:%S")
         selected = []
-        for pid, product in self.dataset.products.items():
-            meta = self.dataset.product_meta[pid]
+        for pid, product in acct.dataset.products.items():
+            meta = acct.dataset.product_meta[pid]
             active = product["situacao"] == "A"
             deleted = meta["deleted"]
             visible = {
@@ -355,7 +420,7 @@ class SandboxApp:
                 continue
             selected.append(pid)
         selected.sort(reverse=True)
-        return {"data": [self.dataset.product_list_item(i) for i in _page(selected, pagina, limite)]}
+        return {"data": [acct.dataset.product_list_item(i) for i in _page(selected, pagina, limite)]}
 
 
 # Routes: (regex on the path after /Api/v3, kind, {method: handler name}); the group is the numeric id.
@@ -377,6 +442,39 @@ def match_route(subpath: str) -> tuple[str, str | None, str | None]:
         if m:
             return kind, handler, (m.group(1) if m.groups() else None)
     return "other", None, None
+
+
+def _ok(action: Callable[..., None], *args: Any) -> dict[str, bool]:
+    action(*args)
+    return {"ok": True}
+
+
+def _admin_tables(app: SandboxApp, body: dict[str, Any], account: str | None
+                  ) -> tuple[dict[str, Callable[[], Any]], dict[str, Callable[[], Any]]]:
+    """The admin operations (GET table, POST table) for one account (None: the default account, and the IP)."""
+    gets: dict[str, Callable[[], Any]] = {
+        "truth": lambda: app.truth(account), "stats": lambda: app.stats(account),
+        "requests": lambda: app.request_log(account), "config": lambda: app.config(account),
+        "faults": lambda: app.get_faults(account),
+    }
+    posts: dict[str, Callable[[], Any]] = {
+        "reset_stats": lambda: _ok(app.reset_stats, account),
+        "cancel": lambda: app.set_situacao(int(body["id"]), 2, account),
+        "set_situacao": lambda: app.set_situacao(int(body["id"]), int(body["situacao"]), account),
+        "expire_access_tokens": lambda: {"expired": app.expire_access_tokens(account)},
+        "revoke_refresh_tokens": lambda: {"revoked": app.revoke_refresh_tokens(account)},
+        "revoke_user": lambda: _ok(app.revoke_user, account),
+        "issue_tokens": lambda: app.issue_tokens(jwt=bool(body.get("jwt")), account=account),
+        "config": lambda: app.configure(body, account),
+        "faults": lambda: app.set_faults(body, account),
+        "exhaust_daily_limit": lambda: app.set_daily_used(None, account),
+        "reset_daily_limit": lambda: app.set_daily_used(0, account),
+    }
+    if account is None:  # what only the whole sandbox has
+        gets["health"] = lambda: {"ok": True}
+        gets["accounts"] = lambda: {"accounts": list(app.accounts), "default": app.default.name}
+        posts["unblock"] = lambda: _ok(app.unblock)
+    return gets, posts
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
@@ -469,29 +567,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             self._json(400, {"error": "body is not JSON"})
             return
-        gets: dict[str, Callable[[], Any]] = {
-            "truth": app.truth, "stats": app.stats, "requests": app.request_log, "config": app.config,
-            "faults": lambda: dict(app.faults.spec), "health": lambda: {"ok": True},
-        }
-        posts: dict[str, Callable[[], Any]] = {
-            "reset_stats": lambda: (app.reset_stats(), {"ok": True})[1],
-            "cancel": lambda: app.set_situacao(int(body["id"]), 2),
-            "set_situacao": lambda: app.set_situacao(int(body["id"]), int(body["situacao"])),
-            "expire_access_tokens": lambda: {"expired": app.expire_access_tokens()},
-            "revoke_refresh_tokens": lambda: {"revoked": app.revoke_refresh_tokens()},
-            "revoke_user": lambda: (app.revoke_user(), {"ok": True})[1],
-            "issue_tokens": lambda: app.issue_tokens(jwt=bool(body.get("jwt"))),
-            "config": lambda: app.configure(body),
-            "faults": lambda: app.set_faults(body),
-            "unblock": lambda: (app.unblock(), {"ok": True})[1],
-        }
+        # /__admin/accounts/<account>/<op> is <op> for that account; /__admin/<op> for the default one (or the IP).
+        parts = name.split("/")
+        account, op = (parts[1], parts[2]) if len(parts) == 3 and parts[0] == "accounts" else (None, name)
+        gets, posts = _admin_tables(app, body, account)
         table = gets if method == "GET" else posts if method == "POST" else {}
-        if name not in table:
-            known = name in gets or name in posts
+        if op not in table:
+            known = op in gets or op in posts
             self._json(405 if known else 404, {"error": f"no admin endpoint {method} /__admin/{name}"})
             return
         try:
-            self._json(200, table[name]())
+            self._json(200, table[op]())
         except ApiError as exc:
             self._json(exc.status, exc.body)
         except (KeyError, ValueError, TypeError) as exc:
@@ -504,12 +590,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         now = time.monotonic()
         raw = self._body()
         if name == "authorize":
+            # Which company's user approves: on Bling, whoever is logged in; here `sandbox_account` (a parameter
+            # Bling would ignore), the default account when absent.
+            approver = _one(query, APPROVER_PARAM)
             with app.lock:
-                app.authorize_calls += 1
+                app.authorize_calls.append(approver or app.default.name)
                 blocked = app.guard.is_blocked(now)
-                location = None if blocked or method != "GET" else app.oauth.authorize(query, now)
+                try:
+                    acct = app.account(approver)
+                except ApiError as exc:
+                    unknown: ApiError | None = exc
+                else:
+                    unknown = None
+                location = None if blocked or unknown or method != "GET" else app.oauth.authorize(
+                    query, now, acct.name, acct.authorize_error)
             if blocked:
                 self._json(403, _IP_BLOCK_BODY)
+            elif unknown is not None:
+                self._json(unknown.status, unknown.body)
             elif location is None:
                 self._json(405, ApiError(405, "METHOD_NOT_ALLOWED", "Método não permitido",
                                          "O método HTTP utilizado não é permitido.").body)
@@ -523,14 +621,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._json(405, ApiError(405, "METHOD_NOT_ALLOWED", "Método não permitido",
                                      "O método HTTP utilizado não é permitido.").body)
             return
+        form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         with app.lock:
             now = time.monotonic()
-            app.token_times.append(now)
+            app.token_calls.append((now, app.oauth.grant_account(form)))
             app.guard.note_token_call(now)
             if app.guard.is_blocked(now):
                 status, result = 403, _IP_BLOCK_BODY
             else:
-                form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
                     status, result = 200, app.oauth.token(headers, self.headers.get("Content-Type", ""), form, now)
@@ -552,7 +650,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._drop()
         if body is None:  # accepted: compute the answer now (after the latency, as a real server would)
             with app.lock:
-                status, body = self._api_answer(method, query, handler, raw_id)
+                status, body = self._api_answer(app.account(record.account), method, query, handler, raw_id)
         if isinstance(body, bytes):
             self._finish(record, status)
             self._send(status, body, "text/html")
@@ -565,15 +663,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Everything decided at arrival, under the lock: (status, body or None when accepted, faults, sleep).
 
         The arrival time is read inside the lock, so the limiter and the request log see arrivals in order.
+        The token names the account (its faults, its limiter, its data); a token of no account gets the default
+        account's faults, then its 401.
         """
         app = self.app
+        authorization = self.headers.get("Authorization")
         with app.lock:
             now = record.t_mono = time.monotonic()
             record.t_wall = time.time()
+            record.account = app.oauth.bearer_account(authorization)
+            acct = app.account(record.account)
             app.records.append(record)
             if app.guard.is_blocked(now):
                 return 403, _IP_BLOCK_BODY, Decision(), 0.0
-            decision = app.faults.decide()
+            decision = acct.faults.decide()
             if decision.reset:
                 return 0, None, decision, 0.0
             if decision.hang_s:
@@ -581,22 +684,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if decision.status_5xx:
                 return decision.status_5xx, html_body(decision.status_5xx), decision, 0.0
             if decision.storm_429:
-                return 429, _rate_body("second", app.limiter.limit_value("second")), decision, 0.0
+                return 429, _rate_body("second", acct.limiter.limit_value("second")), decision, 0.0
             try:
-                app.oauth.check_bearer(self.headers.get("Authorization"), now)
-                if app.faults.tick_token_expiry(now):
-                    app.oauth.expire_access_tokens(now)
-                    app.oauth.check_bearer(self.headers.get("Authorization"), now)
+                app.oauth.check_bearer(authorization, now)
+                if acct.faults.tick_token_expiry(now):
+                    app.oauth.expire_access_tokens(now, acct.name)
+                    app.oauth.check_bearer(authorization, now)
             except OAuthError as exc:
                 return exc.status, exc.body, decision, 0.0
-            period = app.limiter.try_acquire(now)
+            period = acct.limiter.try_acquire(now)
             if period:
                 record.rate_limited = True
-                return 429, _rate_body(period, app.limiter.limit_value(period)), decision, 0.0
+                return 429, _rate_body(period, acct.limiter.limit_value(period)), decision, 0.0
             record.counted = True
-            return 0, None, decision, app.latency_s + decision.slow_s
+            return 0, None, decision, acct.latency_s + decision.slow_s
 
-    def _api_answer(self, method: str, query: dict[str, list[str]], handler: str | None,
+    def _api_answer(self, acct: Account, method: str, query: dict[str, list[str]], handler: str | None,
                     raw_id: str | None) -> tuple[int, Any]:
         app = self.app
         if handler is None:
@@ -606,10 +709,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                  "O método HTTP utilizado não é permitido para este recurso.").body
         try:
             if raw_id is None:
-                return 200, getattr(app, handler)(query)
+                return 200, getattr(app, handler)(acct, query)
             if not raw_id.isdigit():
                 raise _not_found()
-            return 200, getattr(app, handler)(int(raw_id))
+            return 200, getattr(app, handler)(acct, int(raw_id))
         except ApiError as exc:
             return exc.status, exc.body
 
@@ -633,20 +736,27 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
 
 class SandboxServer:
-    """The sandbox in a background thread. Port 0 picks a free port; `.url` and `.api_base` tell which."""
+    """The sandbox in a background thread. Port 0 picks a free port; `.url` and `.api_base` tell which.
 
-    def __init__(self, dataset: Dataset, *, client_id: str = "sandbox-client", client_secret: str = "sandbox-secret",
-                 redirect_uri: str = "http://127.0.0.1/callback", rate_per_s: float = 3.0,
-                 daily_limit: int = 120000, latency_s: float = 0.0, code_ttl_s: float = 60,
+    One company: SandboxServer(dataset, ...). Several: SandboxServer(accounts=[SandboxAccount(name, dataset, ...),
+    ...]); the first is the default (the unscoped shortcuts and admin endpoints mean it), and the server-wide
+    rate_per_s, daily_limit, latency_s and product_recent_days fill what an account leaves None."""
+
+    def __init__(self, dataset: Dataset | None = None, *, client_id: str = "sandbox-client",
+                 client_secret: str = "sandbox-secret", redirect_uri: str = "http://127.0.0.1/callback",
+                 rate_per_s: float = 3.0, daily_limit: int = 120000, latency_s: float = 0.0, code_ttl_s: float = 60,
                  access_ttl_s: float = 21600, refresh_ttl_s: float = 30 * 86400,
                  refresh_revokes_access: bool = False, product_recent_days: int = 30,
-                 host: str = "127.0.0.1", port: int = 0, verbose: bool = False) -> None:
-        # The server owns a copy: admin calls (cancel, set_situacao) must not change the caller's object.
+                 host: str = "127.0.0.1", port: int = 0, verbose: bool = False,
+                 accounts: list[SandboxAccount] | None = None) -> None:
+        # The server owns copies: admin calls (cancel, set_situacao) must not change the caller's objects.
         self.app = SandboxApp(copy.deepcopy(dataset), client_id=client_id, client_secret=client_secret,
                               redirect_uri=redirect_uri, rate_per_s=rate_per_s, daily_limit=daily_limit,
                               latency_s=latency_s, code_ttl_s=code_ttl_s, access_ttl_s=access_ttl_s,
                               refresh_ttl_s=refresh_ttl_s, refresh_revokes_access=refresh_revokes_access,
-                              product_recent_days=product_recent_days, verbose=verbose)
+                              product_recent_days=product_recent_days, verbose=verbose,
+                              accounts=None if accounts is None else
+                              [dataclasses.replace(a, dataset=copy.deepcopy(a.dataset)) for a in accounts])
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
@@ -700,33 +810,48 @@ class SandboxServer:
     def authorize_url(self) -> str:
         return self.api_base + "/oauth/authorize"
 
-    # In-process shortcuts for the admin endpoints.
-    def truth(self) -> dict[str, Any]:
-        return self.app.truth()
+    @property
+    def account_names(self) -> list[str]:
+        """The accounts in order; the first is the default."""
+        return list(self.app.accounts)
 
-    def stats(self) -> dict[str, Any]:
-        return self.app.stats()
+    def authorize_url_for(self, account: str) -> str:
+        """The authorize URL with `account`'s user approving (append the OAuth parameters with &)."""
+        return f"{self.authorize_url}?{urllib.parse.urlencode({APPROVER_PARAM: account})}"
 
-    def reset_stats(self) -> None:
-        self.app.reset_stats()
+    # In-process shortcuts for the admin endpoints; account None = the default account (for stats: every account).
+    def truth(self, account: str | None = None) -> dict[str, Any]:
+        return self.app.truth(account)
 
-    def issue_tokens(self, jwt: bool = False) -> dict[str, Any]:
-        return self.app.issue_tokens(jwt=jwt)
+    def stats(self, account: str | None = None) -> dict[str, Any]:
+        return self.app.stats(account)
 
-    def cancel(self, nfe_id: int) -> None:
-        self.app.set_situacao(nfe_id, 2)
+    def reset_stats(self, account: str | None = None) -> None:
+        self.app.reset_stats(account)
 
-    def set_situacao(self, nfe_id: int, situacao: int) -> None:
-        self.app.set_situacao(nfe_id, situacao)
+    def issue_tokens(self, jwt: bool = False, account: str | None = None) -> dict[str, Any]:
+        return self.app.issue_tokens(jwt=jwt, account=account)
 
-    def configure(self, **knobs: Any) -> dict[str, Any]:
-        return self.app.configure(knobs)
+    def cancel(self, nfe_id: int, account: str | None = None) -> None:
+        self.app.set_situacao(nfe_id, 2, account)
 
-    def set_faults(self, **spec: Any) -> dict[str, Any]:
-        return self.app.set_faults(spec)
+    def set_situacao(self, nfe_id: int, situacao: int, account: str | None = None) -> None:
+        self.app.set_situacao(nfe_id, situacao, account)
 
-    def expire_access_tokens(self) -> int:
-        return self.app.expire_access_tokens()
+    def configure(self, account: str | None = None, **knobs: Any) -> dict[str, Any]:
+        return self.app.configure(knobs, account)
 
-    def revoke_refresh_tokens(self) -> int:
-        return self.app.revoke_refresh_tokens()
+    def set_faults(self, account: str | None = None, **spec: Any) -> dict[str, Any]:
+        return self.app.set_faults(spec, account)
+
+    def expire_access_tokens(self, account: str | None = None) -> int:
+        return self.app.expire_access_tokens(account)
+
+    def revoke_refresh_tokens(self, account: str | None = None) -> int:
+        return self.app.revoke_refresh_tokens(account)
+
+    def revoke_user(self, account: str | None = None) -> None:
+        self.app.revoke_user(account)
+
+    def exhaust_daily_limit(self, account: str | None = None) -> dict[str, Any]:
+        return self.app.set_daily_used(None, account)

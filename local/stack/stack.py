@@ -8,7 +8,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -21,7 +21,7 @@ from local.stack.emulators import FirestoreEmulator, PubSubEmulator
 from local.stack.functions import FunctionServer, function_servers
 from local.stack.postgres import PostgresCluster
 from local.stack.pubsub import create_topology, publish_json, pull_all
-from local.stack.sandbox import Sandbox
+from local.stack.sandbox import AccountSpec, Sandbox
 
 if TYPE_CHECKING:
     import pg8000.dbapi
@@ -50,7 +50,8 @@ class LocalStack:
     Parameters
       run            name of the run directory under .stack/ (generated when None; "demo" for make demo)
       profile, seed, rate_per_s, latency_s, sandbox_in_process: the Bling sandbox; sandbox_args adds to its
-                     command line (e.g. ["--scale", "0.1"])
+                     command line (e.g. ["--scale", "0.1"]); sandbox_accounts: several companies
+                     (local.stack.sandbox.AccountSpec), instead of one from profile/seed
       functions      names from shared.topology.ALL_FUNCTIONS to start (default: all); extra_functions adds
                      {name: (entry_point, signature_type, source_path)} e.g. test doubles
       ack_deadline_s push ack deadline (the route's when None); failed pushes are retried after 1 s (see
@@ -65,7 +66,7 @@ class LocalStack:
 
     def __init__(self, run: str | None = None, *, profile: str = "small", seed: int = 42, rate_per_s: float = 3.0,
                  latency_s: float = 0.0, sandbox_in_process: bool = False, sandbox: bool = True,
-                 sandbox_args: Iterable[str] = (),
+                 sandbox_args: Iterable[str] = (), sandbox_accounts: Sequence[AccountSpec] | None = None,
                  functions: Iterable[str] | None = None,
                  extra_functions: Mapping[str, tuple[str, str, str | Path]] | None = None,
                  ack_deadline_s: int | None = None, function_env: Mapping[str, str] | None = None,
@@ -78,6 +79,7 @@ class LocalStack:
         self.sandbox_in_process = sandbox_in_process
         self.with_sandbox = sandbox
         self.sandbox_args = list(sandbox_args)
+        self.sandbox_accounts = list(sandbox_accounts or [])
         self.function_names = list(functions) if functions is not None else list(topology.ALL_FUNCTIONS)
         self.extra_functions = dict(extra_functions or {})
         self.ack_deadline_s = ack_deadline_s
@@ -139,7 +141,8 @@ class LocalStack:
                                             rate_per_s=self.rate_per_s, latency_s=self.latency_s,
                                             redirect_uri=self.auth_url + "/callback" if self.auth_url else "",
                                             in_process=self.sandbox_in_process,
-                                            extra_args=self.sandbox_args).launch()
+                                            extra_args=self.sandbox_args,
+                                            accounts=self.sandbox_accounts).launch()
             self._track()
         postgres.migrate()
         pubsub.wait_ready()
@@ -366,11 +369,16 @@ class LocalStack:
         return {r.topic: self.pull(r.dead_letter_subscription, timeout_s=timeout_s) for r in topology.ROUTES}
 
     # -- OAuth
-    def authorize(self, timeout_s: float = 30.0, replace: bool = False) -> dict[str, Any]:
+    def authorize(self, timeout_s: float = 30.0, replace: bool = False, account: str | None = None,
+                  bling_account: str | None = None) -> dict[str, Any]:
         """Do the consent like the operator: <auth>/start with the admin key → Bling authorize → <auth>/callback,
-        in one browser session; return /status. replace=True confirms replacing a working authorization."""
+        in one browser session; return /status. replace=True confirms replacing a working authorization.
+        account: the pipeline account to connect; bling_account: the sandbox company that approves (default: the
+        one named `account` when the sandbox has it, else the sandbox's default company)."""
+        if bling_account is None and any(spec.name == account for spec in self.sandbox_accounts):
+            bling_account = account
         return authorize_through_auth_function(self.auth_url, self.auth_admin_key, replace=replace,
-                                               timeout_s=timeout_s)
+                                               timeout_s=timeout_s, account=account, bling_account=bling_account)
 
     def auth_status(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """The auth function's /status, read as the operator."""

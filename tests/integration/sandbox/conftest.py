@@ -46,7 +46,8 @@ def make_server(small: Dataset) -> Iterator[Callable[..., SandboxServer]]:
     started: list[SandboxServer] = []
 
     def make(dataset: Dataset | None = None, **kw: Any) -> SandboxServer:
-        server = SandboxServer(dataset or small, **kw).start()
+        # With `accounts`, the datasets come with them; otherwise the one dataset (default: small).
+        server = SandboxServer(dataset if dataset is not None or "accounts" in kw else small, **kw).start()
         started.append(server)
         return server
 
