@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 from shared import log, secrets
-from shared.config import get_settings
 
 FAILURES_PER_WINDOW = 10
 WINDOW_S = 60.0
@@ -41,9 +40,9 @@ class Verdict:
     retry_after_s: int = 0
 
 
-def configured_key_problem() -> str:
-    """"" when AUTH_ADMIN_KEY is usable, else what is wrong with it (never its value)."""
-    key = get_settings().auth_admin_key
+def configured_key_problem(key: str) -> str:
+    """"" when AUTH_ADMIN_KEY (`key`, Settings.auth_admin_key) is usable, else what is wrong with it (never its
+    value)."""
     if not key:
         return "AUTH_ADMIN_KEY is not configured"
     if len(key) < MIN_KEY_CHARS:
@@ -62,12 +61,13 @@ def presented_key(request: Any) -> str:
     return ""
 
 
-def check(presented: str) -> Verdict:
-    if configured_key_problem():
+def check(presented: str, configured: str) -> Verdict:
+    """`configured`: Settings.auth_admin_key."""
+    if configured_key_problem(configured):
         return Verdict(False, "not_configured")
     if not presented:
         return Verdict(False, "no_key")
-    expected = secrets.resolve(get_settings().auth_admin_key, "", "AUTH_ADMIN_KEY")  # registers it with the logger
+    expected = secrets.resolve(configured, "", "AUTH_ADMIN_KEY")  # registers it with the logger
     now = time.monotonic()
     with _lock:
         _forget_old_failures(now)
