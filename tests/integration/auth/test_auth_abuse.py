@@ -22,7 +22,7 @@ from tests.integration.auth.flow import (
     state_of,
     status,
 )
-from tests.integration.auth.test_auth_function import auth, auth_app, bling_server
+from tests.integration.auth.test_auth_function import auth, auth_app, bling_server, new_auth_app
 from tests.integration.bling.helpers import log_lines, reset_bling_state, store_pair, token_doc
 from tests.integration.process_deps import account_client, current_deps
 
@@ -151,7 +151,7 @@ def test_junk_callbacks_cost_no_token_call_and_the_owners_callback_still_works(a
 def test_without_an_admin_key_configured_start_and_status_refuse(auth_app, bling_server, capsys):
     os.environ.pop("AUTH_ADMIN_KEY")
     reset_bling_state()
-    browser = auth_app.test_client()
+    browser = new_auth_app().test_client()  # deployed without the key
     capsys.readouterr()
 
     answers = [browser.get("/start"), browser.post("/start", data={"admin_key": ""}),

@@ -32,12 +32,18 @@ def bling_server(firestore_env: Any, sandbox: Callable[..., Any]) -> Any:
     operator_auth.reset()
 
 
-@pytest.fixture
-def auth_app(bling_server: Any):
-    """The real auth function as a WSGI app; each .test_client() is one browser with its own cookies."""
+def new_auth_app() -> Any:
+    """The real auth function as a WSGI app, loaded now: a new instance, whose composition root reads today's
+    environment (a test that changes the configuration deploys it with a new app)."""
     from functions_framework import create_app
 
     return create_app(target="auth_http", source=str(SOURCE), signature_type="http")
+
+
+@pytest.fixture
+def auth_app(bling_server: Any):
+    """The real auth function as a WSGI app; each .test_client() is one browser with its own cookies."""
+    return new_auth_app()
 
 
 @pytest.fixture
@@ -193,9 +199,10 @@ def test_routes_work_behind_the_functions_url_prefix():
 def test_the_flow_cookie_is_httponly_lax_scoped_and_secure_except_on_plain_localhost(auth_app, bling_server):
     os.environ["AUTH_PUBLIC_URL"] = "https://southamerica-east1-p.cloudfunctions.net/bling-auth"
     reset_bling_state()
+    deployed = new_auth_app()
 
     def set_cookie(base_url: str) -> str:
-        response = auth_app.test_client().post("/start", data={"admin_key": ADMIN_KEY}, base_url=base_url)
+        response = deployed.test_client().post("/start", data={"admin_key": ADMIN_KEY}, base_url=base_url)
         assert response.status_code == 302
         return response.headers["Set-Cookie"]
 
