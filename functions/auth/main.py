@@ -35,6 +35,7 @@ CONFIRM_FIELD, CONFIRM_VALUE = "confirm", "replace"
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 deps = Deps.from_environment()  # the composition root: once per process (ADR 010)
+key_guard = operator_auth.KeyGuard(deps.settings.auth_admin_key)  # this instance's wrong-key lock-out
 
 
 @functions_framework.http
@@ -74,11 +75,11 @@ def _operator_only(request: Any, route: str, handler: Callable[[Any], Any]) -> A
                      "URLs end up in logs and browser history. Submit the key with the form or an "
                      "Authorization: Bearer header; if this was the real key, rotate it (docs/RUNBOOK.md).",
                      form=route)
-    verdict = operator_auth.check(operator_auth.presented_key(request), deps.settings.auth_admin_key)
+    verdict = key_guard.check(operator_auth.presented_key(request))
     if verdict.ok:
         return handler(request)
     if verdict.reason == "not_configured":
-        problem = operator_auth.configured_key_problem(deps.settings.auth_admin_key)
+        problem = key_guard.problem()
         log.error(f"auth /{route} refused: {problem}; set the Secret Manager secret bling-auth-admin-key",
                   event="auth_admin_key_missing", route=route)
         return _page(503, "The auth function has no admin key",

@@ -26,10 +26,8 @@ def bling_server(firestore_env: Any, sandbox: Callable[..., Any]) -> Any:
     server = sandbox("small")
     os.environ["AUTH_ADMIN_KEY"] = ADMIN_KEY  # isolate_environment (tests/conftest.py) restores the environment
     reset_bling_state()
-    operator_auth.reset()  # wrong keys of an earlier test must not lock this one out
     yield server
     reset_bling_state()
-    operator_auth.reset()
 
 
 def new_auth_app() -> Any:
