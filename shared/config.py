@@ -136,7 +136,8 @@ def read_settings() -> Settings:
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """read_settings() cached for the modules not yet handed a Deps (ADR 010, "Not done yet")."""
+    """read_settings() cached, for code that starts a process and is not a function (shared.db's connection, local
+    tooling); functions and library code get their settings from their composition root (shared.deps.Deps)."""
     return read_settings()
 
 

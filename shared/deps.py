@@ -4,17 +4,24 @@
 The Google clients are created on first use, not when Deps is built: importing a main.py (a cold start, a test
 collecting it) must not open a channel. `cached_property` writes the instance's __dict__ directly, so the frozen
 dataclass still refuses every other assignment.
+
+What belongs to one Bling account (its token store, client, rate ledger, daily-limit state) is an `Account`,
+built on first use by `account(account_id)` and kept per id: two ids never share one (issue 14 keys messages by
+account; the empty id is today's single account with today's document ids).
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared import firestore_client, pubsub, topology
-from shared.bling import http, rate_budget
-from shared.bling.client import BlingClient
+from shared import firestore_client, parking, pubsub, topology
+from shared.bling import http
+from shared.bling.client import BlingClient, DailyLimit, RateBudget
+from shared.bling.oauth import OAuthClient
+from shared.bling.rate_budget import RateLedger
 from shared.bling.retry_policy import Outcome, Rule
 from shared.bling.token_store import TokenStore
 from shared.config import Settings, read_settings
@@ -22,8 +29,11 @@ from shared.config import Settings, read_settings
 
 @dataclasses.dataclass(frozen=True)
 class Account:
-    """The per-account parts: one account today; issue 14 keys them by account."""
+    """The per-account parts (the client holds the other three)."""
+    account_id: str
     token_store: TokenStore
+    rate_ledger: RateLedger
+    daily_limit: DailyLimit
     client: BlingClient
 
 
@@ -31,6 +41,9 @@ class Account:
 class Deps:
     settings: Settings
     bling_policy: Mapping[Outcome, Rule] | None = None  # None: shared.bling.retry_policy.POLICY
+    _accounts: dict[str, Account] = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+    _accounts_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, init=False, repr=False,
+                                                       compare=False)
 
     @classmethod
     def from_environment(cls) -> Deps:
@@ -49,15 +62,35 @@ class Deps:
         return http.new_session()
 
     @functools.cached_property
-    def _account(self) -> Account:
-        tokens = TokenStore()
-        client = BlingClient(token_store=tokens, policy=self.bling_policy, budget=rate_budget,
-                             base_url=self.settings.bling_api_base, http=self.http_session,
-                             timeout_s=self.settings.bling_http_timeout_s)
-        return Account(tokens, client)
+    def oauth(self) -> OAuthClient:
+        """The token endpoint with this process's per-minute guard (the IP's, whichever account calls)."""
+        return OAuthClient(self.settings, self.http_session)
 
-    def account(self) -> Account:
-        return self._account
+    def account(self, account_id: str = "") -> Account:
+        """The parts of one Bling account, built once per id; "" = the deployment's single account."""
+        with self._accounts_lock:
+            if account_id not in self._accounts:
+                self._accounts[account_id] = self._new_account(account_id)
+            return self._accounts[account_id]
+
+    def _new_account(self, account_id: str) -> Account:
+        # Issue 14 keys these documents by account_id; "" is today's single account and today's document ids.
+        tokens = self.new_token_store()
+        ledger = RateLedger(self.collection(topology.RATE_TICKS), self.settings)
+        daily = DailyLimit(self.collection(topology.RATE_STATE), self.settings.timezone)
+        return Account(account_id, tokens, ledger, daily, self.new_client(tokens, ledger, daily))
+
+    def new_token_store(self) -> TokenStore:
+        """A token store of its own (account() keeps one; a test models another instance with a second one)."""
+        return TokenStore(self.firestore, self.settings, self.oauth,
+                          on_restored=lambda: parking.release_after_fix(self))
+
+    def new_client(self, token_store: TokenStore, budget: RateBudget, daily_limit: DailyLimit,
+                   policy: Mapping[Outcome, Rule] | None = None) -> BlingClient:
+        """A BlingClient from these parts and this process's session and settings (account() builds its own)."""
+        return BlingClient(token_store=token_store, budget=budget, daily_limit=daily_limit,
+                           base_url=self.settings.bling_api_base, http=self.http_session,
+                           timeout_s=self.settings.bling_http_timeout_s, policy=policy or self.bling_policy)
 
     def collection(self, registered: topology.Collection) -> Any:
         """Collection `<prefix>_<name>` of one registered collection (shared.topology.COLLECTIONS)."""

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from google.api_core import exceptions as google_exceptions
 
-from shared import db, firestore_client, jsonutil, log, record_failures, topology
+from shared import db, jsonutil, log, record_failures, topology
 from shared.bling.api import BlingApi
 from shared.bling.errors import BlingNotFound
 from shared.bling.paging import PagingIncomplete, paginate
@@ -52,11 +52,11 @@ K = TypeVar("K", int, str)
 CONTACT, SKU = EntityKind.CONTACT, EntityKind.SKU
 
 
-def claim(kind: str, key: str, owner: str) -> bool:
+def claim(claims: Any, kind: str, key: str, owner: str) -> bool:
     """True when the message `owner` may fetch the entity now (a new claim, its own, or an expired one); False
-    when another message holds a live claim on it."""
+    when another message holds a live claim on it. `claims`: the collection topology.ENRICH_CLAIMS."""
     now = datetime.datetime.now(tz=datetime.UTC)
-    doc = firestore_client.collection(topology.ENRICH_CLAIMS).document(f"{kind}:{key}".replace("/", "%2F"))
+    doc = claims.document(f"{kind}:{key}".replace("/", "%2F"))
     fields = {"claimed_at": now, "expire_at": topology.ENRICH_CLAIMS.expire_at(now), "owner": owner}
     try:
         doc.create(fields)
@@ -75,9 +75,9 @@ def claim(kind: str, key: str, owner: str) -> bool:
         return False
 
 
-def release(kind: str, key: str) -> None:
+def release(claims: Any, kind: str, key: str) -> None:
     """When the fetch is over (stored or failed): from then on the database's freshness decides."""
-    firestore_client.collection(topology.ENRICH_CLAIMS).document(f"{kind}:{key}".replace("/", "%2F")).delete()
+    claims.document(f"{kind}:{key}".replace("/", "%2F")).delete()
 
 
 def _stale_before(max_age_days: int) -> datetime.datetime:
@@ -106,17 +106,17 @@ def stale_skus(skus: Iterable[str], max_age_days: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def claimed(kind: EntityKind, keys: Iterable[K], owner: str) -> Iterator[list[K]]:
+def claimed(claims: Any, kind: EntityKind, keys: Iterable[K], owner: str) -> Iterator[list[K]]:
     """The whole life of this delivery's claims: the keys it may fetch now (claim()), released when the block
     ends however it ends. A claim covers the fetch in flight only: once stored, freshness in the database decides;
     after a failure, the redelivery of the message (or the retry of one record) must not be blocked by it."""
     taken: list[K] = []
     try:
-        taken.extend(k for k in keys if claim(kind, str(k), owner))
+        taken.extend(k for k in keys if claim(claims, kind, str(k), owner))
         yield taken
     finally:
         for key in taken:
-            release(kind, str(key))
+            release(claims, kind, str(key))
 
 
 def load_contact(bling: BlingApi, contact_id: int) -> bool:

@@ -34,7 +34,9 @@ from shared.messages import PubSubMessage
 MessageHandler = Callable[[PubSubMessage], None]
 
 
-def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[Any], None]]:
+def pubsub_handler(function_name: str, parked: Callable[[], Any]) -> Callable[[MessageHandler], Callable[[Any], None]]:
+    """`parked()`: the collection topology.PARKED of the function's composition root, asked for when a message is
+    parked (a callable, so the root can be replaced after the module is loaded, as the test driver does)."""
     topic = next(r.topic for r in topology.ROUTES if r.function == function_name)
 
     def decorate(handle: MessageHandler) -> Callable[[Any], None]:
@@ -57,7 +59,7 @@ def pubsub_handler(function_name: str) -> Callable[[MessageHandler], Callable[[A
                                       error_type=type(exc).__name__, **_fields(exc))
                             return
                         if decision is Decision.PARK:
-                            _park(topic, message, exc)
+                            _park(parked(), topic, message, exc)
                             return
                         if isinstance(exc, RetryableError):
                             log.warning(f"will be redelivered: {exc}", error_type=type(exc).__name__,
@@ -102,8 +104,8 @@ _configuration_errors_logged: set[str] = set()
 _logged_lock = threading.Lock()
 
 
-def _park(topic: str, message: PubSubMessage, exc: BaseException) -> None:
-    parking.park(topic, message, type(exc).__name__, detail=str(exc))
+def _park(collection: Any, topic: str, message: PubSubMessage, exc: BaseException) -> None:
+    parking.park(collection, topic, message, type(exc).__name__, detail=str(exc))
     if isinstance(exc, ConfigurationError):
         with _logged_lock:
             first = str(exc) not in _configuration_errors_logged

@@ -17,7 +17,7 @@ import datetime
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from shared import firestore_client, log, topology
+from shared import log, topology
 from shared.bling.api import BlingApi
 from shared.bling.errors import BlingPermanentError
 from shared.bling.paging import PagingIncomplete, paginate
@@ -46,10 +46,14 @@ class Checkpoint:
 
 
 class CheckpointStore:
-    """Firestore document `<prefix>_checkpoints/<run_id>|<window>`, one per window of a run."""
+    """Firestore document `<prefix>_checkpoints/<run_id>|<window>`, one per window of a run; `checkpoints`: that
+    collection (topology.CHECKPOINTS, from the composition root)."""
+
+    def __init__(self, checkpoints: Any) -> None:
+        self._checkpoints = checkpoints
 
     def _doc(self, window: Window) -> Any:
-        return firestore_client.collection(topology.CHECKPOINTS).document(f"{window.run_id}|{window.key}")
+        return self._checkpoints.document(f"{window.run_id}|{window.key}")
 
     def load(self, window: Window) -> Checkpoint:
         snapshot = self._doc(window).get()

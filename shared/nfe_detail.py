@@ -20,7 +20,7 @@ import pg8000.dbapi
 from shared import audit, db, log, nfe_store, payment_forms, record_failures
 from shared.bling.api import BlingApi
 from shared.bling.client import count_calls
-from shared.config import get_settings
+from shared.config import Settings
 from shared.domain import NfeOutcome
 from shared.errors import EtlError, PermanentError
 from shared.messages import EnrichRequest, NfeBatch, NoteRef
@@ -50,7 +50,7 @@ def needs_detail(note: NoteRef, stored_situacao: int | None) -> bool:
     return stored_situacao != note.situacao
 
 
-def process_batch(bling: BlingApi, batch: NfeBatch) -> BatchResult:
+def process_batch(bling: BlingApi, batch: NfeBatch, settings: Settings) -> BatchResult:
     result = BatchResult()
     with db.transaction() as cur:
         stored = nfe_store.stored_situacoes(cur, [n.id for n in batch.notes])
@@ -60,7 +60,7 @@ def process_batch(bling: BlingApi, batch: NfeBatch) -> BatchResult:
                 _record(batch, note.id, NfeOutcome.UNCHANGED, 0)
                 result.outcomes[note.id] = NfeOutcome.UNCHANGED
                 continue
-            outcome = result.attempts.run(functools.partial(_load_one, bling, batch, note, result), note)
+            outcome = result.attempts.run(functools.partial(_load_one, bling, batch, note, result, settings), note)
             if outcome is not None:
                 result.outcomes[note.id] = outcome
     unchanged = [i for i, outcome in result.outcomes.items() if outcome == NfeOutcome.UNCHANGED]
@@ -92,8 +92,7 @@ def give_up(batch: NfeBatch, note: NoteRef, error: EtlError) -> None:
         _record(batch, note.id, NfeOutcome.FAILED, 0, f"every attempt failed: {error}"[:500], keep_final=True)
 
 
-def _load_one(bling: BlingApi, batch: NfeBatch, note: NoteRef, result: BatchResult) -> str:
-    settings = get_settings()
+def _load_one(bling: BlingApi, batch: NfeBatch, note: NoteRef, result: BatchResult, settings: Settings) -> str:
     with count_calls() as calls:
         try:
             fetched_at = datetime.datetime.now(tz=datetime.UTC)
@@ -102,7 +101,8 @@ def _load_one(bling: BlingApi, batch: NfeBatch, note: NoteRef, result: BatchResu
                 _record(batch, note.id, NfeOutcome.SKIPPED, calls.requests, "incoming invoice (tipo 0) is not loaded")
                 log.info("incoming invoice skipped", event="nfe_skipped", tipo=nfe.get("tipo"))
                 return NfeOutcome.SKIPPED
-            forms_calls = payment_forms.ensure_known(bling, nfe_store.payment_form_ids(nfe))
+            forms_calls = payment_forms.ensure_known(bling, nfe_store.payment_form_ids(nfe),
+                                                     settings.enrich_max_age_days)
             try:
                 with db.transaction() as cur:
                     stored = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)

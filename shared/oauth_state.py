@@ -22,7 +22,7 @@ import re
 import secrets
 from typing import Any
 
-from shared import firestore_client, topology
+from shared import topology
 
 COOKIE_NAME = "bling_auth_flow"
 NOT_THIS_BROWSER = "not started in this browser"
@@ -31,25 +31,27 @@ _STATE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _COOKIE_MAX_CHARS = 128
 
 
-def issue(ttl_s: int) -> tuple[str, str]:
-    """A new state and the browser secret to set as the COOKIE_NAME cookie; the state is saved for ttl_s seconds."""
+def issue(states: Any, ttl_s: int) -> tuple[str, str]:
+    """A new state and the browser secret to set as the COOKIE_NAME cookie; the state is saved for ttl_s seconds
+    in `states` (the collection topology.OAUTH_STATES)."""
     state, browser_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = datetime.datetime.now(tz=_UTC)
-    _states().document(state).create({
+    states.document(state).create({
         "created_at": now, "expire_at": now + datetime.timedelta(seconds=ttl_s), "used": False,
         "browser_sha256": _sha256(browser_secret),
     })
     return state, browser_secret
 
 
-def consume(state: str, code: str, browser_secret: str) -> str:
+def consume(firestore: Any, states: Any, codes: Any, state: str, code: str, browser_secret: str) -> str:
     """"" when the state is live, unused and was issued to this browser, and is now consumed with the code
-    recorded; otherwise why not (and nothing was written)."""
+    recorded; otherwise why not (and nothing was written). `firestore`: the client; `states`, `codes`: the
+    collections topology.OAUTH_STATES and OAUTH_CODES."""
     from google.api_core import exceptions as gexc
 
     if not _STATE_PATTERN.match(state):
         return "unknown state"
-    ref = _states().document(state)
+    ref = states.document(state)
     snap = ref.get()
     if not snap.exists:
         return "unknown state"
@@ -65,11 +67,10 @@ def consume(state: str, code: str, browser_secret: str) -> str:
             or not hmac.compare_digest(_sha256(browser_secret), expected)):
         return NOT_THIS_BROWSER
     code_id = _sha256(code)
-    client = firestore_client.client()
-    batch = client.batch()
+    batch = firestore.batch()
     batch.update(ref, {"used": True, "used_at": now, "code_sha256": code_id},
-                 option=client.write_option(last_update_time=snap.update_time))
-    batch.create(_codes().document(code_id), {"state_used_at": now, "expire_at": topology.OAUTH_CODES.expire_at(now)})
+                 option=firestore.write_option(last_update_time=snap.update_time))
+    batch.create(codes.document(code_id), {"state_used_at": now, "expire_at": topology.OAUTH_CODES.expire_at(now)})
     try:
         batch.commit()
     except (gexc.FailedPrecondition, gexc.Conflict, gexc.AlreadyExists):
@@ -80,10 +81,3 @@ def consume(state: str, code: str, browser_secret: str) -> str:
 def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
-
-def _states() -> Any:
-    return firestore_client.collection(topology.OAUTH_STATES)
-
-
-def _codes() -> Any:
-    return firestore_client.collection(topology.OAUTH_CODES)

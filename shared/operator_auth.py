@@ -20,18 +20,12 @@ import time
 from typing import Any
 
 from shared import log, secrets
-from shared.config import get_settings
 
 FAILURES_PER_WINDOW = 10
 WINDOW_S = 60.0
 # A key shorter than this is treated as not configured: it could be guessed despite the rate limit.
 MIN_KEY_CHARS = 16
 FORM_FIELD = "admin_key"
-
-_failures: collections.deque[float] = collections.deque()
-_lock = threading.Lock()
-_lock_logged_until = 0.0
-
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
@@ -41,9 +35,9 @@ class Verdict:
     retry_after_s: int = 0
 
 
-def configured_key_problem() -> str:
-    """"" when AUTH_ADMIN_KEY is usable, else what is wrong with it (never its value)."""
-    key = get_settings().auth_admin_key
+def configured_key_problem(key: str) -> str:
+    """"" when AUTH_ADMIN_KEY (`key`, Settings.auth_admin_key) is usable, else what is wrong with it (never its
+    value)."""
     if not key:
         return "AUTH_ADMIN_KEY is not configured"
     if len(key) < MIN_KEY_CHARS:
@@ -62,43 +56,42 @@ def presented_key(request: Any) -> str:
     return ""
 
 
-def check(presented: str) -> Verdict:
-    if configured_key_problem():
-        return Verdict(False, "not_configured")
-    if not presented:
-        return Verdict(False, "no_key")
-    expected = secrets.resolve(get_settings().auth_admin_key, "", "AUTH_ADMIN_KEY")  # registers it with the logger
-    now = time.monotonic()
-    with _lock:
-        _forget_old_failures(now)
-        if len(_failures) >= FAILURES_PER_WINDOW:
-            return _locked(now)
-        if hmac.compare_digest(presented.encode(), expected.encode()):
-            return Verdict(True)
-        _failures.append(now)
-    return Verdict(False, "wrong_key")
+class KeyGuard:
+    """The admin-key check of one auth-function instance, with its recent wrong keys (the per-instance lock-out).
+    Built once per process, beside the composition root (functions/auth/main.py)."""
 
+    def __init__(self, configured: str):
+        self._configured = configured  # Settings.auth_admin_key
+        self._failures: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+        self._lock_logged_until = 0.0
 
-def _forget_old_failures(now: float) -> None:
-    while _failures and now - _failures[0] >= WINDOW_S:
-        _failures.popleft()
+    def problem(self) -> str:
+        return configured_key_problem(self._configured)
 
+    def check(self, presented: str) -> Verdict:
+        if self.problem():
+            return Verdict(False, "not_configured")
+        if not presented:
+            return Verdict(False, "no_key")
+        expected = secrets.resolve(self._configured, "", "AUTH_ADMIN_KEY")  # registers it with the logger
+        now = time.monotonic()
+        with self._lock:
+            while self._failures and now - self._failures[0] >= WINDOW_S:
+                self._failures.popleft()
+            if len(self._failures) >= FAILURES_PER_WINDOW:
+                return self._locked(now)
+            if hmac.compare_digest(presented.encode(), expected.encode()):
+                return Verdict(True)
+            self._failures.append(now)
+        return Verdict(False, "wrong_key")
 
-def _locked(now: float) -> Verdict:
-    """Called with _lock held; logs once per lock period, not once per refused attempt."""
-    global _lock_logged_until
-    until = _failures[0] + WINDOW_S
-    if now >= _lock_logged_until:
-        _lock_logged_until = until
-        log.warning(f"admin key refused {len(_failures)} times in {WINDOW_S:.0f} s: every key is refused for "
-                    f"{until - now:.0f} s on this instance", event="auth_admin_key_locked",
-                    failures=len(_failures), retry_in_s=round(until - now, 1))
-    return Verdict(False, "locked", retry_after_s=max(1, int(until - now + 0.999)))
-
-
-def reset() -> None:
-    """Forget the failures (tests; a new process starts empty anyway)."""
-    global _lock_logged_until
-    with _lock:
-        _failures.clear()
-        _lock_logged_until = 0.0
+    def _locked(self, now: float) -> Verdict:
+        """Called with the lock held; logs once per lock period, not once per refused attempt."""
+        until = self._failures[0] + WINDOW_S
+        if now >= self._lock_logged_until:
+            self._lock_logged_until = until
+            log.warning(f"admin key refused {len(self._failures)} times in {WINDOW_S:.0f} s: every key is refused "
+                        f"for {until - now:.0f} s on this instance", event="auth_admin_key_locked",
+                        failures=len(self._failures), retry_in_s=round(until - now, 1))
+        return Verdict(False, "locked", retry_after_s=max(1, int(until - now + 0.999)))

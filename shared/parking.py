@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, Protocol
 
-from shared import firestore_client, log, pubsub, topology
+from shared import log, topology
 from shared.messages import PubSubMessage
 
 
@@ -28,29 +28,22 @@ class Clients(Protocol):
     def topic_path(self, topic: str) -> str: ...
 
 
-def _collection() -> Any:
-    return firestore_client.collection(topology.PARKED)
-
-
-def park(topic: str, message: PubSubMessage, reason: str, detail: str = "") -> None:
-    """`reason`: the error class; `detail`: what it said (what to fix), for whoever looks at parked work."""
+def park(parked: Any, topic: str, message: PubSubMessage, reason: str, detail: str = "") -> None:
+    """`parked`: the collection topology.PARKED; `reason`: the error class; `detail`: what it said (what to fix),
+    for whoever looks at parked work."""
     # Keyed by message id: a redelivery of the same message parks it once.
-    _collection().document(message.message_id or f"anon-{datetime.datetime.now().timestamp()}").set({
+    parked.document(message.message_id or f"anon-{datetime.datetime.now().timestamp()}").set({
         "topic": topic, "data": message.data, "attributes": message.attributes, "reason": reason,
         "detail": detail[:1000], "parked_at": datetime.datetime.now(tz=datetime.UTC)})
 
 
-def release_all(deps: Clients | None = None, limit: int = 10_000) -> int:
+def release_all(deps: Clients, limit: int = 10_000) -> int:
     """Publish every parked message to its topic again, deleting each after its publish is confirmed.
-
-    `deps`: the caller's composition root; None (callers not yet handed one, ADR 010) uses the process clients."""
-    parked = deps.collection(topology.PARKED) if deps else _collection()
-    publisher = deps.publisher if deps else pubsub.publisher()
-    topic_path = deps.topic_path if deps else pubsub.topic_path
+    `deps`: the caller's composition root."""
     released = 0
-    for snapshot in parked.limit(limit).stream():
+    for snapshot in deps.collection(topology.PARKED).limit(limit).stream():
         doc = snapshot.to_dict()
-        future = publisher.publish(topic_path(doc["topic"]), doc["data"], **(doc.get("attributes") or {}))
+        future = deps.publisher.publish(deps.topic_path(doc["topic"]), doc["data"], **(doc.get("attributes") or {}))
         future.result(timeout=60)
         snapshot.reference.delete()
         released += 1
@@ -59,11 +52,11 @@ def release_all(deps: Clients | None = None, limit: int = 10_000) -> int:
     return released
 
 
-def release_after_fix() -> int:
+def release_after_fix(deps: Clients) -> int:
     """release_all() for a caller whose own work is done (a pair stored, a flag cleared): a failure here is
     logged, not raised, because the next daily scheduler run releases the messages anyway."""
     try:
-        return release_all()
+        return release_all(deps)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.warning(f"could not release parked messages now; the next daily run will: {exc}",
                     event="parked_release_failed", error_type=type(exc).__name__)

@@ -17,7 +17,6 @@ from shared import db, jsonutil, log
 from shared.bling.api import BlingApi
 from shared.bling.errors import BlingNotFound
 from shared.bling_values import as_bool, as_int, as_text
-from shared.config import get_settings
 
 # Bling API v3 enum FormasPagamentosDadosBaseDTO.tipoPagamento.
 TIPO_PAGAMENTO = {
@@ -31,13 +30,13 @@ TIPO_PAGAMENTO = {
     99: "Outros",
 }
 
-def ensure_known(bling: BlingApi, form_ids: Iterable[int]) -> int:
+def ensure_known(bling: BlingApi, form_ids: Iterable[int], max_age_days: int) -> int:
     """Make sure every id has a forma_pagamento row; returns the number of Bling calls made."""
     wanted = set(form_ids)
     if not wanted:
         return 0
     recheck_before = (datetime.datetime.now(tz=datetime.UTC)
-                      - datetime.timedelta(days=get_settings().enrich_max_age_days))
+                      - datetime.timedelta(days=max_age_days))
     stored = {row[0] for row in db.fetch_all(
         "SELECT id FROM forma_pagamento WHERE id = ANY(%s) AND (encontrada OR atualizado_em >= %s)",
         (list(wanted), recheck_before))}

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from shared import db, log
+from shared import log, message_failures
 from shared.bling.errors import BlingRetryableError
 from shared.errors import DailyLimitReached, ReauthorizationRequired
 from shared.messages import PubSubMessage
@@ -55,12 +55,7 @@ def last_attempt(message: PubSubMessage, route: Route) -> Callable[[], bool]:
             return message.delivery_attempt >= route.max_delivery_attempts
         if not message.message_id:
             return False
-        with db.transaction() as cur:
-            cur.execute("""INSERT INTO etl_message_failures (topic, message_id, falhas) VALUES (%s, %s, 1)
-                           ON CONFLICT (topic, message_id) DO UPDATE
-                           SET falhas = etl_message_failures.falhas + 1, atualizado_em = now()
-                           RETURNING falhas""", (route.topic, message.message_id))
-            return bool(cur.fetchone()[0] >= route.max_delivery_attempts)
+        return message_failures.count_failure(route.topic, message.message_id) >= route.max_delivery_attempts
 
     return decide
 

@@ -29,7 +29,7 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.config import get_settings
+from shared.config import Settings
 from shared.domain import RunKind
 from shared.errors import BadMessage
 from shared.messages import Window, decode_json_object, parse_iso_date
@@ -52,8 +52,7 @@ def today_in(timezone: str) -> datetime.date:
     return datetime.datetime.now(tz=ZoneInfo(timezone)).date()
 
 
-def parse_schedule_request(data: bytes, today: datetime.date | None = None) -> ScheduleRequest:
-    settings = get_settings()
+def parse_schedule_request(data: bytes, settings: Settings, today: datetime.date | None = None) -> ScheduleRequest:
     today = today or today_in(settings.timezone)
     body = decode_json_object(data)
     keys = set(body)

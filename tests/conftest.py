@@ -50,14 +50,8 @@ def missing(reason: str) -> None:
 # (module, function). Looked up by name so a module that does not exist yet (or lost a hook) does not break tests.
 _RESET_HOOKS = (
     ("shared.config", "reset_settings_cache"),
-    ("shared.firestore_client", "reset_client"),
-    ("shared.pubsub", "reset_client"),
     ("shared.db", "reset_connection"),
-    ("shared.bling.client", "reset_client"),  # also the token store and the daily-limit cache
-    ("shared.bling.token_store", "reset_token_store"),
-    ("shared.bling.oauth", "reset_guard"),
-    ("shared.bling.rate_budget", "reset"),
-    ("tests.integration.data.pipeline_driver", "forget_deps"),  # the in-process functions' Deps
+    ("tests.integration.process_deps", "forget_deps"),  # the test process's Deps (clients, account parts)
 )
 
 

@@ -26,15 +26,16 @@ from typing import Any
 
 import functions_framework
 
-from shared import log, oauth_state, operator_auth, parking
-from shared.bling import oauth
+from shared import log, oauth_state, operator_auth, parking, topology
 from shared.bling.errors import BlingError
-from shared.bling.token_store import get_token_store
-from shared.config import get_settings
+from shared.deps import Deps
 
 FUNCTION = "auth"
 CONFIRM_FIELD, CONFIRM_VALUE = "confirm", "replace"
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+deps = Deps.from_environment()  # the composition root: once per process (ADR 010)
+key_guard = operator_auth.KeyGuard(deps.settings.auth_admin_key)  # this instance's wrong-key lock-out
 
 
 @functions_framework.http
@@ -48,7 +49,7 @@ def auth_http(request: Any) -> Any:
         if route == "callback":
             return _callback(request)
         if route == "status":
-            return _operator_only(request, "status", lambda _: _json(get_token_store().status()))
+            return _operator_only(request, "status", lambda _: _json(deps.account().token_store.status()))
         return _page(404, "Not found", "This address is not part of the Bling authorization flow.",
                      link=("start", "Authorize Bling"))
 
@@ -74,11 +75,11 @@ def _operator_only(request: Any, route: str, handler: Callable[[Any], Any]) -> A
                      "URLs end up in logs and browser history. Submit the key with the form or an "
                      "Authorization: Bearer header; if this was the real key, rotate it (docs/RUNBOOK.md).",
                      form=route)
-    verdict = operator_auth.check(operator_auth.presented_key(request))
+    verdict = key_guard.check(operator_auth.presented_key(request))
     if verdict.ok:
         return handler(request)
     if verdict.reason == "not_configured":
-        problem = operator_auth.configured_key_problem()
+        problem = key_guard.problem()
         log.error(f"auth /{route} refused: {problem}; set the Secret Manager secret bling-auth-admin-key",
                   event="auth_admin_key_missing", route=route)
         return _page(503, "The auth function has no admin key",
@@ -101,7 +102,7 @@ def _operator_only(request: Any, route: str, handler: Callable[[Any], Any]) -> A
 
 
 def _start(request: Any) -> Any:
-    status = get_token_store().status()
+    status = deps.account().token_store.status()
     if not status["reauth_required"] and request.form.get(CONFIRM_FIELD) != CONFIRM_VALUE:
         log.info("a working authorization exists: asked for confirmation", event="auth_start_needs_confirmation",
                  token_version=status["version"])
@@ -111,9 +112,9 @@ def _start(request: Any) -> Any:
                      f"{status['version']}). A new authorization replaces it: the pipeline then reads the company "
                      "of whoever approves at Bling. To replace it, enter the admin key and confirm (curl: POST "
                      f"again with {CONFIRM_FIELD}={CONFIRM_VALUE}).", form="start", confirm=True)
-    settings = get_settings()
-    client_id, _ = oauth.client_credentials()
-    state, browser_secret = oauth_state.issue(settings.oauth_state_ttl_s)
+    settings = deps.settings
+    client_id, _ = deps.oauth.client_credentials()
+    state, browser_secret = oauth_state.issue(deps.collection(topology.OAUTH_STATES), settings.oauth_state_ttl_s)
     query = urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "state": state})
     sep = "&" if "?" in settings.bling_authorize_url else "?"
     log.info("redirecting to Bling's consent page", event="auth_start", state_expires_in_s=settings.oauth_state_ttl_s,
@@ -126,7 +127,7 @@ def _start(request: Any) -> Any:
 
 def _cookie_path() -> str:
     """The auth function's own path (AUTH_PUBLIC_URL), so the cookie goes to its callback and nowhere else."""
-    public = urllib.parse.urlsplit(get_settings().auth_public_url)
+    public = urllib.parse.urlsplit(deps.settings.auth_public_url)
     return (public.path.rstrip("/") or "/") if public.scheme in ("http", "https") else "/"
 
 
@@ -152,7 +153,9 @@ def _callback(request: Any) -> Any:
         log.warning("callback without code or state", event="auth_callback_refused", reason="missing_parameters")
         return _page(400, "Authorization failed", "The callback is missing its code or state.",
                      link=("start", "Start again"))
-    refusal = oauth_state.consume(state, code, request.cookies.get(oauth_state.COOKIE_NAME, ""))
+    refusal = oauth_state.consume(deps.firestore, deps.collection(topology.OAUTH_STATES),
+                                  deps.collection(topology.OAUTH_CODES), state, code,
+                                  request.cookies.get(oauth_state.COOKIE_NAME, ""))
     if refusal:
         log.warning(f"callback refused: {refusal}", event="auth_callback_refused", reason=refusal)
         text = (f"This authorization link cannot be used: {refusal}." if refusal != oauth_state.NOT_THIS_BROWSER else
@@ -161,7 +164,7 @@ def _callback(request: Any) -> Any:
         return _page(400, "Authorization failed", text, link=("start", "Start again"))
     requested_at = time.time()
     try:
-        token_response = oauth.request_token({"grant_type": "authorization_code", "code": code})
+        token_response = deps.oauth.request_token({"grant_type": "authorization_code", "code": code})
     except BlingError as exc:
         log.error(f"Bling refused the authorization code: {exc}", event="auth_code_exchange_failed",
                   **exc.log_fields())
@@ -169,9 +172,9 @@ def _callback(request: Any) -> Any:
                      f"Bling refused the authorization code ({exc.error_type or exc.status}: "
                      f"{exc.description or exc.error_message}). Codes are valid for one minute and only once.",
                      link=("start", "Start again"))
-    get_token_store().store_authorization(token_response, requested_at=requested_at)
+    deps.account().token_store.store_authorization(token_response, requested_at=requested_at)
     log.info("Bling authorization stored", event="auth_authorized")
-    parking.release_after_fix()  # work parked while the authorization was missing or revoked resumes now
+    parking.release_after_fix(deps)  # work parked while the authorization was missing or revoked resumes now
     response = _response(*_page(200, "Bling is authorized",
                                 "The pipeline can now read invoices, contacts and products. You may close this page.",
                                 link=("status", "Status")))
@@ -194,7 +197,7 @@ def _json(payload: dict[str, Any]) -> tuple[str, int, dict[str, str]]:
 
 def _link(route: str) -> str:
     """Absolute when AUTH_PUBLIC_URL is known (the function may sit under a path prefix), else relative."""
-    public = get_settings().auth_public_url.rstrip("/")
+    public = deps.settings.auth_public_url.rstrip("/")
     return f"{public}/{route}" if public.startswith(("http://", "https://")) else route
 
 

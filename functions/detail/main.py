@@ -13,11 +13,11 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 
 
 @functions_framework.cloud_event
-@pubsub_handler("detail")
+@pubsub_handler("detail", lambda: deps.collection(topology.PARKED))
 def on_nfe_batch(message: PubSubMessage) -> None:
     batch = NfeBatch.parse(message.data)
     with log.bind(run_id=batch.run_id, window=batch.window):
-        result = nfe_detail.process_batch(deps.account().client, batch)
+        result = nfe_detail.process_batch(deps.account().client, batch, deps.settings)
         enrich = result.enrich_request(batch.run_id)
         if enrich:
             deps.publish_json(topology.ENRICH.topic, [enrich.to_json()])

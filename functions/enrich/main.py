@@ -22,7 +22,7 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 
 
 @functions_framework.cloud_event
-@pubsub_handler("enrich")
+@pubsub_handler("enrich", lambda: deps.collection(topology.PARKED))
 def on_enrich(message: PubSubMessage) -> None:
     request = EnrichRequest.parse(message.data)
     settings = deps.settings
@@ -32,11 +32,13 @@ def on_enrich(message: PubSubMessage) -> None:
     attempts = record_failures.Attempts()
     bling = deps.account().client
     max_age = settings.enrich_max_age_days
+    claims = deps.collection(topology.ENRICH_CLAIMS)
     with log.bind(run_id=request.run_id), count_calls() as calls:
         # The claims end with this block, before anything is republished: a record retried in a message of its own
         # must find no claim of ours in its way.
-        with enrichment.claimed(CONTACT, enrichment.stale_contacts(request.contact_ids, max_age), owner) as contacts, \
-                enrichment.claimed(SKU, enrichment.stale_skus(request.skus, max_age), owner) as skus:
+        with enrichment.claimed(claims, CONTACT, enrichment.stale_contacts(request.contact_ids, max_age),
+                                owner) as contacts, \
+                enrichment.claimed(claims, SKU, enrichment.stale_skus(request.skus, max_age), owner) as skus:
             found_contacts = sum(bool(attempts.run(functools.partial(enrichment.load_contact, bling, c), (CONTACT, c)))
                                  for c in contacts)
             products = enrichment.find_products_by_sku(bling, skus, attempts)

@@ -19,7 +19,7 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 
 
 @functions_framework.cloud_event
-@pubsub_handler("lister")
+@pubsub_handler("lister", lambda: deps.collection(topology.PARKED))
 def on_window(message: PubSubMessage) -> None:
     window = Window.parse(message.data)
     settings = deps.settings
@@ -27,7 +27,8 @@ def on_window(message: PubSubMessage) -> None:
         audit.ensure_window(window)
 
         pages = listing.WindowListing(window, listing.nfe_page_fetcher(deps.account().client),
-                                      listing.CheckpointStore(), settings.list_page_size, settings.list_page_cap)
+                                      listing.CheckpointStore(deps.collection(topology.CHECKPOINTS)),
+                                      settings.list_page_size, settings.list_page_cap)
         with count_calls() as calls:
             try:
                 for notes in pages:  # the checkpoint moves past a page only once its ids are recorded and sent

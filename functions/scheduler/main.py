@@ -16,9 +16,9 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 
 
 @functions_framework.cloud_event
-@pubsub_handler("scheduler")
+@pubsub_handler("scheduler", lambda: deps.collection(topology.PARKED))
 def on_schedule(message: PubSubMessage) -> None:
-    request = parse_schedule_request(message.data)
+    request = parse_schedule_request(message.data, deps.settings)
     if request.kind is RunKind.DAILY:
         # Work parked yesterday because Bling's daily quota was spent goes out again with today's run.
         parking.release_all(deps)

@@ -6,8 +6,9 @@ path without query string, status, duration_ms, attempt). Bodies are parsed with
 stay exact. Errors are raised as the classes of shared.bling.errors; which ones are retried here, how often and how
 long is the table in shared.bling.retry_policy.
 
-A 429 with period "day" is remembered in Firestore (`<prefix>_rate_state/daily_limit`) until the next midnight in
-São Paulo, so every instance stops without calling Bling; count_calls() counts the requests of a unit of work.
+A 429 with period "day" is remembered in Firestore (`<prefix>_rate_state/daily_limit`, DailyLimit) until the next
+midnight in São Paulo, so every instance stops without calling Bling; count_calls() counts the requests of a unit
+of work.
 """
 from __future__ import annotations
 
@@ -23,14 +24,12 @@ from typing import Any, Protocol
 
 import tenacity
 
-from shared import firestore_client, log, topology
-from shared.bling import rate_budget
+from shared import log, topology
 from shared.bling.api import Params
 from shared.bling.errors import BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError, BlingRetryableError
-from shared.bling.http import error_from_response, parse_json, reset_session, session
+from shared.bling.http import error_from_response, parse_json
 from shared.bling.retry_policy import DEADLINE_S, MAX_ATTEMPTS_PER_CALL, POLICY, Outcome, Rule
-from shared.bling.token_store import TokenStore, get_token_store, reset_token_store
-from shared.config import get_settings
+from shared.bling.token_store import TokenStore
 
 # ---------------------------------------------------------------------------------------------------- call counting
 
@@ -101,50 +100,48 @@ def _raise_for(outcome: Outcome, status: int, parsed: Any, path: str) -> BlingEr
 
 _DAILY_DOC = "daily_limit"
 _DAILY_RECHECK_S = 30.0  # how long an instance trusts its last read of the daily-limit document
-_daily_lock = threading.Lock()
-_daily_cache: dict[str, float] = {"until": 0.0, "read_at": -1e9}
 
 
-def _daily_ref() -> Any:
-    return firestore_client.collection(topology.RATE_STATE).document(_DAILY_DOC)
+class DailyLimit:
+    """One account's spent daily quota: the Firestore document `<prefix>_rate_state/daily_limit` (every instance
+    stops), and this process's last read of it (trusted for _DAILY_RECHECK_S, so a call costs no read)."""
 
+    def __init__(self, rate_state: Any, timezone: str):
+        self._ref = rate_state.document(_DAILY_DOC)
+        self._tz = zoneinfo.ZoneInfo(timezone)
+        self._lock = threading.Lock()
+        self._until, self._read_at = 0.0, -1e9
 
-def _next_reset(now: float) -> float:
-    """The next midnight in São Paulo; if Bling still says "day" shortly after midnight, try again in an hour."""
-    tz = zoneinfo.ZoneInfo(get_settings().timezone)
-    local = datetime.datetime.fromtimestamp(now, tz=tz)
-    midnight = datetime.datetime.combine(local.date() + datetime.timedelta(days=1), datetime.time(), tzinfo=tz)
-    until = midnight.timestamp()
-    return until if until - now <= 20 * 3600 else now + 3600
+    def until(self) -> float:
+        """Until when (epoch seconds) the quota is known spent; 0 when it is not."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._read_at < _DAILY_RECHECK_S:
+                return self._until
+        snap = self._ref.get()
+        until = snap.get("until").timestamp() if snap.exists and snap.get("until") else 0.0
+        with self._lock:
+            self._until, self._read_at = until, now
+        return until
 
+    def remember(self, error: BlingDailyLimit) -> None:
+        until = self._next_reset(time.time())
+        when = datetime.datetime.fromtimestamp(until, tz=datetime.UTC)
+        self._ref.set({"until": when, "recorded_at": datetime.datetime.now(tz=datetime.UTC),
+                       "description": error.description,
+                       "expire_at": topology.RATE_STATE.expire_at(datetime.datetime.now(tz=datetime.UTC))})
+        with self._lock:
+            self._until, self._read_at = until, time.monotonic()
+        log.warning("Bling's daily request quota is spent; every instance stops calling Bling until the reset",
+                    event="bling_daily_limit", until=when.isoformat())
 
-def _daily_limit_until() -> float:
-    now = time.monotonic()
-    with _daily_lock:
-        if now - _daily_cache["read_at"] < _DAILY_RECHECK_S:
-            return _daily_cache["until"]
-    snap = _daily_ref().get()
-    until = snap.get("until").timestamp() if snap.exists and snap.get("until") else 0.0
-    with _daily_lock:
-        _daily_cache.update(until=until, read_at=now)
-    return until
-
-
-def _remember_daily_limit(error: BlingDailyLimit) -> None:
-    until = _next_reset(time.time())
-    when = datetime.datetime.fromtimestamp(until, tz=datetime.UTC)
-    _daily_ref().set({"until": when, "recorded_at": datetime.datetime.now(tz=datetime.UTC),
-                      "description": error.description,
-                      "expire_at": topology.RATE_STATE.expire_at(datetime.datetime.now(tz=datetime.UTC))})
-    with _daily_lock:
-        _daily_cache.update(until=until, read_at=time.monotonic())
-    log.warning("Bling's daily request quota is spent; every instance stops calling Bling until the reset",
-                event="bling_daily_limit", until=when.isoformat())
-
-
-def reset_daily_limit_cache() -> None:
-    with _daily_lock:
-        _daily_cache.update(until=0.0, read_at=-1e9)
+    def _next_reset(self, now: float) -> float:
+        """The next midnight in São Paulo; if Bling still says "day" shortly after midnight, try again in an hour."""
+        local = datetime.datetime.fromtimestamp(now, tz=self._tz)
+        midnight = datetime.datetime.combine(local.date() + datetime.timedelta(days=1), datetime.time(),
+                                             tzinfo=self._tz)
+        until = midnight.timestamp()
+        return until if until - now <= 20 * 3600 else now + 3600
 
 
 # ---------------------------------------------------------------------------------------------------- client
@@ -183,20 +180,20 @@ class RateBudget(Protocol):
 
 
 class BlingClient:
-    def __init__(self, token_store: TokenStore | None = None, policy: Mapping[Outcome, Rule] | None = None,
-                 budget: RateBudget | None = None, base_url: str | None = None, http: Any = None,
-                 timeout_s: float | None = None):
-        """A composition root (shared.deps.Deps.account) passes every part; a part left out is the process's."""
-        self._tokens = token_store or get_token_store()
-        self._budget: RateBudget = budget or rate_budget
+    def __init__(self, *, token_store: TokenStore, budget: RateBudget, daily_limit: DailyLimit, base_url: str,
+                 http: Any, timeout_s: float, policy: Mapping[Outcome, Rule] | None = None):
+        """One account's client; its composition root (shared.deps.Deps.account) passes every part."""
+        self._tokens = token_store
+        self._budget = budget
+        self._daily = daily_limit
         self._policy = policy or POLICY
         self._http = http
-        self._base = base_url if base_url is not None else get_settings().bling_api_base
-        self._timeout = timeout_s if timeout_s is not None else get_settings().bling_http_timeout_s
+        self._base = base_url
+        self._timeout = timeout_s
 
     def get(self, path: str, params: Params = None) -> dict[str, Any]:
         """GET base + path; the parsed JSON object. Raises the classes of shared.bling.errors."""
-        until = _daily_limit_until()
+        until = self._daily.until()
         if until > time.time():
             raise BlingDailyLimit(429, "TOO_MANY_REQUESTS", "daily limit remembered",
                                   "Bling's daily quota was spent; waiting until "
@@ -243,9 +240,9 @@ class BlingClient:
         status, parsed, outcome = 0, None, Outcome.CONNECTION
         started = time.monotonic()
         try:
-            response = (self._http or session()).get(self._base + call.path, params=params, timeout=self._timeout,
-                                     headers={"Authorization": f"Bearer {token}", "enable-jwt": "1",
-                                              "Accept": "application/json"})
+            response = self._http.get(self._base + call.path, params=params, timeout=self._timeout,
+                                      headers={"Authorization": f"Bearer {token}", "enable-jwt": "1",
+                                               "Accept": "application/json"})
             status = response.status_code
             call.retry_after_s = _retry_after_seconds(response.headers.get("Retry-After"))
             parsed = parse_json(response.content)
@@ -272,7 +269,7 @@ class BlingClient:
         else:
             error = _raise_for(outcome, status, parsed, call.path)
         if outcome is Outcome.RATE_DAY:
-            _remember_daily_limit(error)  # type: ignore[arg-type]
+            self._daily.remember(error)  # type: ignore[arg-type]
             raise error
         if outcome in (Outcome.UNAUTHORIZED, Outcome.INSUFFICIENT_SCOPE):
             # Bling refuses the authorization itself, not this record: flag the fleet and park (ADR 008).
@@ -297,25 +294,3 @@ def _retry_after_seconds(value: str | None) -> float:
         return max(0.0, float(value)) if value else 0.0
     except ValueError:
         return 0.0
-
-
-_client: BlingClient | None = None
-_client_lock = threading.Lock()
-
-
-def get_client() -> BlingClient:
-    global _client
-    with _client_lock:
-        if _client is None:
-            _client = BlingClient()
-        return _client
-
-
-def reset_client() -> None:
-    """Forget the client, the token store, the session and the cached daily-limit state (tests)."""
-    global _client
-    with _client_lock:
-        _client = None
-    reset_session()
-    reset_token_store()
-    reset_daily_limit_cache()

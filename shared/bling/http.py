@@ -1,27 +1,16 @@
-"""HTTP plumbing shared by the API client and the token endpoint: one pooled session, Bling's error bodies."""
+"""HTTP plumbing shared by the API client and the token endpoint: the pooled session (one per process, held by
+shared.deps.Deps), Bling's error bodies."""
 from __future__ import annotations
 
 import decimal
 import json
-import threading
 from typing import Any
 
 from shared.bling.errors import BlingError
 
-_session = None
-_session_lock = threading.Lock()
-
-
-def session() -> Any:
-    """One requests.Session per process (connection reuse), created on first use."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            _session = new_session()
-        return _session
-
 
 def new_session() -> Any:
+    """A requests.Session with a connection pool (reused across requests: connection reuse)."""
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -50,8 +39,3 @@ def error_from_response(status: int, parsed: Any, path: str) -> BlingError:
         return BlingError(status, error, error, str(parsed.get("error_description") or ""), [], path)
     return BlingError(status, "", "", "" if parsed is not None else "non-JSON body", [], path)
 
-
-def reset_session() -> None:
-    global _session
-    with _session_lock:
-        _session = None

@@ -17,6 +17,8 @@ claim sleeps longer than that cap: beyond it the account is oversubscribed and t
 
 Tick documents carry `expire_at` (now + 1 h) for the Firestore TTL policy on collection group `bling_rate_ticks`.
 There is no other mode: code that must not touch Firestore gives BlingClient another budget (shared.bling.client).
+A `RateLedger` is one account's (shared.deps.Account): it owns what it learned (the clock offset, the highest
+tick it knows taken, its claim latency) and its stats; nothing here is process-global.
 """
 from __future__ import annotations
 
@@ -28,17 +30,16 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from shared import firestore_client, log, topology
-from shared.config import get_settings
+from shared import log, topology
+from shared.config import Settings
 from shared.errors import RetryableError
 
 # A wait longer than this is worth a WARNING: the account is oversubscribed (many instances queueing).
 _LONG_WAIT_S = 20.0
 _HOLDER = f"{socket.gethostname()}:{os.getpid()}"
-# The local clock; Firestore's time is this plus _server_offset_s. A seam for tests that skew the local clock.
-_wall_clock = time.time
 _CLOCK_WARN_S = 1.0
 # An offset smaller than this is NTP-synced clocks plus the noise of our estimate (half a round trip): kept at 0.
 _CLOCK_TRUST_S = 0.25
@@ -46,7 +47,7 @@ _CLOCK_TRUST_S = 0.25
 
 @dataclasses.dataclass
 class LedgerStats:
-    """Process-wide counters, for measurements (docs/decisions/001) and debugging."""
+    """One ledger's counters, for measurements (docs/decisions/001) and debugging."""
     claims: int = 0
     conflicts: int = 0
     dropped_late: int = 0
@@ -54,151 +55,138 @@ class LedgerStats:
     wait_seconds: float = 0.0  # time spent sleeping until a claimed tick starts
 
 
-_lock = threading.Lock()
-_highest_taken = 0  # highest tick this process knows to be taken (by itself or by anyone)
-_claim_latency_s = 0.05  # moving estimate of one create() round trip
-_stats = LedgerStats()
-_server_offset_s: float | None = None  # Firestore's clock minus ours, None until first learned
-_skew_warned: set[str] = set()
+class RateLedger:
+    """The tick ledger of one account. `ticks`: its Firestore collection (`<prefix>_rate_ticks`); `wall_clock`:
+    the local clock (Firestore's time is this plus the learned offset; a seam for tests that skew it)."""
 
+    def __init__(self, ticks: Any, settings: Settings, wall_clock: Callable[[], float] = time.time):
+        self._ticks = ticks
+        self._tick_s = 1.0 / settings.rate_budget_per_s
+        self._slack_s = settings.rate_tick_slack * self._tick_s
+        self._max_wait_s = settings.rate_max_wait_s
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._highest_taken = 0  # highest tick this ledger knows to be taken (by itself or by anyone)
+        self._claim_latency_s = 0.05  # moving estimate of one create() round trip
+        self._stats = LedgerStats()
+        self._server_offset_s: float | None = None  # Firestore's clock minus ours, None until first learned
+        self._skew_warned: set[str] = set()
 
-def acquire() -> None:
-    """Block until this process may send one request to Bling."""
-    settings = get_settings()
-    tick_s = 1.0 / settings.rate_budget_per_s
-    slack_s = settings.rate_tick_slack * tick_s
-    _acquire_tick(tick_s, slack_s)
+    def acquire(self) -> None:
+        """Block until this process may send one request to Bling."""
+        self._acquire_tick(self._tick_s, self._slack_s)
 
+    def stats(self) -> LedgerStats:
+        with self._lock:
+            return dataclasses.replace(self._stats)
 
-def stats() -> LedgerStats:
-    with _lock:
-        return dataclasses.replace(_stats)
+    def _now(self) -> float:
+        """Firestore's time as best known: the local clock corrected by the learned offset."""
+        return self._wall_clock() + (self._server_offset_s or 0.0)
 
-
-def reset() -> None:
-    """Forget the process-wide state (tests)."""
-    global _highest_taken, _claim_latency_s, _stats, _server_offset_s
-    with _lock:
-        _highest_taken, _claim_latency_s, _stats = 0, 0.05, LedgerStats()
-        _server_offset_s = None
-        _skew_warned.clear()
-
-
-def _now() -> float:
-    """Firestore's time as best known: the local clock corrected by the learned offset."""
-    return _wall_clock() + (_server_offset_s or 0.0)
-
-
-def _learn_offset(server_time: Any, sent_at: float, received_at: float) -> None:
-    """One sample of Firestore's clock (a read's read_time or a write's update_time) taken between two local
-    readings: the offset is the server time minus the midpoint."""
-    global _server_offset_s
-    if not isinstance(server_time, datetime.datetime):
-        return
-    offset = server_time.timestamp() - (sent_at + received_at) / 2
-    offset = offset if abs(offset) >= _CLOCK_TRUST_S else 0.0
-    with _lock:
-        first = _server_offset_s is None
-        _server_offset_s = offset
-    if first and abs(offset) > _CLOCK_WARN_S:
-        log.warning(f"this machine's clock differs from Firestore's by {offset:+.1f} s; the rate ledger uses "
-                    "Firestore's time", event="rate_clock_skew", offset_s=round(offset, 3))
-
-
-def _sync_clock(ticks: Any) -> None:
-    sent_at = _wall_clock()
-    snap = ticks.document("clock").get()  # never written: only its read_time (server time) matters
-    _learn_offset(getattr(snap, "read_time", None), sent_at, _wall_clock())
-
-
-def _warn_skew_once(kind: str, **fields: Any) -> None:
-    with _lock:
-        if kind in _skew_warned:
+    def _learn_offset(self, server_time: Any, sent_at: float, received_at: float) -> None:
+        """One sample of Firestore's clock (a read's read_time or a write's update_time) taken between two local
+        readings: the offset is the server time minus the midpoint."""
+        if not isinstance(server_time, datetime.datetime):
             return
-        _skew_warned.add(kind)
-    log.warning("ignored a rate-ledger tick far in the future (a process with a skewed clock wrote it)",
-                event="rate_tick_skew", **fields)
+        offset = server_time.timestamp() - (sent_at + received_at) / 2
+        offset = offset if abs(offset) >= _CLOCK_TRUST_S else 0.0
+        with self._lock:
+            first = self._server_offset_s is None
+            self._server_offset_s = offset
+        if first and abs(offset) > _CLOCK_WARN_S:
+            log.warning(f"this machine's clock differs from Firestore's by {offset:+.1f} s; the rate ledger uses "
+                        "Firestore's time", event="rate_clock_skew", offset_s=round(offset, 3))
 
+    def _sync_clock(self, ticks: Any) -> None:
+        sent_at = self._wall_clock()
+        snap = ticks.document("clock").get()  # never written: only its read_time (server time) matters
+        self._learn_offset(getattr(snap, "read_time", None), sent_at, self._wall_clock())
 
-def _acquire_tick(tick_s: float, slack_s: float) -> None:
-    global _highest_taken, _claim_latency_s
-    from google.api_core import exceptions as gexc
+    def _warn_skew_once(self, kind: str, **fields: Any) -> None:
+        with self._lock:
+            if kind in self._skew_warned:
+                return
+            self._skew_warned.add(kind)
+        log.warning("ignored a rate-ledger tick far in the future (a process with a skewed clock wrote it)",
+                    event="rate_tick_skew", **fields)
 
-    ticks = firestore_client.collection(topology.RATE_TICKS)
-    max_wait_s = get_settings().rate_max_wait_s
-    started = time.monotonic()
-    conflicts_here = 0
-    try:
-        if _server_offset_s is None:
-            _sync_clock(ticks)
-    except gexc.GoogleAPICallError as exc:
-        raise RetryableError(f"rate ledger unavailable: {exc}") from exc
-    while True:
-        now = _now()
-        with _lock:
-            # The first tick whose send window [start, start + slack] we can still reach after the claim round trip.
-            earliest = math.ceil((now + _claim_latency_s - slack_s) / tick_s)
-            candidate = max(earliest, _highest_taken + 1)
-        # Processes that just collided would collide again on the same next tick; spread them a little.
-        candidate += random.randint(0, 1 if conflicts_here >= 2 else 0)
-        if candidate * tick_s - now > max_wait_s:
-            # Every slot within the cap is taken: the account is oversubscribed; let Pub/Sub redeliver later.
-            raise RetryableError(f"rate budget oversubscribed: no slot within {max_wait_s:.0f} s")
-        expire_at = topology.RATE_TICKS.expire_at(datetime.datetime.now(tz=datetime.UTC))
-        sent_at = _wall_clock()
+    def _acquire_tick(self, tick_s: float, slack_s: float) -> None:
+        from google.api_core import exceptions as gexc
+
+        ticks = self._ticks
+        max_wait_s = self._max_wait_s
+        started = time.monotonic()
+        conflicts_here = 0
         try:
-            result = ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at,
-                                                             "holder": _HOLDER})
-        except (gexc.Conflict, gexc.AlreadyExists):
-            conflicts_here += 1
-            highest = candidate
-            if conflicts_here == 1 or conflicts_here % 3 == 0:
-                in_ledger = _highest_tick_in_ledger(ticks)
-                if in_ledger * tick_s - now > max_wait_s:
-                    _warn_skew_once(str(in_ledger), tick=in_ledger, ahead_s=round(in_ledger * tick_s - now))
-                else:
-                    highest = max(highest, in_ledger)
-            with _lock:
-                _highest_taken = max(_highest_taken, highest)
-                _stats.conflicts += 1
-                _stats.claim_seconds += _now() - now
-            continue
+            if self._server_offset_s is None:
+                self._sync_clock(ticks)
         except gexc.GoogleAPICallError as exc:
             raise RetryableError(f"rate ledger unavailable: {exc}") from exc
-        _learn_offset(getattr(result, "update_time", None), sent_at, _wall_clock())
-        claimed_at = _now()
-        start = candidate * tick_s
-        with _lock:
-            _highest_taken = max(_highest_taken, candidate)
-            _claim_latency_s = 0.8 * _claim_latency_s + 0.2 * (claimed_at - now)
-            _stats.claims += 1
-            _stats.claim_seconds += claimed_at - now
-        if claimed_at > start + slack_s:
-            _count_late()
-            continue
-        wait = min(start - _now(), max_wait_s)
-        if wait > 0:
-            time.sleep(wait)
-        if _now() > start + slack_s:  # overslept (a busy process): never send outside the tick's window
-            _count_late()
-            continue
-        waited = time.monotonic() - started
-        with _lock:
-            _stats.wait_seconds += max(0.0, wait)
-        if waited > _LONG_WAIT_S:
-            log.warning("waited long for a Bling request slot; the account budget is oversubscribed",
-                        event="rate_budget_wait", waited_ms=round(waited * 1000), tick=candidate)
-        return
+        while True:
+            now = self._now()
+            with self._lock:
+                # The first tick whose send window [start, start + slack] we can still reach after the claim round trip.
+                earliest = math.ceil((now + self._claim_latency_s - slack_s) / tick_s)
+                candidate = max(earliest, self._highest_taken + 1)
+            # Processes that just collided would collide again on the same next tick; spread them a little.
+            candidate += random.randint(0, 1 if conflicts_here >= 2 else 0)
+            if candidate * tick_s - now > max_wait_s:
+                # Every slot within the cap is taken: the account is oversubscribed; let Pub/Sub redeliver later.
+                raise RetryableError(f"rate budget oversubscribed: no slot within {max_wait_s:.0f} s")
+            expire_at = topology.RATE_TICKS.expire_at(datetime.datetime.now(tz=datetime.UTC))
+            sent_at = self._wall_clock()
+            try:
+                result = ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at,
+                                                                 "holder": _HOLDER})
+            except (gexc.Conflict, gexc.AlreadyExists):
+                conflicts_here += 1
+                highest = candidate
+                if conflicts_here == 1 or conflicts_here % 3 == 0:
+                    in_ledger = self._highest_tick_in_ledger(ticks)
+                    if in_ledger * tick_s - now > max_wait_s:
+                        self._warn_skew_once(str(in_ledger), tick=in_ledger, ahead_s=round(in_ledger * tick_s - now))
+                    else:
+                        highest = max(highest, in_ledger)
+                with self._lock:
+                    self._highest_taken = max(self._highest_taken, highest)
+                    self._stats.conflicts += 1
+                    self._stats.claim_seconds += self._now() - now
+                continue
+            except gexc.GoogleAPICallError as exc:
+                raise RetryableError(f"rate ledger unavailable: {exc}") from exc
+            self._learn_offset(getattr(result, "update_time", None), sent_at, self._wall_clock())
+            claimed_at = self._now()
+            start = candidate * tick_s
+            with self._lock:
+                self._highest_taken = max(self._highest_taken, candidate)
+                self._claim_latency_s = 0.8 * self._claim_latency_s + 0.2 * (claimed_at - now)
+                self._stats.claims += 1
+                self._stats.claim_seconds += claimed_at - now
+            if claimed_at > start + slack_s:
+                self._count_late()
+                continue
+            wait = min(start - self._now(), max_wait_s)
+            if wait > 0:
+                time.sleep(wait)
+            if self._now() > start + slack_s:  # overslept (a busy process): never send outside the tick's window
+                self._count_late()
+                continue
+            waited = time.monotonic() - started
+            with self._lock:
+                self._stats.wait_seconds += max(0.0, wait)
+            if waited > _LONG_WAIT_S:
+                log.warning("waited long for a Bling request slot; the account budget is oversubscribed",
+                            event="rate_budget_wait", waited_ms=round(waited * 1000), tick=candidate)
+            return
 
+    def _highest_tick_in_ledger(self, ticks: Any) -> int:
+        """The highest tick anyone holds: one indexed query, so a queue of instances skips ahead in one step."""
+        from google.cloud import firestore
 
-def _highest_tick_in_ledger(ticks: Any) -> int:
-    """The highest tick anyone holds: one indexed query, so a queue of instances skips ahead in one step."""
-    from google.cloud import firestore
+        docs = list(ticks.order_by("tick", direction=firestore.Query.DESCENDING).limit(1).stream())
+        return int(docs[0].get("tick")) if docs else 0
 
-    docs = list(ticks.order_by("tick", direction=firestore.Query.DESCENDING).limit(1).stream())
-    return int(docs[0].get("tick")) if docs else 0
-
-
-def _count_late() -> None:
-    with _lock:
-        _stats.dropped_late += 1
+    def _count_late(self) -> None:
+        with self._lock:
+            self._stats.dropped_late += 1

@@ -14,7 +14,6 @@ import functools
 import os
 
 from shared import log
-from shared.config import get_settings
 from shared.errors import ConfigurationError
 
 _PREFIX = "v1:"
@@ -29,18 +28,17 @@ def is_encrypted(value: str) -> bool:
     return isinstance(value, str) and value.startswith(_PREFIX)
 
 
-def encrypt(plain: str, context: str) -> str:
+def encrypt(plain: str, context: str, key_text: str) -> str:
+    """key_text: BLING_TOKEN_KEY (Settings.bling_token_key)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     nonce = os.urandom(_NONCE_BYTES)
-    sealed = AESGCM(_key()).encrypt(nonce, plain.encode("utf-8"), context.encode("utf-8"))
+    sealed = AESGCM(_decode_key(key_text)).encrypt(nonce, plain.encode("utf-8"), context.encode("utf-8"))
     return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
 
-def decrypt(stored: str, context: str, key_text: str | None = None) -> str:
-    """The plain value of a stored field; a legacy plain-text value is returned as it is.
-
-    key_text: the key to use instead of this process's BLING_TOKEN_KEY (a test harness reading a stack's tokens)."""
+def decrypt(stored: str, context: str, key_text: str) -> str:
+    """The plain value of a stored field; a legacy plain-text value is returned as it is. key_text: as in encrypt."""
     if not stored or not is_encrypted(stored):
         return stored or ""
     from cryptography.exceptions import InvalidTag
@@ -48,7 +46,7 @@ def decrypt(stored: str, context: str, key_text: str | None = None) -> str:
 
     try:
         raw = base64.urlsafe_b64decode(stored[len(_PREFIX):].encode("ascii"))
-        cipher = AESGCM(_key() if key_text is None else _decode_key(key_text))
+        cipher = AESGCM(_decode_key(key_text))
         plain = cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))
     except (InvalidTag, ValueError, binascii.Error):
         raise TokenKeyError("BLING_TOKEN_KEY does not decrypt the stored Bling token: deploy the key it was "
@@ -57,10 +55,6 @@ def decrypt(stored: str, context: str, key_text: str | None = None) -> str:
     value = plain.decode("utf-8")
     log.register_secret(value)
     return value
-
-
-def _key() -> bytes:
-    return _decode_key(get_settings().bling_token_key)
 
 
 @functools.lru_cache(maxsize=4)

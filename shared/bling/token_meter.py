@@ -17,21 +17,22 @@ import socket
 from typing import Any
 
 from shared import firestore_client, topology
-from shared.config import get_settings
+from shared.config import Settings
 
 _WINDOW = datetime.timedelta(seconds=60)
 _HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def take_slot() -> bool:
-    """True when this process may make one token call now; False when the fleet made N in the last 60 s."""
+def take_slot(client: Any, settings: Settings) -> bool:
+    """True when this process may make one token call now; False when the fleet made N in the last 60 s.
+    `client`: the process's Firestore client (shared.deps.Deps)."""
     from google.api_core import exceptions as gexc
     from google.cloud import firestore
 
-    meter = firestore_client.collection(topology.TOKEN_METER)
-    refs = [meter.document(f"slot-{k}") for k in range(max(1, get_settings().token_fleet_calls_per_min))]
+    meter = firestore_client.collection_in(client, settings.firestore_prefix, topology.TOKEN_METER)
+    refs = [meter.document(f"slot-{k}") for k in range(max(1, settings.token_fleet_calls_per_min))]
     for _ in range(3):  # another instance may take the slot we chose between our read and our write
-        free = [snap for snap in firestore_client.client().get_all(refs) if _free(snap)]
+        free = [snap for snap in client.get_all(refs) if _free(snap)]
         if not free:
             return False
         random.shuffle(free)  # instances racing for slots spread over them instead of all taking the first
@@ -39,7 +40,7 @@ def take_slot() -> bool:
             fields = {"used_at": firestore.SERVER_TIMESTAMP, "holder": _HOLDER}  # N documents, reused: no TTL
             try:
                 if snap.exists:
-                    snap.reference.update(fields, option=firestore_client.client().write_option(
+                    snap.reference.update(fields, option=client.write_option(
                         last_update_time=snap.update_time))
                 else:
                     snap.reference.create(fields)

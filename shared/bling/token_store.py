@@ -41,10 +41,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import firestore_client, log, parking, topology
+from shared import firestore_client, log, topology
 from shared.bling import oauth, token_crypto, token_meter
 from shared.bling.errors import BlingAuthorizationBroken, BlingError, BlingReauthorizationRequired, BlingRetryableError
-from shared.config import get_settings
+from shared.config import Settings
 
 _DOC_ID = "bling"
 _UTC = datetime.UTC
@@ -60,15 +60,16 @@ _TOKEN_FIELDS = ("access_token", "refresh_token")
 _LOCAL_REFUSALS = ("token_call_guard", "token_fleet_cap")
 
 
-def _context(field: str) -> str:
+def _context(prefix: str, field: str) -> str:
     """Associated data of a token field's ciphertext: its collection, document and field."""
-    return f"{get_settings().firestore_prefix}_oauth/{_DOC_ID}#{field}"
+    return f"{prefix}_oauth/{_DOC_ID}#{field}"
 
 
-def decrypted_tokens(data: dict[str, Any], key_text: str | None = None) -> dict[str, str]:
+def decrypted_tokens(data: dict[str, Any], key_text: str, prefix: str) -> dict[str, str]:
     """{access_token, refresh_token} of a token document's fields, decrypted (plain text from before passes);
-    key_text as in token_crypto.decrypt."""
-    return {name: token_crypto.decrypt(data.get(name) or "", _context(name), key_text) for name in _TOKEN_FIELDS}
+    key_text as in token_crypto.decrypt, prefix = Settings.firestore_prefix."""
+    return {name: token_crypto.decrypt(data.get(name) or "", _context(prefix, name), key_text)
+            for name in _TOKEN_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,14 @@ class _Doc:
     exists: bool
     data: dict[str, Any]
     update_time: Any
+    settings: Settings = field(compare=False, repr=False)
     _plain: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def _token(self, name: str) -> str:
         if name not in self._plain:
-            self._plain[name] = token_crypto.decrypt(self.data.get(name) or "", _context(name))
+            self._plain[name] = token_crypto.decrypt(self.data.get(name) or "",
+                                                     _context(self.settings.firestore_prefix, name),
+                                                     self.settings.bling_token_key)
         return self._plain[name]
 
     @property
@@ -133,7 +137,18 @@ def _iso(value: Any) -> str | None:
 
 
 class TokenStore:
-    def __init__(self, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+    """One account's token document. `firestore` and `endpoint`: the process's Firestore client and token-endpoint
+    client (shared.deps.Deps); `on_restored`: what to do when a valid pair clears a flag (Deps passes the release of
+    the parked work)."""
+
+    def __init__(self, firestore: Any, settings: Settings, endpoint: oauth.OAuthClient,
+                 on_restored: Callable[[], object] = lambda: None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
+        self._firestore = firestore
+        self._settings = settings
+        self._endpoint = endpoint
+        self._on_restored = on_restored
+        self._missing_logged = False  # "no authorization stored" is logged once per store, not per call
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()  # threads of one process refresh one at a time (no Firestore polling)
@@ -143,7 +158,7 @@ class TokenStore:
 
     def get_valid_access_token(self) -> str:
         """An access token valid for more than BLING_TOKEN_REFRESH_MARGIN_S, refreshing it first if needed."""
-        margin = get_settings().token_refresh_margin_s
+        margin = self._settings.token_refresh_margin_s
         cached = self._cached
         if cached and cached[1] - self._clock() > margin:
             return cached[0]
@@ -178,9 +193,9 @@ class TokenStore:
             if doc.access_token != rejected_access_token:
                 # The pair changed since our request: the refusal may not hold for the new token.
                 raise error.as_kind(BlingRetryableError, "the token was replaced meanwhile; retry with the new one")
-            reason = _what_to_fix(error, token_endpoint=False)
+            reason = _what_to_fix(error, self._start_url(), token_endpoint=False)
             if self._cas(doc, self._broken_fields(error, reason, fingerprint=None)):
-                _log_broken(reason, error)
+                _log_broken(reason, error, self._start_url())
                 raise error.as_kind(BlingAuthorizationBroken, reason)
         raise BlingRetryableError(0, "token_store_contention", "could not record the refused authorization",
                                   "the token document kept changing", path=error.path)
@@ -199,7 +214,7 @@ class TokenStore:
             fields["version"] = doc.version + 1
             try:
                 if doc.exists:
-                    self._update(ref, fields, firestore_client.client().write_option(
+                    self._update(ref, fields, self._firestore.write_option(
                         last_update_time=doc.update_time))
                 else:
                     ref.create(fields)
@@ -235,18 +250,28 @@ class TokenStore:
         if doc.authorization_broken:
             result["action_required"] = doc.data.get("authorization_broken_reason")
         if result["reauth_required"] or doc.authorization_broken:
-            result["reauthorize_url"] = _start_url()
+            result["reauthorize_url"] = self._start_url()
         return result
 
     # ------------------------------------------------------------------------------------------------ internals
 
+    def _start_url(self) -> str:
+        return self._settings.auth_public_url.rstrip("/") + "/start"
+
+    def _log_missing_authorization_once(self) -> None:
+        if not self._missing_logged:
+            self._missing_logged = True
+            log.error(f"no Bling authorization is stored: open {self._start_url()} and approve the app",
+                      event="bling_not_authorized", reauthorize_url=self._start_url())
+
     def _ref(self) -> Any:
-        return firestore_client.collection(topology.OAUTH).document(_DOC_ID)
+        return firestore_client.collection_in(self._firestore, self._settings.firestore_prefix,
+                                           topology.OAUTH).document(_DOC_ID)
 
     def _read(self) -> _Doc:
         snap = self._ref().get()
         data = (snap.to_dict() or {}) if snap.exists else {}
-        return _Doc(snap.exists, data, snap.update_time if snap.exists else None)
+        return _Doc(snap.exists, data, snap.update_time if snap.exists else None, self._settings)
 
     def _update(self, ref: Any, fields: dict[str, Any], option: Any) -> None:
         """The one write of the token document (a seam: tests make it fail like Firestore can)."""
@@ -257,7 +282,7 @@ class TokenStore:
         from google.api_core import exceptions as gexc
 
         try:
-            self._update(self._ref(), fields, firestore_client.client().write_option(
+            self._update(self._ref(), fields, self._firestore.write_option(
                 last_update_time=doc.update_time))
             return True
         except (gexc.FailedPrecondition, gexc.NotFound):
@@ -271,16 +296,16 @@ class TokenStore:
         """Raise when the store cannot be used; True when it is flagged broken but our credentials are not the
         ones it failed with (a new secret was deployed): this process may try one refresh to prove them."""
         if not doc.has_pair:
-            _log_missing_authorization_once()
+            self._log_missing_authorization_once()
             raise BlingReauthorizationRequired(401, "not_authorized", "no Bling authorization stored",
-                                               f"open {_start_url()} to authorize", path="/oauth/token")
+                                               f"open {self._start_url()} to authorize", path="/oauth/token")
         if doc.reauth_required:
             raise BlingReauthorizationRequired(401, "reauth_required", "Bling re-authorization required",
-                                               f"the refresh token was refused; open {_start_url()}",
+                                               f"the refresh token was refused; open {self._start_url()}",
                                                path="/oauth/token")
         if doc.authorization_broken:
             failed_with = doc.data.get("authorization_broken_fingerprint")
-            if failed_with and failed_with != oauth.credentials_fingerprint():
+            if failed_with and failed_with != self._endpoint.credentials_fingerprint():
                 return True
             raise self._broken_error(doc)
         return False
@@ -292,8 +317,10 @@ class TokenStore:
 
     def _pair_fields(self, token: dict[str, Any], requested_at: float) -> dict[str, Any]:
         now = self._clock()
-        return {"access_token": token_crypto.encrypt(token["access_token"], _context("access_token")),
-                "refresh_token": token_crypto.encrypt(token["refresh_token"], _context("refresh_token")),
+        prefix, key = self._settings.firestore_prefix, self._settings.bling_token_key
+        return {"access_token": token_crypto.encrypt(token["access_token"], _context(prefix, "access_token"), key),
+                "refresh_token": token_crypto.encrypt(token["refresh_token"], _context(prefix, "refresh_token"),
+                                                      key),
                 "expires_at": _ts(requested_at + token["expires_in"]), "last_refresh_at": _ts(now),
                 "lease_holder": None, "lease_until": None, "reauth_required": False, "last_error": None,
                 "last_error_at": None, "authorization_broken": False, "authorization_broken_reason": None,
@@ -301,7 +328,7 @@ class TokenStore:
 
     def _refresh(self, doc: _Doc, reason: str) -> str:
         """Get a newer pair than the one in `doc`: refresh it ourselves under the lease, or wait for whoever does."""
-        settings = get_settings()
+        settings = self._settings
         seen_version = doc.version
         _ = doc.refresh_token  # decrypt now: a missing or wrong key fails before any lease is taken
         deadline = time.monotonic() + settings.token_lease_s + settings.token_http_timeout_s
@@ -349,15 +376,16 @@ class TokenStore:
         handed_over = False  # a late answer may still come: its handler owns the lease from then on
         try:
             try:
-                if not token_meter.take_slot():
+                if not token_meter.take_slot(self._firestore, self._settings):
                     log.warning("refused a Bling token call: the fleet made its per-minute share already",
                                 event="bling_token_fleet_cap",
-                                limit_per_min=get_settings().token_fleet_calls_per_min)
+                                limit_per_min=self._settings.token_fleet_calls_per_min)
                     raise BlingRetryableError(0, "token_fleet_cap", "fleet token call cap reached",
                                               "the fleet made its token calls for this minute; retry later",
                                               path="/oauth/token")
-                token = oauth.request_token(
-                    {"grant_type": "refresh_token", "refresh_token": refresh_token}, deadline_s=_call_deadline_s(),
+                token = self._endpoint.request_token(
+                    {"grant_type": "refresh_token", "refresh_token": refresh_token},
+                    deadline_s=_call_deadline_s(self._settings),
                     on_late=lambda outcome: self._on_late_answer(doc.version, holder, requested_at, outcome))
             except BlingError as exc:
                 handed_over = exc.error_type == "token_call_deadline"
@@ -379,7 +407,7 @@ class TokenStore:
                 self._release_lease(holder)  # a no-op once the pair, a flag or a failure has cleared it
 
     def _on_late_answer(self, seen_version: int, holder: str, requested_at: float, outcome: Any) -> None:
-        """The token endpoint answered after the caller stopped waiting (oauth.request_token's deadline)."""
+        """The token endpoint answered after the caller stopped waiting (OAuthClient.request_token's deadline)."""
         try:
             if isinstance(outcome, dict):
                 log.info("a late token answer arrived; storing it", event="bling_token_late_answer")
@@ -402,7 +430,7 @@ class TokenStore:
 
         fields = self._pair_fields(token, requested_at)
         fields["version"] = seen_version + 1
-        deadline = time.monotonic() + _write_deadline_s()
+        deadline = time.monotonic() + _write_deadline_s(self._settings)
         pause = 0.05
         while True:
             try:
@@ -421,7 +449,7 @@ class TokenStore:
                 if time.monotonic() + pause > deadline:
                     log.error("could not store the refreshed Bling token pair: Firestore kept failing "
                               f"({type(exc).__name__}) until the write deadline; the next refresh may need a "
-                              f"re-authorization at {_start_url()}", event="bling_token_store_failed",
+                              f"re-authorization at {self._start_url()}", event="bling_token_store_failed",
                               error_type=type(exc).__name__)
                     raise BlingRetryableError(0, "token_store_unavailable", "could not store the refreshed pair",
                                               f"Firestore failed: {type(exc).__name__}", path="/oauth/token") from None
@@ -436,13 +464,13 @@ class TokenStore:
                  token_version=fields["version"], token_expires_at=fields["expires_at"].isoformat())
         if before.reauth_required or before.authorization_broken:
             log.info("a valid token pair cleared the authorization flag", event="bling_authorization_restored")
-            parking.release_after_fix()  # the work parked behind the flag resumes now, not at the daily run
+            self._on_restored()  # the work parked behind the flag resumes now, not at the daily run
         return str(token["access_token"])
 
     def _after_invalid_grant(self, refused: str, holder: str, exc: BlingError, takeover: bool = False) -> str:
         # After taking over an expired lease the refused token may have been spent by the previous holder, whose
         # answer and write can still be on their way: wait for them (one lease) before calling it a revocation.
-        grace_until = time.monotonic() + (get_settings().token_lease_s if takeover else 0.0)
+        grace_until = time.monotonic() + (self._settings.token_lease_s if takeover else 0.0)
         contention = 0
         while contention < _CAS_ATTEMPTS:
             doc = self._read()
@@ -454,7 +482,7 @@ class TokenStore:
                 return self._use(doc)
             if doc.reauth_required:
                 raise BlingReauthorizationRequired(401, "reauth_required", "Bling re-authorization required",
-                                                   f"the refresh token was refused; open {_start_url()}",
+                                                   f"the refresh token was refused; open {self._start_url()}",
                                                    path="/oauth/token")
             if time.monotonic() < grace_until:
                 self._sleep(0.2)
@@ -464,8 +492,8 @@ class TokenStore:
                                "last_error": _error_text(exc), "last_error_at": _ts(self._clock()),
                                "lease_holder": None, "lease_until": None}):
                 log.error(f"Bling refused the stored refresh token (invalid_grant): re-authorization is required; "
-                          f"open {_start_url()} and approve the app", event="bling_reauthorization_required",
-                          reauthorize_url=_start_url(), bling_error_description=description)
+                          f"open {self._start_url()} and approve the app", event="bling_reauthorization_required",
+                          reauthorize_url=self._start_url(), bling_error_description=description)
                 raise BlingReauthorizationRequired(exc.status, "invalid_grant", exc.error_message, description,
                                                    path="/oauth/token")
             contention += 1
@@ -474,8 +502,8 @@ class TokenStore:
 
     def _flag_broken(self, holder: str, exc: BlingError) -> None:
         """The token endpoint refused our client or company: one flag for the fleet, one ERROR saying what to fix."""
-        fingerprint = oauth.credentials_fingerprint()
-        reason = _what_to_fix(exc, token_endpoint=True)
+        fingerprint = self._endpoint.credentials_fingerprint()
+        reason = _what_to_fix(exc, self._start_url(), token_endpoint=True)
         for _ in range(_CAS_ATTEMPTS):
             doc = self._read()
             if doc.authorization_broken and doc.data.get("authorization_broken_fingerprint") == fingerprint:
@@ -485,7 +513,7 @@ class TokenStore:
                 del fields["lease_holder"]
                 del fields["lease_until"]
             if self._cas(doc, fields):
-                _log_broken(reason, exc)
+                _log_broken(reason, exc, self._start_url())
                 return
 
     def _broken_fields(self, exc: BlingError, reason: str, fingerprint: str | None) -> dict[str, Any]:
@@ -509,26 +537,24 @@ class TokenStore:
                     failures = int(doc.data.get("token_failures") or 0) + 1
                     now = self._clock()
                     fields.update(last_error=_error_text(failure), last_error_at=_ts(now), token_failures=failures,
-                                  token_backoff_until=_ts(now + _backoff_s(failures, failure)))
+                                  token_backoff_until=_ts(now + _backoff_s(self._settings, failures, failure)))
                 if self._cas(doc, fields):
                     return
             except gexc.GoogleAPICallError:
                 return
 
 
-def _call_deadline_s() -> float:
+def _call_deadline_s(settings: Settings) -> float:
     """The token call's total deadline: a third of the lease, so a live holder is done long before it expires."""
-    settings = get_settings()
     return max(0.5, min(settings.token_http_timeout_s, settings.token_lease_s / 3))
 
 
-def _write_deadline_s() -> float:
-    return max(0.5, get_settings().token_lease_s / 3)
+def _write_deadline_s(settings: Settings) -> float:
+    return max(0.5, settings.token_lease_s / 3)
 
 
-def _backoff_s(failures: int, failure: BlingError) -> float:
+def _backoff_s(settings: Settings, failures: int, failure: BlingError) -> float:
     """Fleet-wide wait after the n-th consecutive failed token call: exponential, and at least what Bling asks."""
-    settings = get_settings()
     base = min(settings.token_backoff_max_s, settings.token_backoff_min_s * 2 ** max(0, failures - 1))
     return float(max(base * random.uniform(1.0, 1.2), float(getattr(failure, "retry_after_s", 0.0))))
 
@@ -539,7 +565,7 @@ def _error_text(exc: BlingError) -> str:
     return f"{exc.error_type or 'error'}{status}: {exc.description or exc.error_message}"[:500]
 
 
-def _what_to_fix(exc: BlingError, token_endpoint: bool) -> str:
+def _what_to_fix(exc: BlingError, start_url: str, token_endpoint: bool) -> str:
     said = f"{exc.error_type or exc.status}: {exc.description or exc.error_message}"
     if exc.error_type == "invalid_client":
         return (f"Bling refused the client credentials ({said}): the client secret the functions use "
@@ -548,46 +574,12 @@ def _what_to_fix(exc: BlingError, token_endpoint: bool) -> str:
                 "tries once and clears this. The work is parked meanwhile.")
     if exc.error_type == "insufficient_scope":
         return (f"Bling refused the scopes of the authorization ({said}): add the missing scopes to the app in "
-                f"Bling, then re-authorize at {_start_url()}. The work is parked meanwhile.")
+                f"Bling, then re-authorize at {start_url}. The work is parked meanwhile.")
     where = "the token endpoint" if token_endpoint else "the API"
     return (f"Bling refused the authorization at {where} ({said}): the company or the user may be inactive or "
-            f"without permission. Fix it in Bling, then re-authorize at {_start_url()}. The work is parked "
+            f"without permission. Fix it in Bling, then re-authorize at {start_url}. The work is parked "
             "meanwhile.")
 
 
-def _log_broken(reason: str, exc: BlingError) -> None:
-    log.error(reason, event="bling_authorization_broken", reauthorize_url=_start_url(), **exc.log_fields())
-
-
-_missing_logged = False
-
-
-def _log_missing_authorization_once() -> None:
-    global _missing_logged
-    if not _missing_logged:
-        _missing_logged = True
-        log.error(f"no Bling authorization is stored: open {_start_url()} and approve the app",
-                  event="bling_not_authorized", reauthorize_url=_start_url())
-
-
-def _start_url() -> str:
-    return get_settings().auth_public_url.rstrip("/") + "/start"
-
-
-_store: TokenStore | None = None
-_store_lock = threading.Lock()
-
-
-def get_token_store() -> TokenStore:
-    global _store
-    with _store_lock:
-        if _store is None:
-            _store = TokenStore()
-        return _store
-
-
-def reset_token_store() -> None:
-    global _store, _missing_logged
-    with _store_lock:
-        _store = None
-        _missing_logged = False
+def _log_broken(reason: str, exc: BlingError, start_url: str) -> None:
+    log.error(reason, event="bling_authorization_broken", reauthorize_url=start_url, **exc.log_fields())

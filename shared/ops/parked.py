@@ -10,20 +10,21 @@ from __future__ import annotations
 import collections
 import sys
 
-from shared import firestore_client, topology
+from shared import topology
+from shared.deps import Deps
 
 
-def count_parked() -> dict[tuple[str, str], int]:
+def count_parked(deps: Deps) -> dict[tuple[str, str], int]:
     """(reason, topic) -> number of parked messages."""
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
-    for snapshot in firestore_client.collection(topology.PARKED).select(["reason", "topic"]).stream():
+    for snapshot in deps.collection(topology.PARKED).select(["reason", "topic"]).stream():
         doc = snapshot.to_dict() or {}
         counts[(doc.get("reason", "?"), doc.get("topic", "?"))] += 1
     return dict(counts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    counts = count_parked()
+    counts = count_parked(Deps.from_environment())
     total = sum(counts.values())
     print(f"{total} parked message(s)")
     for (reason, topic), count in sorted(counts.items()):

@@ -24,9 +24,8 @@ import json
 import sys
 from typing import Any
 
-from shared import audit, db, listing, log, pubsub, topology
-from shared.bling.client import get_client
-from shared.config import get_settings
+from shared import audit, db, listing, log, topology
+from shared.deps import Deps
 from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
 from shared.schedule import parse_schedule_request, split_into_windows
 
@@ -52,15 +51,14 @@ class WindowReport:
                 + len(self.unresolved_contacts) + len(self.unresolved_skus) + len(self.unresolved_payment_forms))
 
 
-def bling_ids(window: Window) -> dict[int, int]:
-    settings = get_settings()
-    pages = listing.WindowListing(window, listing.nfe_page_fetcher(get_client()), listing.MemoryCheckpoints(),
+def bling_ids(deps: Deps, window: Window) -> dict[int, int]:
+    settings = deps.settings
+    pages = listing.WindowListing(window, listing.nfe_page_fetcher(deps.account().client), listing.MemoryCheckpoints(),
                                   settings.list_page_size, settings.list_page_cap)
     return {n.id: n.situacao for notes in pages for n in notes}
 
 
-def stored_ids(window: Window) -> dict[int, int]:
-    tz = get_settings().timezone
+def stored_ids(window: Window, tz: str) -> dict[int, int]:
     rows = db.fetch_all("""SELECT id, situacao FROM nfe
                            WHERE (data_emissao AT TIME ZONE %s)::date BETWEEN %s AND %s""",
                         (tz, window.start, window.end))
@@ -89,8 +87,8 @@ def quality(report: WindowReport, ids: list[int]) -> None:
             (ids,))]
 
 
-def reconcile_window(window: Window) -> tuple[WindowReport, dict[int, int]]:
-    in_bling, in_db = bling_ids(window), stored_ids(window)
+def reconcile_window(deps: Deps, window: Window) -> tuple[WindowReport, dict[int, int]]:
+    in_bling, in_db = bling_ids(deps, window), stored_ids(window, deps.settings.timezone)
     report = WindowReport(window=window.key, listed=len(in_bling), stored=len(in_db))
     report.missing = sorted(set(in_bling) - set(in_db))
     report.unexpected = sorted(set(in_db) - set(in_bling))
@@ -113,8 +111,8 @@ def failed_in_audit(nfe_ids: list[int]) -> list[dict[str, Any]]:
     return [{"nfe_id": r[0], "run_id": r[1], "detalhe": r[2], "em": r[3].isoformat()} for r in rows]
 
 
-def repair(window: Window, report: WindowReport, in_bling: dict[int, int]) -> int:
-    settings = get_settings()
+def repair(deps: Deps, window: Window, report: WindowReport, in_bling: dict[int, int]) -> int:
+    settings = deps.settings
     to_load = [NoteRef(i, in_bling[i]) for i in report.missing] + [
         NoteRef(d["nfe_id"], d["bling"]) for d in report.situacao_differs]
     published = 0
@@ -123,10 +121,10 @@ def repair(window: Window, report: WindowReport, in_bling: dict[int, int]) -> in
         audit.record_listed(window, to_load)
         payloads = [NfeBatch(window.run_id, window.key, tuple(b)).to_json()
                     for b in listing.batches(to_load, settings.ids_per_message)]
-        published += len(pubsub.publish_json(topology.NFE.topic, payloads))
+        published += len(deps.publish_json(topology.NFE.topic, payloads))
     if report.unresolved_contacts or report.unresolved_skus:
         request = EnrichRequest(window.run_id, tuple(report.unresolved_contacts), tuple(report.unresolved_skus))
-        published += len(pubsub.publish_json(topology.ENRICH.topic, [request.to_json()]))
+        published += len(deps.publish_json(topology.ENRICH.topic, [request.to_json()]))
     return published
 
 
@@ -138,16 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repair", action="store_true", help="publish what is missing to the pipeline")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+    deps = Deps.from_environment()  # the composition root of this command
     body = {"month": args.month} if args.month else {"start": args.start, "end": args.end}
-    request = parse_schedule_request(json.dumps(body).encode())
+    request = parse_schedule_request(json.dumps(body).encode(), deps.settings)
     run_id = f"reconcile-{datetime.datetime.now(tz=datetime.UTC):%Y%m%dT%H%M%S}"
     reports = []
     with log.bind(function="reconcile", run_id=run_id):
         for window in split_into_windows(request, run_id):
             with log.bind(window=window.key):
-                report, in_bling = reconcile_window(window)
+                report, in_bling = reconcile_window(deps, window)
                 if args.repair and report.gaps:
-                    log.info("repair published", messages=repair(window, report, in_bling))
+                    log.info("repair published", messages=repair(deps, window, report, in_bling))
                 reports.append(report)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) | {"gaps": r.gaps} for r in reports], indent=2))

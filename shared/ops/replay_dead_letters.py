@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared import log, pubsub, topology
-from shared.config import get_settings
+from shared import log, topology
+from shared.deps import Deps
 
 _DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
 # A pull on an empty subscription is answered empty when (nearly) this long has passed, and an empty answer ends
@@ -22,10 +22,10 @@ _DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
 _PULL_TIMEOUT_S = 10
 
 
-def replay(route: topology.Route, max_messages: int, dry_run: bool) -> int:
+def replay(deps: Deps, route: topology.Route, max_messages: int, dry_run: bool) -> int:
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-    settings = get_settings()
+    settings = deps.settings
     subscriber = pubsub_v1.SubscriberClient()
     subscription = subscriber.subscription_path(settings.project_id, route.dead_letter_subscription)
     replayed = 0
@@ -48,7 +48,7 @@ def replay(route: topology.Route, max_messages: int, dry_run: bool) -> int:
                     subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_ids": [received.ack_id],
                                                             "ack_deadline_seconds": 0})
                     continue
-                future = pubsub.publisher().publish(pubsub.topic_path(route.topic), message.data, **attributes)
+                future = deps.publisher.publish(deps.topic_path(route.topic), message.data, **attributes)
                 future.result(timeout=60)
                 subscriber.acknowledge(request={"subscription": subscription, "ack_ids": [received.ack_id]})
                 replayed += 1
@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="show what would be replayed (up to 100); acknowledge nothing and release them at once")
     args = parser.parse_args(argv)
     routes = topology.ROUTES if args.all else [r for r in topology.ROUTES if r.topic == args.topic]
+    deps = Deps.from_environment()  # the composition root of this command
     with log.bind(function="replay_dead_letters"):
         for route in routes:
-            count = replay(route, args.max, args.dry_run)
+            count = replay(deps, route, args.max, args.dry_run)
             log.info(f"{count} dead letter(s) replayed to {route.topic}", topic=route.topic, replayed=count)
             print(f"{route.topic}: {count} replayed")
     return 0

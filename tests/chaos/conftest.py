@@ -129,7 +129,7 @@ class Chaos:
         doc = self.stack.firestore.client().collection("bling_oauth").document("bling").get()
         data = doc.to_dict() or {} if doc.exists else {}
         # Stored encrypted (ADR 008): what a leak would show is the plain token, so that is what is looked for.
-        plain = token_store.decrypted_tokens(data, self.stack.token_key) if data else {}
+        plain = token_store.decrypted_tokens(data, self.stack.token_key, "bling") if data else {}
         self.secrets_seen |= {value for value in plain.values() if value}
 
     def parked(self) -> list[dict[str, Any]]:

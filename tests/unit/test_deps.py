@@ -5,9 +5,15 @@ import dataclasses
 
 import pytest
 
-from shared.bling import rate_budget
 from shared.config import read_settings
 from shared.deps import Deps
+
+
+@pytest.fixture(autouse=True)
+def no_google_credentials(monkeypatch):
+    """Building an account creates (never uses) a Firestore client: pointed at an emulator, it needs no credentials
+    and opens no connection."""
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
 
 
 def test_the_account_is_built_once_from_the_deps_own_settings(monkeypatch):
@@ -17,8 +23,24 @@ def test_the_account_is_built_once_from_the_deps_own_settings(monkeypatch):
     account = deps.account()
     assert deps.account() is account and deps.http_session is deps.http_session
     client = account.client
-    assert (client._base, client._timeout, client._http, client._tokens, client._budget) == (
-        "http://bling.invalid/api", 7.5, deps.http_session, account.token_store, rate_budget)
+    assert (client._base, client._timeout, client._http, client._tokens, client._budget, client._daily) == (
+        "http://bling.invalid/api", 7.5, deps.http_session, account.token_store, account.rate_ledger,
+        account.daily_limit)
+    assert account.token_store._endpoint is deps.oauth  # the per-process token-call guard
+
+
+def test_each_account_id_gets_parts_of_its_own():
+    deps = Deps(read_settings())
+    single, other = deps.account(), deps.account("acme")
+    assert deps.account("") is single and deps.account("acme") is other
+    assert (other.account_id, single.account_id) == ("acme", "")
+    for part in ("token_store", "rate_ledger", "daily_limit", "client"):
+        assert getattr(single, part) is not getattr(other, part), part
+
+
+def test_two_processes_share_nothing():
+    first, second = Deps(read_settings()), Deps(read_settings())
+    assert first.account() is not second.account() and first.oauth is not second.oauth
 
 
 def test_deps_cannot_be_changed_after_it_is_built():

@@ -58,6 +58,10 @@ def envelope(body: object) -> dict[str, object]:
     return {"message": {"data": data, "messageId": "m-1"}, "deliveryAttempt": 1}
 
 
+def _no_parking() -> None:
+    raise AssertionError("nothing here is parked")
+
+
 def test_the_handler_acknowledges_a_drop_and_raises_a_nack_for_redelivery():
     def refuse(message):
         raise BadMessage("unknown keys")
@@ -66,12 +70,13 @@ def test_the_handler_acknowledges_a_drop_and_raises_a_nack_for_redelivery():
         raise BlingRetryableError(503, "SERVER_ERROR")
 
     handled = []
-    assert handler.pubsub_handler("lister")(refuse)(envelope({"x": 1})) is None
+    assert handler.pubsub_handler("lister", _no_parking)(refuse)(envelope({"x": 1})) is None
     with pytest.raises(BlingRetryableError):
-        handler.pubsub_handler("lister")(fail)(envelope({"x": 1}))
-    handler.pubsub_handler("lister")(lambda m: handled.append(json.loads(m.data)))(envelope({"x": 2}))
+        handler.pubsub_handler("lister", _no_parking)(fail)(envelope({"x": 1}))
+    handler.pubsub_handler("lister", _no_parking)(lambda m: handled.append(json.loads(m.data)))(envelope({"x": 2}))
     assert handled == [{"x": 2}]
-    assert handler.pubsub_handler("lister")(fail)({"message": {"data": "%%%"}}) is None  # undecodable: dropped
+    undecodable = {"message": {"data": "%%%"}}
+    assert handler.pubsub_handler("lister", _no_parking)(fail)(undecodable) is None  # dropped
 
 
 # ---------------------------------------------------------------------------------------------------- per record

@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from shared.config import read_settings
 from shared.errors import BadMessage
 from shared.schedule import parse_schedule_request, run_id_for, split_into_windows
 
@@ -12,7 +13,7 @@ D = datetime.date
 
 
 def parse(text: str):
-    return parse_schedule_request(text.encode(), today=TODAY)
+    return parse_schedule_request(text.encode(), read_settings(), today=TODAY)
 
 
 def test_month_message_is_one_calendar_month():

@@ -12,7 +12,6 @@ import urllib.parse
 from typing import Any
 
 from shared import firestore_client, topology
-from shared.bling.client import get_client
 from tests.integration.auth.flow import (
     ADMIN_KEY,
     authorize,
@@ -23,14 +22,15 @@ from tests.integration.auth.flow import (
     state_of,
     status,
 )
-from tests.integration.auth.test_auth_function import auth, auth_app, bling_server
+from tests.integration.auth.test_auth_function import auth, auth_app, bling_server, new_auth_app
 from tests.integration.bling.helpers import log_lines, reset_bling_state, store_pair, token_doc
+from tests.integration.process_deps import account_client, current_deps
 
 STATUS_FIELDS = (b"expires_at", b"version", b"last_error", b"authorized_at", b"token_stored")
 
 
 def _states() -> list[dict[str, Any]]:
-    return [snap.to_dict() for snap in firestore_client.collection(topology.OAUTH_STATES).stream()]
+    return [snap.to_dict() for snap in current_deps().collection(topology.OAUTH_STATES).stream()]
 
 
 def test_an_anonymous_caller_cannot_start_a_flow(auth_app, bling_server, capsys):
@@ -56,7 +56,7 @@ def test_an_anonymous_caller_cannot_start_a_flow(auth_app, bling_server, capsys)
 
 def test_an_anonymous_caller_cannot_read_status(auth_app, bling_server):
     store_pair(bling_server)
-    firestore_client.collection(topology.OAUTH).document("bling").update(
+    current_deps().collection(topology.OAUTH).document("bling").update(
         {"last_error": "invalid_grant: internal detail"})
     attacker = auth_app.test_client()
 
@@ -117,12 +117,12 @@ def test_replacing_a_working_authorization_needs_an_explicit_confirmation(auth, 
 
     assert replaced.status_code == 200
     assert token_doc()["version"] == before["version"] + 1
-    assert get_client().get("/nfe")["data"]
+    assert account_client().get("/nfe")["data"]
 
 
 def test_no_confirmation_is_asked_when_the_stored_authorization_no_longer_works(auth, bling_server):
     store_pair(bling_server)
-    firestore_client.collection(topology.OAUTH).document("bling").update({"reauth_required": True})
+    current_deps().collection(topology.OAUTH).document("bling").update({"reauth_required": True})
 
     assert operator_start(auth).status_code == 302
 
@@ -145,13 +145,13 @@ def test_junk_callbacks_cost_no_token_call_and_the_owners_callback_still_works(a
     owner = operator.get(owner_callback)
     assert owner.status_code == 200, owner.data
     assert bling_server.stats()["token_calls"] == 1
-    assert get_client().get("/nfe")["data"]
+    assert account_client().get("/nfe")["data"]
 
 
 def test_without_an_admin_key_configured_start_and_status_refuse(auth_app, bling_server, capsys):
     os.environ.pop("AUTH_ADMIN_KEY")
     reset_bling_state()
-    browser = auth_app.test_client()
+    browser = new_auth_app().test_client()  # deployed without the key
     capsys.readouterr()
 
     answers = [browser.get("/start"), browser.post("/start", data={"admin_key": ""}),

@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from shared import firestore_client, operator_auth, topology
-from shared.bling.client import get_client
 from shared.bling.errors import BlingReauthorizationRequired
 from tests.integration.auth.flow import ADMIN_KEY, authorize, authorize_url, consent, state_of, status
 from tests.integration.bling.helpers import log_lines, reset_bling_state, run_concurrently, token_doc
+from tests.integration.process_deps import account_client, current_deps, parked_collection
 
 SOURCE = Path(__file__).resolve().parents[3] / "functions" / "auth" / "main.py"
 
@@ -26,18 +26,22 @@ def bling_server(firestore_env: Any, sandbox: Callable[..., Any]) -> Any:
     server = sandbox("small")
     os.environ["AUTH_ADMIN_KEY"] = ADMIN_KEY  # isolate_environment (tests/conftest.py) restores the environment
     reset_bling_state()
-    operator_auth.reset()  # wrong keys of an earlier test must not lock this one out
     yield server
     reset_bling_state()
-    operator_auth.reset()
+
+
+def new_auth_app() -> Any:
+    """The real auth function as a WSGI app, loaded now: a new instance, whose composition root reads today's
+    environment (a test that changes the configuration deploys it with a new app)."""
+    from functions_framework import create_app
+
+    return create_app(target="auth_http", source=str(SOURCE), signature_type="http")
 
 
 @pytest.fixture
 def auth_app(bling_server: Any):
     """The real auth function as a WSGI app; each .test_client() is one browser with its own cookies."""
-    from functions_framework import create_app
-
-    return create_app(target="auth_http", source=str(SOURCE), signature_type="http")
+    return new_auth_app()
 
 
 @pytest.fixture
@@ -53,7 +57,7 @@ def test_start_redirects_to_blings_consent_page_with_a_saved_state(auth, bling_s
     query = dict(urllib.parse.parse_qsl(url.query))
     assert location.startswith(bling_server.authorize_url)
     assert query["response_type"] == "code" and query["client_id"] == "test-client"
-    state = firestore_client.collection(topology.OAUTH_STATES).document(query["state"]).get()
+    state = current_deps().collection(topology.OAUTH_STATES).document(query["state"]).get()
     assert state.exists and state.get("used") is False
     assert state.get("expire_at") > datetime.datetime.now(tz=datetime.UTC)
     cookie = auth.get_cookie("bling_auth_flow")
@@ -71,7 +75,7 @@ def test_the_callback_exchanges_the_code_once_and_stores_the_pair(auth, bling_se
     shown = status(auth)
     assert shown["token_stored"] is True and shown["reauth_required"] is False
     assert bling_server.stats()["token_calls"] == 1
-    assert get_client().get("/nfe")["data"]
+    assert account_client().get("/nfe")["data"]
     out = capsys.readouterr().out
     doc = token_doc()
     for secret in (doc["access_token"], doc["refresh_token"], "test-client-secret-0123456789"):
@@ -87,7 +91,7 @@ def test_a_replayed_callback_never_reaches_the_token_endpoint(auth, bling_server
 
     assert replay.status_code == 400 and b"already used" in replay.data
     assert bling_server.stats()["token_calls"] == 1
-    assert get_client().get("/nfe")["data"]  # Bling did not revoke the user
+    assert account_client().get("/nfe")["data"]  # Bling did not revoke the user
 
 
 def test_a_double_submitted_callback_is_exchanged_once(auth, bling_server):
@@ -121,7 +125,7 @@ def test_a_forged_state_is_refused(auth, bling_server):
 
 def test_an_expired_state_is_refused(auth, bling_server):
     query = dict(urllib.parse.parse_qsl(consent(authorize_url(auth))))
-    firestore_client.collection(topology.OAUTH_STATES).document(query["state"]).update(
+    current_deps().collection(topology.OAUTH_STATES).document(query["state"]).update(
         {"expire_at": datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(seconds=1)})
 
     response = auth.get("/callback?" + urllib.parse.urlencode(query))
@@ -149,7 +153,7 @@ def test_a_revoked_refresh_token_shows_in_status_with_exactly_one_error_line(aut
     capsys.readouterr()
 
     def work(i: int) -> Any:
-        return get_client().get("/nfe")
+        return account_client().get("/nfe")
 
     results = run_concurrently(3, work) + run_concurrently(2, work)
 
@@ -161,7 +165,7 @@ def test_a_revoked_refresh_token_shows_in_status_with_exactly_one_error_line(aut
 
     assert authorize(auth).status_code == 200  # the human re-authorizes
     assert status(auth)["reauth_required"] is False
-    assert get_client().get("/nfe")["data"]
+    assert account_client().get("/nfe")["data"]
 
 
 def test_unknown_paths_are_404(auth):
@@ -172,13 +176,13 @@ def test_a_new_authorization_publishes_the_parked_work_again(auth, pubsub_topolo
     from shared import parking, topology
     from shared.messages import PubSubMessage
 
-    parking.park(topology.NFE.topic, PubSubMessage(data=b'{"parked": 1}', attributes={"k": "v"},
+    parking.park(parked_collection(), topology.NFE.topic, PubSubMessage(data=b'{"parked": 1}', attributes={"k": "v"},
                                                   message_id="m-1"), reason="reauthorization required")
 
     assert authorize(auth).status_code == 200
 
     assert pubsub_topology.pull_data(topology.NFE.topic) == [{"parked": 1}]
-    assert list(firestore_client.collection(topology.PARKED).stream()) == []
+    assert list(parked_collection().stream()) == []
 
 
 def test_routes_work_behind_the_functions_url_prefix():
@@ -193,9 +197,10 @@ def test_routes_work_behind_the_functions_url_prefix():
 def test_the_flow_cookie_is_httponly_lax_scoped_and_secure_except_on_plain_localhost(auth_app, bling_server):
     os.environ["AUTH_PUBLIC_URL"] = "https://southamerica-east1-p.cloudfunctions.net/bling-auth"
     reset_bling_state()
+    deployed = new_auth_app()
 
     def set_cookie(base_url: str) -> str:
-        response = auth_app.test_client().post("/start", data={"admin_key": ADMIN_KEY}, base_url=base_url)
+        response = deployed.test_client().post("/start", data={"admin_key": ADMIN_KEY}, base_url=base_url)
         assert response.status_code == 302
         return response.headers["Set-Cookie"]
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.bling.token_store import get_token_store
 from shared.messages import NoteRef, Window
 from tests.integration.badinput.helpers import snapshot
 from tests.integration.data.pipeline_driver import envelope, handler
+from tests.integration.process_deps import current_deps
 
 # Bling's 3 req/s scaled ×10 in time (sandbox and budget alike), as in tests/integration/data.
 SCALED_RATE, SCALED_BUDGET = 30.0, "28"
@@ -18,7 +18,7 @@ def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     so that "nothing stored changed" compares real rows, not two empty databases."""
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", SCALED_BUDGET)
     server = sandbox("small", rate_per_s=SCALED_RATE)
-    get_token_store().store_authorization(server.issue_tokens())
+    current_deps().account().token_store.store_authorization(server.issue_tokens())
     truth = server.truth()
     january = sorted(i for i, n in truth["nfe"].items() if n["tipo"] == 1 and n["dataEmissao"].startswith("2026-01"))
     notes = [NoteRef(id=i, situacao=truth["nfe"][i]["situacao"]) for i in january[:2]]

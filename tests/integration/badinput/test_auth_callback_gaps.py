@@ -12,6 +12,7 @@ import urllib.parse
 from tests.integration.auth.test_auth_function import auth, auth_app, bling_server
 from tests.integration.badinput.helpers import log_lines
 from tests.integration.bling.helpers import store_pair, token_doc
+from tests.integration.process_deps import current_deps
 
 CASES = {
     "no state": ({"code": "abc"}, "missing_parameters"),
@@ -69,7 +70,7 @@ def test_a_live_state_with_a_bad_browser_cookie_is_refused_without_touching_anyt
 
     url = authorize_url(auth)  # the operator's live flow
     callback = "/callback?" + consent(url)
-    stored_hash = firestore_client.collection(topology.OAUTH_STATES).document(state_of(url)).get().get("browser_sha256")
+    stored_hash = current_deps().collection(topology.OAUTH_STATES).document(state_of(url)).get().get("browser_sha256")
     problems = []
     for name, cookie in COOKIE_CASES.items():
         stranger = auth_app.test_client()
@@ -84,5 +85,5 @@ def test_a_live_state_with_a_bad_browser_cookie_is_refused_without_touching_anyt
             problems.append(f"{name}: log lines {lines}")
     assert problems == []
     assert bling_server.stats()["token_calls"] == 0 and token_doc() == {}
-    assert firestore_client.collection(topology.OAUTH_STATES).document(state_of(url)).get().get("used") is False
+    assert current_deps().collection(topology.OAUTH_STATES).document(state_of(url)).get().get("used") is False
     assert auth.get(callback).status_code == 200  # the operator's own browser still completes

@@ -9,16 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from shared import config, topology
+from tests.integration.process_deps import current_deps, forget_deps, new_token_store
 
 
 def reset_bling_state() -> None:
-    """Forget every process-wide cache of shared.bling (client, session, token store, ledger, token guard)."""
-    from shared.bling import client, oauth, rate_budget
-
+    """A new process: the next current_deps() builds new clients and account parts (token store, ledger, guard)."""
     config.reset_settings_cache()
-    client.reset_client()
-    rate_budget.reset()
-    oauth.reset_guard()
+    forget_deps()
 
 
 def set_env(**values: Any) -> None:
@@ -28,20 +25,16 @@ def set_env(**values: Any) -> None:
 
 def store_pair(server: Any, expires_in: int | None = None) -> dict[str, Any]:
     """A fresh pair from the sandbox (JWT-sized), saved through the token store like the auth callback does."""
-    from shared.bling.token_store import TokenStore
-
     pair = server.issue_tokens(jwt=True)
     if expires_in is not None:
         pair = {**pair, "expires_in": expires_in}
-    TokenStore().store_authorization(pair)
+    new_token_store().store_authorization(pair)
     return pair
 
 
 def raw_token_doc() -> dict[str, Any]:
     """The token document exactly as Firestore holds it (token fields encrypted)."""
-    from shared import firestore_client
-
-    snap = firestore_client.collection(topology.OAUTH).document("bling").get()
+    snap = current_deps().collection(topology.OAUTH).document("bling").get()
     return snap.to_dict() or {}
 
 
@@ -49,8 +42,10 @@ def token_doc() -> dict[str, Any]:
     """The token document with access_token and refresh_token decrypted, as the token store sees them."""
     from shared.bling import token_store
 
-    doc = raw_token_doc()
-    return {**doc, **token_store.decrypted_tokens(doc)} if doc else doc
+    doc, settings = raw_token_doc(), current_deps().settings
+    if not doc:
+        return doc
+    return {**doc, **token_store.decrypted_tokens(doc, settings.bling_token_key, settings.firestore_prefix)}
 
 
 def log_lines(captured: str) -> list[dict[str, Any]]:
@@ -85,9 +80,9 @@ def run_concurrently(n: int, work: Callable[[int], Any]) -> list[Any]:
 
 def _refresh_in_process(barrier: Any, queue: Any) -> None:
     """A separate "instance": its own Firestore client, token store and token-call guard."""
-    from shared.bling.token_store import TokenStore
+    from shared.deps import Deps
 
-    store = TokenStore()
+    store = Deps.from_environment().account().token_store
     store._read()  # open the Firestore channel before the race starts
     barrier.wait()
     try:

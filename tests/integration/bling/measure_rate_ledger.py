@@ -17,20 +17,23 @@ import uuid
 def _worker(prefix: str, budget: float, requests: int, start_at: float, queue) -> None:
     os.environ["FIRESTORE_PREFIX"] = prefix
     os.environ["BLING_RATE_BUDGET_PER_S"] = str(budget)
-    from shared.bling import rate_budget
+    from shared import topology
+    from shared.bling.rate_budget import RateLedger
+    from shared.deps import Deps
 
-    rate_budget.acquire()  # warm the client (channel set-up) before the measured part
-    rate_budget.reset()
+    deps = Deps.from_environment()  # this worker's composition root: a process of its own
+    deps.account().rate_ledger.acquire()  # warm the client (channel set-up) before the measured part
+    ledger = RateLedger(deps.collection(topology.RATE_TICKS), deps.settings)  # a fresh ledger: stats from zero
     while time.time() < start_at:
         time.sleep(0.005)
     sends, overheads = [], []
     for _ in range(requests):
         asked = time.time()
-        rate_budget.acquire()
+        ledger.acquire()
         sent = time.time()
         sends.append(sent)
         overheads.append(sent - asked)
-    queue.put({"sends": sends, "stats": rate_budget.stats().__dict__, "acquire_s": overheads})
+    queue.put({"sends": sends, "stats": ledger.stats().__dict__, "acquire_s": overheads})
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:

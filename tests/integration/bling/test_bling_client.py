@@ -8,7 +8,7 @@ import pytest
 
 from shared import firestore_client, topology
 from shared.bling import client as bling_client
-from shared.bling.client import BlingClient, count_calls, get_client
+from shared.bling.client import BlingClient, count_calls
 from shared.bling.errors import (
     BlingDailyLimit,
     BlingNotFound,
@@ -18,6 +18,7 @@ from shared.bling.errors import (
 )
 from shared.bling.retry_policy import POLICY, scaled
 from tests.integration.bling.helpers import log_lines, reset_bling_state, run_concurrently, token_doc
+from tests.integration.process_deps import account_client, current_deps, new_client, new_token_store
 
 FAST = scaled(POLICY, 0.02)  # the same attempt counts, waits of 10-160 ms
 
@@ -29,7 +30,7 @@ def _some_nfe_id(server) -> int:
 def test_get_returns_the_body_with_exact_decimals(bling):
     nfe_id = _some_nfe_id(bling)
 
-    body = get_client().get(f"/nfe/{nfe_id}")
+    body = account_client().get(f"/nfe/{nfe_id}")
 
     truth = bling.truth()["nfe"][nfe_id]
     assert body["data"]["valorNota"] == truth["valorNota"]
@@ -39,19 +40,19 @@ def test_get_returns_the_body_with_exact_decimals(bling):
 def test_list_params_as_pairs_reach_bling(bling):
     sku = next(p["codigo"] for p in bling.truth()["products"].values() if p.get("codigo"))
 
-    body = get_client().get("/produtos", [("codigos[]", sku), ("criterio", "5")])
+    body = account_client().get("/produtos", [("codigos[]", sku), ("criterio", "5")])
 
     assert [p["codigo"] for p in body["data"]] == [sku]
 
 
 def test_count_calls_counts_requests_made_inside_the_block_only(bling):
     nfe_id = _some_nfe_id(bling)
-    get_client().get(f"/nfe/{nfe_id}")
+    account_client().get(f"/nfe/{nfe_id}")
 
     with count_calls() as outer:
-        get_client().get(f"/nfe/{nfe_id}")
+        account_client().get(f"/nfe/{nfe_id}")
         with count_calls() as inner:
-            get_client().get("/nfe", {"pagina": 1})
+            account_client().get("/nfe", {"pagina": 1})
 
     assert (outer.requests, outer.throttled) == (2, 0)
     assert (inner.requests, inner.throttled) == (1, 0)
@@ -61,7 +62,7 @@ def test_every_request_logs_one_line_without_secrets(bling, capsys):
     capsys.readouterr()
     bling.expire_access_tokens()  # forces a refresh: new tokens pass through the process too
 
-    get_client().get(f"/nfe/{_some_nfe_id(bling)}")
+    account_client().get(f"/nfe/{_some_nfe_id(bling)}")
 
     out = capsys.readouterr().out
     requests = [line for line in log_lines(out) if line.get("event") == "bling_request"]
@@ -77,7 +78,7 @@ def test_invalid_token_causes_exactly_one_refresh_and_one_retry(bling):
     bling.expire_access_tokens()
 
     with count_calls() as calls:
-        body = get_client().get(f"/nfe/{_some_nfe_id(bling)}")
+        body = account_client().get(f"/nfe/{_some_nfe_id(bling)}")
 
     assert body["data"]
     assert calls.requests == 2
@@ -102,7 +103,7 @@ class _StoreOfDeadTokens:
 def test_a_token_refused_again_after_the_refresh_is_kept_as_retryable_without_more_refreshes(bling):
     store = _StoreOfDeadTokens()
     with count_calls() as calls, pytest.raises(BlingRetryableError) as raised:
-        BlingClient(token_store=store).get(f"/nfe/{_some_nfe_id(bling)}")
+        new_client(store).get(f"/nfe/{_some_nfe_id(bling)}")
     assert calls.requests == 2 and store.refreshes == 1
     assert raised.value.status == 401 and raised.value.error_type == "invalid_token"
 
@@ -112,8 +113,8 @@ def test_429_per_second_is_retried_and_succeeds(bling):
 
     with count_calls() as calls:
         started = time.monotonic()
-        body = get_client().get(f"/nfe/{_some_nfe_id(bling)}")
-        get_client().get(f"/nfe/{_some_nfe_id(bling)}")
+        body = account_client().get(f"/nfe/{_some_nfe_id(bling)}")
+        account_client().get(f"/nfe/{_some_nfe_id(bling)}")
 
     assert body["data"]
     assert calls.throttled >= 2 and calls.requests == calls.throttled + 2
@@ -122,19 +123,19 @@ def test_429_per_second_is_retried_and_succeeds(bling):
 
 def test_429_per_day_raises_without_retry_and_stops_every_instance_until_midnight(bling):
     bling.configure(daily_limit=1)
-    client = get_client()
+    client = account_client()
     client.get(f"/nfe/{_some_nfe_id(bling)}")
 
     with count_calls() as calls, pytest.raises(BlingDailyLimit):
         client.get(f"/nfe/{_some_nfe_id(bling)}")
     assert calls.requests == 1
 
-    remembered = firestore_client.collection(topology.RATE_STATE).document("daily_limit").get()
+    remembered = current_deps().collection(topology.RATE_STATE).document("daily_limit").get()
     assert remembered.exists and remembered.get("until").timestamp() > time.time()
     reset_bling_state()  # another instance: nothing cached in this process
     before = bling.stats()["requests_total"]
     with count_calls() as calls, pytest.raises(BlingDailyLimit):
-        get_client().get(f"/nfe/{_some_nfe_id(bling)}")
+        account_client().get(f"/nfe/{_some_nfe_id(bling)}")
     assert calls.requests == 0 and bling.stats()["requests_total"] == before
 
 
@@ -142,7 +143,7 @@ def test_5xx_html_is_retried_then_raised_as_retryable(bling):
     bling.set_faults(status_5xx_share=1.0)
 
     with count_calls() as calls, pytest.raises(BlingRetryableError) as raised:
-        BlingClient(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
+        new_client(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
 
     assert calls.requests == POLICY[bling_client.Outcome.SERVER_ERROR].max_attempts == 5
     assert raised.value.status in (500, 502, 503)
@@ -151,7 +152,7 @@ def test_5xx_html_is_retried_then_raised_as_retryable(bling):
 def test_5xx_then_success_returns_the_body(bling):
     bling.set_faults(status_5xx_share=0.5, seed=3)
 
-    bodies = [BlingClient(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}") for _ in range(4)]
+    bodies = [new_client(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}") for _ in range(4)]
 
     assert all(b["data"] for b in bodies)
     assert any(s >= 500 for s in bling.stats()["responses_by_status"] for s in [int(s)])
@@ -160,31 +161,31 @@ def test_5xx_then_success_returns_the_body(bling):
 def test_truncated_json_and_connection_resets_are_retryable(bling):
     bling.set_faults(truncated_json_share=1.0)
     with count_calls() as calls, pytest.raises(BlingRetryableError) as raised:
-        BlingClient(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
+        new_client(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
     assert calls.requests == 5 and raised.value.error_type in ("invalid_json", "connection")
 
     bling.set_faults(reset_share=1.0)
     with count_calls() as calls, pytest.raises(BlingRetryableError):
-        BlingClient(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
+        new_client(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
     assert calls.requests == 5
 
 
 def test_404_is_not_found_and_not_retried(bling):
     with count_calls() as calls, pytest.raises(BlingNotFound) as raised:
-        get_client().get("/nfe/999999999999")
+        account_client().get("/nfe/999999999999")
     assert calls.requests == 1 and raised.value.status == 404
 
 
 def test_400_is_permanent_with_blings_error_body(bling):
     with count_calls() as calls, pytest.raises(BlingPermanentError) as raised:
-        get_client().get("/nfe", {"limite": 500})
+        account_client().get("/nfe", {"limite": 500})
     assert calls.requests == 1
     assert raised.value.status == 400 and raised.value.error_type and raised.value.description
 
 
 def test_without_authorization_the_client_asks_for_one(bling_server):
     with count_calls() as calls, pytest.raises(BlingReauthorizationRequired):
-        get_client().get("/nfe")
+        account_client().get("/nfe")
     assert calls.requests == 0
 
 
@@ -195,7 +196,7 @@ def test_concurrent_workers_stay_under_the_account_budget(bling):
     def work(i: int) -> int:
         with count_calls() as calls:
             for k in range(3):
-                get_client().get(f"/nfe/{ids[(i * 3 + k) % len(ids)]}")
+                account_client().get(f"/nfe/{ids[(i * 3 + k) % len(ids)]}")
         return calls.requests
 
     started = time.monotonic()
@@ -213,7 +214,7 @@ def test_429s_that_outlive_the_retries_are_raised_as_retryable(bling):
     bling.set_faults(storm_429=1.0)
 
     with count_calls() as calls, pytest.raises(BlingRetryableError) as raised:
-        BlingClient(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
+        new_client(policy=FAST).get(f"/nfe/{_some_nfe_id(bling)}")
 
     assert calls.requests == calls.throttled == POLICY[bling_client.Outcome.RATE_SECOND].max_attempts == 6
     assert raised.value.status == 429
@@ -221,11 +222,10 @@ def test_429s_that_outlive_the_retries_are_raised_as_retryable(bling):
 
 def test_a_token_replaced_by_another_instance_is_picked_up_without_a_token_call(bling):
     bling.configure(refresh_revokes_access=True)
-    from shared.bling.token_store import TokenStore
 
-    ours = BlingClient(token_store=TokenStore())
+    ours = new_client(new_token_store())
     ours.get("/nfe")  # caches the current access token in our process
-    other = TokenStore()
+    other = new_token_store()
     other.refresh_after_rejection(other.get_valid_access_token())  # another instance refreshes: ours is revoked
     bling.reset_stats()
 

@@ -6,25 +6,25 @@ import itertools
 import math
 import time
 
-from shared import firestore_client, topology
-from shared.bling import rate_budget
+from shared import topology
 from tests.integration.bling.helpers import reset_bling_state, set_env
 from tests.integration.bling.measure_rate_ledger import max_in_window, run
+from tests.integration.process_deps import current_deps, rate_ledger
 
 
 def test_sends_are_spaced_by_the_budget_and_start_inside_their_tick(firestore_env):
     set_env(BLING_RATE_BUDGET_PER_S=5)
     sends = []
     for _ in range(6):
-        rate_budget.acquire()
+        rate_ledger().acquire()
         sends.append(time.time())
 
     tick, slack = 0.2, 0.15 * 0.2
     for sent in sends:
         assert (sent % tick) <= slack + 0.01, f"sent {sent % tick:.3f} s into its tick"
     assert min(b - a for a, b in itertools.pairwise(sends)) >= tick - slack
-    docs = list(firestore_client.collection(topology.RATE_TICKS).stream())
-    assert len(docs) == 6 + rate_budget.stats().dropped_late  # a claim that came back too late is abandoned
+    docs = list(current_deps().collection(topology.RATE_TICKS).stream())
+    assert len(docs) == 6 + rate_ledger().stats().dropped_late  # a claim that came back too late is abandoned
     assert all(d.get("expire_at") > datetime.datetime.now(tz=datetime.UTC) for d in docs)
     assert all(int(d.id) == d.get("tick") for d in docs)
 
@@ -32,15 +32,15 @@ def test_sends_are_spaced_by_the_budget_and_start_inside_their_tick(firestore_en
 def test_ticks_held_by_another_instance_are_skipped(firestore_env):
     set_env(BLING_RATE_BUDGET_PER_S=5)
     first_free = math.ceil(time.time() / 0.2) + 1
-    ticks = firestore_client.collection(topology.RATE_TICKS)
+    ticks = current_deps().collection(topology.RATE_TICKS)
     for n in range(first_free - 1, first_free + 5):  # another instance queued 6 sends (1.2 s)
         ticks.document(str(n)).create({"tick": n, "holder": "other"})
 
-    rate_budget.acquire()
+    rate_ledger().acquire()
     sent = time.time()
 
     assert sent >= (first_free + 5) * 0.2 - 0.01
-    assert rate_budget.stats().conflicts >= 1
+    assert rate_ledger().stats().conflicts >= 1
     mine = [d for d in ticks.stream() if d.get("holder") != "other"]
     assert len(mine) == 1 and int(mine[0].id) > first_free + 4
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from shared import firestore_client, topology
-from shared.bling import rate_budget
+from shared import topology
 from shared.errors import RetryableError
 from tests.integration.bling.helpers import set_env
+from tests.integration.process_deps import current_deps, rate_ledger
 
 
 def _acquire_within(seconds: float) -> tuple[bool, object]:
@@ -20,7 +20,7 @@ def _acquire_within(seconds: float) -> tuple[bool, object]:
 
     def run() -> None:
         try:
-            rate_budget.acquire()
+            rate_ledger().acquire()
         except Exception as exc:  # noqa: BLE001 - inspected
             box["error"] = exc
 
@@ -33,12 +33,12 @@ def _acquire_within(seconds: float) -> tuple[bool, object]:
 def test_a_far_future_tick_from_a_skewed_clock_does_not_make_the_fleet_sleep(firestore_env):
     set_env(BLING_RATE_BUDGET_PER_S=5)
     skewed = math.ceil((time.time() + 3600) * 5)  # a laptop one hour ahead ran reconcile
-    firestore_client.collection(topology.RATE_TICKS).document(str(skewed)).create({"tick": skewed, "holder": "laptop"})
-    rate_budget.acquire()  # our first claim: the next ones ask the ledger for its highest tick after conflicts
+    current_deps().collection(topology.RATE_TICKS).document(str(skewed)).create({"tick": skewed, "holder": "laptop"})
+    rate_ledger().acquire()  # our first claim: the next ones ask the ledger for its highest tick after conflicts
     from google.api_core import exceptions as gexc
 
     now_tick = math.ceil(time.time() * 5)
-    ticks = firestore_client.collection(topology.RATE_TICKS)
+    ticks = current_deps().collection(topology.RATE_TICKS)
     for n in range(now_tick - 1, now_tick + 6):  # our next claim conflicts, so it asks the ledger
         with contextlib.suppress(gexc.Conflict, gexc.AlreadyExists):  # our own first claim
             ticks.document(str(n)).create({"tick": n, "holder": "other"})
@@ -50,24 +50,24 @@ def test_a_far_future_tick_from_a_skewed_clock_does_not_make_the_fleet_sleep(fir
 
 def test_a_process_whose_clock_runs_ahead_claims_ticks_at_the_real_time(firestore_env, monkeypatch):
     set_env(BLING_RATE_BUDGET_PER_S=5)
-    monkeypatch.setattr(rate_budget, "_wall_clock", lambda: time.time() + 3600)
+    monkeypatch.setattr(rate_ledger(), "_wall_clock", lambda: time.time() + 3600)
 
-    rate_budget.acquire()
+    rate_ledger().acquire()
 
-    claimed = [int(d.id) for d in firestore_client.collection(topology.RATE_TICKS).stream()]
+    claimed = [int(d.id) for d in current_deps().collection(topology.RATE_TICKS).stream()]
     assert claimed and all(abs(n / 5 - time.time()) < 10 for n in claimed), claimed
 
 
 def test_waits_are_capped(firestore_env):
     set_env(BLING_RATE_BUDGET_PER_S=5, BLING_RATE_MAX_WAIT_S=1)
     first = math.ceil(time.time() * 5)
-    ticks = firestore_client.collection(topology.RATE_TICKS)
-    batch = firestore_client.client().batch()
+    ticks = current_deps().collection(topology.RATE_TICKS)
+    batch = current_deps().firestore.batch()
     for n in range(first - 1, first + 25):  # the next 5 s are taken
         batch.create(ticks.document(str(n)), {"tick": n, "holder": "other"})
     batch.commit()
 
     started = time.monotonic()
     with pytest.raises(RetryableError):
-        rate_budget.acquire()
+        rate_ledger().acquire()
     assert time.monotonic() - started < 2.0

@@ -2,8 +2,8 @@
 but a Bling-compatible server or a proxy in front of Bling may send one)."""
 from __future__ import annotations
 
-from shared.bling.client import BlingClient
 from tests.integration.bling.helpers import FakeApi
+from tests.integration.process_deps import new_client
 
 
 class _Tokens:
@@ -29,7 +29,7 @@ def test_retry_after_is_honoured(firestore_env):
 
     server = FakeApi(answer)
     try:
-        assert BlingClient(token_store=_Tokens(), budget=_NoBudget()).get("/nfe") == {"data": []}
+        assert new_client(_Tokens(), budget=_NoBudget()).get("/nfe") == {"data": []}
     finally:
         server.stop()
     arrivals = server.arrivals

@@ -11,11 +11,11 @@ import pytest
 
 from shared import firestore_client, parking, topology
 from shared.bling.client import BlingClient
-from shared.bling.token_store import TokenStore
 from shared.errors import AuthorizationBroken, PermanentError, RetryableError
 from shared.handler import pubsub_handler
 from tests.chaos.reliability import record
 from tests.integration.bling.helpers import FakeApi, log_lines, run_concurrently, set_env, store_pair, token_doc
+from tests.integration.process_deps import current_deps, new_client, new_token_store, parked_collection
 
 
 def _errors(out: str) -> list[dict]:
@@ -28,8 +28,8 @@ def test_invalid_client_sets_one_fleet_flag_and_stops_token_calls(bling_server, 
     bling_server.reset_stats()
     capsys.readouterr()
 
-    first = run_concurrently(3, lambda i: TokenStore().get_valid_access_token())
-    again = run_concurrently(3, lambda i: TokenStore().get_valid_access_token())
+    first = run_concurrently(3, lambda i: new_token_store().get_valid_access_token())
+    again = run_concurrently(3, lambda i: new_token_store().get_valid_access_token())
 
     from shared.bling.errors import BlingAuthorizationBroken
 
@@ -42,7 +42,7 @@ def test_invalid_client_sets_one_fleet_flag_and_stops_token_calls(bling_server, 
     assert fingerprint and "the-secret-before" not in fingerprint and len(fingerprint) == 16
     errors = _errors(capsys.readouterr().out)
     assert len(errors) == 1 and "client secret" in errors[0]["message"]
-    status = TokenStore().status()
+    status = new_token_store().status()
     assert status["authorization_broken"] is True and "invalid_client" in status["last_error"]
 
 
@@ -50,19 +50,19 @@ def test_deploying_the_right_secret_tries_once_and_clears_the_flag(bling_server,
     store_pair(bling_server, expires_in=300)
     set_env(BLING_CLIENT_SECRET="the-secret-before-it-was-regenerated")
     with pytest.raises(AuthorizationBroken):
-        TokenStore().get_valid_access_token()
+        new_token_store().get_valid_access_token()
     topic = "bling-nfe"
     parked = _message('{"run_id": "r", "window": "2026-01", "notes": []}', "m-1")
-    parking.park(topic, parked, "BlingAuthorizationBroken")
+    parking.park(parked_collection(), topic, parked, "BlingAuthorizationBroken")
     bling_server.reset_stats()
 
     set_env(BLING_CLIENT_SECRET=bling_server.client_secret)  # the regenerated secret is deployed
-    token = TokenStore().get_valid_access_token()
+    token = new_token_store().get_valid_access_token()
 
     assert bling_server.stats()["token_calls"] == 1
     doc = token_doc()
     assert doc["authorization_broken"] is False and doc["access_token"] == token and doc["last_error"] is None
-    assert list(firestore_client.collection(topology.PARKED).stream()) == []  # released at once
+    assert list(parked_collection().stream()) == []  # released at once
     assert pubsub_topology.pull_data(topic) != []
 
 
@@ -70,18 +70,18 @@ def test_a_new_authorization_clears_the_flag(bling_server):
     store_pair(bling_server, expires_in=300)
     set_env(BLING_CLIENT_SECRET="wrong")
     with pytest.raises(AuthorizationBroken):
-        TokenStore().get_valid_access_token()
+        new_token_store().get_valid_access_token()
     set_env(BLING_CLIENT_SECRET="wrong")  # same credentials: still blocked, and no token call
     bling_server.reset_stats()
     with pytest.raises(AuthorizationBroken):
-        TokenStore().get_valid_access_token()
+        new_token_store().get_valid_access_token()
     assert bling_server.stats()["token_calls"] == 0
 
     set_env(BLING_CLIENT_SECRET=bling_server.client_secret)
     pair = store_pair(bling_server)  # what the auth callback does after a new consent
 
     assert token_doc()["authorization_broken"] is False
-    assert TokenStore().get_valid_access_token() == pair["access_token"]
+    assert new_token_store().get_valid_access_token() == pair["access_token"]
 
 
 def test_a_missing_client_secret_is_a_configuration_error_not_a_dropped_message(bling_server):
@@ -91,7 +91,7 @@ def test_a_missing_client_secret_is_a_configuration_error_not_a_dropped_message(
     bling_server.reset_stats()
 
     with pytest.raises(Exception) as raised:
-        TokenStore().get_valid_access_token()
+        new_token_store().get_valid_access_token()
 
     from shared.errors import ConfigurationError
 
@@ -109,9 +109,9 @@ def test_an_api_refusal_of_the_authorization_flags_the_fleet(bling, status, erro
     try:
         capsys.readouterr()
         with pytest.raises(Exception) as first:
-            BlingClient(token_store=TokenStore()).get("/nfe")
+            new_client(new_token_store()).get("/nfe")
         with pytest.raises(Exception) as second:
-            BlingClient(token_store=TokenStore()).get("/nfe")
+            new_client(new_token_store()).get("/nfe")
     finally:
         api.stop()
 
@@ -146,10 +146,10 @@ def test_the_handler_parks_authorization_and_configuration_errors_with_their_rea
     def handle(message):
         raise getattr(errors, error_name)("BLING_CLIENT_SECRET is not configured")
 
-    on_event = pubsub_handler("detail")(handle)
+    on_event = pubsub_handler("detail", lambda: parked_collection())(handle)
     on_event(_cloud_event({"run_id": "r"}, f"msg-{error_name}"))  # acknowledged: not raised
 
-    parked = [s.to_dict() for s in firestore_client.collection(topology.PARKED).stream()]
+    parked = [s.to_dict() for s in parked_collection().stream()]
     assert len(parked) == 1 and parked[0]["reason"] == error_name
     assert "BLING_CLIENT_SECRET" in parked[0]["detail"]
 
@@ -188,7 +188,7 @@ def test_detail_and_lister_park_their_messages_when_the_client_secret_is_refused
     handler("lister")(envelope(window.to_json(), "lister-1"))
 
     assert server.stats()["token_calls"] == 1  # detail's first invoice; the flag stopped everything after it
-    parked = {s.id: s.to_dict() for s in firestore_client.collection(topology.PARKED).stream()}
+    parked = {s.id: s.to_dict() for s in parked_collection().stream()}
     assert set(parked) == {"detail-1", "lister-1"}
     assert {p["reason"] for p in parked.values()} == {"BlingAuthorizationBroken"}
     failed = rows(postgres, "SELECT count(*) FROM etl_window_nfe WHERE run_id = %s AND resultado = 'failed'",
@@ -198,8 +198,8 @@ def test_detail_and_lister_park_their_messages_when_the_client_secret_is_refused
     assert [tuple(r) for r in status] != [("failed",)]
 
     set_env(BLING_CLIENT_SECRET=server.client_secret)
-    TokenStore().get_valid_access_token()  # the right secret deployed: one try clears the flag, work released
-    assert list(firestore_client.collection(topology.PARKED).stream()) == []
+    new_token_store().get_valid_access_token()  # the right secret deployed: one try clears the flag, work released
+    assert list(parked_collection().stream()) == []
     assert len(pubsub_topology.pull("bling-nfe")) == 1 and len(pubsub_topology.pull("bling-windows")) == 1
     record("authorization or configuration broken",
            fault="the Bling app's client secret regenerated (token endpoint answers invalid_client) while a detail "

@@ -8,9 +8,9 @@ import os
 import pytest
 
 from shared import firestore_client, topology
-from shared.bling.token_store import TokenStore
 from shared.errors import PermanentError
 from tests.integration.bling.helpers import raw_token_doc, set_env, store_pair, token_doc
+from tests.integration.process_deps import current_deps, new_token_store
 
 
 def test_the_stored_document_holds_no_token_in_clear_text(bling_server):
@@ -23,7 +23,7 @@ def test_the_stored_document_holds_no_token_in_clear_text(bling_server):
         for part in token.split("."):  # not even a piece of the JWT
             assert len(part) < 20 or part not in stored
     assert raw["access_token"].startswith("v1:") and raw["refresh_token"].startswith("v1:")
-    assert TokenStore().get_valid_access_token() == pair["access_token"]
+    assert new_token_store().get_valid_access_token() == pair["access_token"]
 
 
 def test_a_wrong_key_cannot_decrypt_and_is_a_configuration_error(bling_server):
@@ -32,7 +32,7 @@ def test_a_wrong_key_cannot_decrypt_and_is_a_configuration_error(bling_server):
     bling_server.reset_stats()
 
     with pytest.raises(Exception) as raised:
-        TokenStore().get_valid_access_token()
+        new_token_store().get_valid_access_token()
 
     from shared.errors import ConfigurationError
 
@@ -44,12 +44,12 @@ def test_a_wrong_key_cannot_decrypt_and_is_a_configuration_error(bling_server):
 def test_a_ciphertext_moved_to_the_other_field_does_not_decrypt(bling_server):
     store_pair(bling_server)
     raw = raw_token_doc()
-    firestore_client.collection(topology.OAUTH).document("bling").update({"access_token": raw["refresh_token"]})
+    current_deps().collection(topology.OAUTH).document("bling").update({"access_token": raw["refresh_token"]})
 
     from shared.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError):
-        TokenStore().get_valid_access_token()
+        new_token_store().get_valid_access_token()
 
 
 def test_a_missing_key_is_a_configuration_error_without_token_calls(bling_server):
@@ -61,7 +61,7 @@ def test_a_missing_key_is_a_configuration_error_without_token_calls(bling_server
     from shared.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError) as raised:
-        TokenStore().get_valid_access_token()
+        new_token_store().get_valid_access_token()
     assert "BLING_TOKEN_KEY" in str(raised.value)
     assert bling_server.stats()["token_calls"] == 0
 
@@ -71,13 +71,13 @@ def test_a_plain_text_document_from_before_is_used_and_rewritten_encrypted(bling
 
     pair = bling_server.issue_tokens(jwt=True)
     now = datetime.datetime.now(tz=datetime.UTC)
-    firestore_client.collection(topology.OAUTH).document("bling").set({  # as the previous release stored it
+    current_deps().collection(topology.OAUTH).document("bling").set({  # as the previous release stored it
         "access_token": pair["access_token"], "refresh_token": pair["refresh_token"],
         "expires_at": now + datetime.timedelta(seconds=300), "version": 1, "lease_holder": None,
         "lease_until": None, "reauth_required": False, "last_error": None, "authorized_at": now})
     bling_server.reset_stats()
 
-    token = TokenStore().get_valid_access_token()  # inside the margin: refreshed with the plain refresh token
+    token = new_token_store().get_valid_access_token()  # inside the margin: refreshed with the plain refresh token
 
     assert bling_server.stats()["token_calls"] == 1 and token != pair["access_token"]
     raw = raw_token_doc()

@@ -14,12 +14,13 @@ import time
 import pytest
 from google.api_core import exceptions as gexc
 
-from shared import firestore_client, parking, topology
+from shared import parking, topology
 from shared.bling import oauth
 from shared.bling.errors import BlingReauthorizationRequired
 from shared.bling.token_store import TokenStore
 from tests.chaos.reliability import record
 from tests.integration.bling.helpers import TokenEndpoint, log_lines, run_concurrently, set_env, store_pair, token_doc
+from tests.integration.process_deps import current_deps, new_token_store, parked_collection
 
 # ------------------------------------------------------------------------------------------------ item 4
 
@@ -28,7 +29,8 @@ class _FlakyPairWrites(TokenStore):
     """Our seam: the token store's one document write. The first `failures` writes of a new pair raise."""
 
     def __init__(self, failures: list[Exception]):
-        super().__init__()
+        deps = current_deps()
+        super().__init__(deps.firestore, deps.settings, deps.oauth)
         self.failures = list(failures)
 
     def _update(self, ref, fields, option):
@@ -49,7 +51,7 @@ def test_a_pair_write_that_fails_transiently_is_retried_until_stored(bling_serve
     assert store.failures == []
     assert doc["access_token"] == token and doc["version"] == 2 and doc["lease_holder"] is None
     assert bling_server.stats()["token_calls"] == 1
-    assert TokenStore().get_valid_access_token() == token  # the new refresh token is the stored one
+    assert new_token_store().get_valid_access_token() == token  # the new refresh token is the stored one
 
 
 def test_a_pair_write_that_keeps_failing_gives_up_at_its_deadline_and_releases_the_lease(bling_server, capsys):
@@ -78,9 +80,8 @@ def test_a_pair_write_that_keeps_failing_gives_up_at_its_deadline_and_releases_t
 def _hammer_in_process(barrier, queue, seconds: float) -> None:
     """One "instance": its own Firestore client, token store and per-process guard, asking for a token in a
     tight loop as busy workers do (every API call asks first)."""
-    from shared.bling.token_store import TokenStore
 
-    store = TokenStore()
+    store = new_token_store()
     store._read()
     barrier.wait()
     until = time.monotonic() + seconds
@@ -144,7 +145,7 @@ def test_the_fleet_meter_alone_caps_token_calls_at_its_limit(bling_server):
     endpoint = TokenEndpoint(fail_status=503)
     try:
         def work(i: int) -> int:
-            store = TokenStore()
+            store = new_token_store()
             until = time.monotonic() + 4.0
             while time.monotonic() < until:
                 with contextlib.suppress(Exception):  # only the endpoint's count matters
@@ -168,7 +169,7 @@ def test_the_token_call_has_a_total_deadline_shorter_than_the_lease_and_a_late_a
     endpoint = TokenEndpoint(upstream=bling_server.token_url, answer_delays=[1.4])
     try:
         started = time.monotonic()
-        token = TokenStore().get_valid_access_token()
+        token = new_token_store().get_valid_access_token()
         elapsed = time.monotonic() - started
         assert token == old["access_token"] and elapsed < 1.3, elapsed
 
@@ -180,7 +181,7 @@ def test_the_token_call_has_a_total_deadline_shorter_than_the_lease_and_a_late_a
 
     doc = token_doc()
     assert doc["version"] == 2 and doc["lease_holder"] is None  # the late answer was written, lease cleared
-    assert TokenStore().get_valid_access_token() == doc["access_token"] != old["access_token"]
+    assert new_token_store().get_valid_access_token() == doc["access_token"] != old["access_token"]
     assert bling_server.stats()["token_calls"] == 1
 
 
@@ -189,20 +190,20 @@ def test_invalid_grant_after_taking_over_an_expired_lease_waits_for_the_slow_hol
 
     set_env(BLING_TOKEN_LEASE_S=3)
     store_pair(bling_server, expires_in=300)
-    slow = TokenStore()
+    slow = new_token_store()
     seen = slow._read()
     # The slow holder's call reached Bling (the refresh token is spent) but its write is still to come.
-    ref = firestore_client.collection(topology.OAUTH).document("bling")
+    ref = current_deps().collection(topology.OAUTH).document("bling")
     ref.update({"lease_holder": "slow-instance",
                 "lease_until": datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(seconds=1)})
-    pair = oauth.request_token({"grant_type": "refresh_token", "refresh_token": seen.refresh_token})
+    pair = current_deps().oauth.request_token({"grant_type": "refresh_token", "refresh_token": seen.refresh_token})
     writer = threading.Timer(1.0, lambda: slow._write_pair(seen.version, pair, time.time()))
     bling_server.reset_stats()
     capsys.readouterr()
 
     writer.start()
     try:
-        token = TokenStore().get_valid_access_token()  # takes the expired lease; Bling answers invalid_grant
+        token = new_token_store().get_valid_access_token()  # takes the expired lease; Bling answers invalid_grant
     finally:
         writer.join()
 
@@ -216,19 +217,19 @@ def test_a_valid_pair_that_clears_reauth_required_releases_the_parked_work_at_on
     from shared.messages import PubSubMessage
 
     store_pair(bling_server, expires_in=300)
-    store = TokenStore()
+    store = new_token_store()
     seen = store._read()
-    firestore_client.collection(topology.OAUTH).document("bling").update({"reauth_required": True})
-    parking.park("bling-nfe", PubSubMessage(data=b'{"x": 1}', attributes={}, message_id="parked-1"),
-                 "BlingReauthorizationRequired")
+    current_deps().collection(topology.OAUTH).document("bling").update({"reauth_required": True})
+    parking.park(parked_collection(), "bling-nfe",
+                 PubSubMessage(data=b'{"x": 1}', attributes={}, message_id="parked-1"), "BlingReauthorizationRequired")
     with pytest.raises(BlingReauthorizationRequired):
-        TokenStore().get_valid_access_token()
+        new_token_store().get_valid_access_token()
 
     pair = oauth.parse_token_response(bling_server.issue_tokens(jwt=True))
     store._write_pair(seen.version, pair, time.time())  # the slow holder's valid pair lands
 
     assert token_doc()["reauth_required"] is False
-    assert list(firestore_client.collection(topology.PARKED).stream()) == []
+    assert list(parked_collection().stream()) == []
     assert pubsub_topology.pull_data("bling-nfe") == [{"x": 1}]
 
 
@@ -236,7 +237,7 @@ def test_ten_workers_still_cause_one_refresh_with_the_fleet_guards(bling_server)
     store_pair(bling_server, expires_in=300)
     bling_server.reset_stats()
 
-    results = run_concurrently(10, lambda i: TokenStore().get_valid_access_token())
+    results = run_concurrently(10, lambda i: new_token_store().get_valid_access_token())
 
     assert len(set(results)) == 1 and not isinstance(results[0], Exception), results
     assert bling_server.stats()["token_calls"] == 1

@@ -10,7 +10,6 @@ import pytest
 from shared import firestore_client, topology
 from shared.bling import oauth
 from shared.bling.errors import BlingReauthorizationRequired, BlingRetryableError
-from shared.bling.token_store import TokenStore
 from tests.integration.bling.helpers import (
     log_lines,
     refresh_in_processes,
@@ -19,12 +18,13 @@ from tests.integration.bling.helpers import (
     store_pair,
     token_doc,
 )
+from tests.integration.process_deps import current_deps, new_token_store
 
 UTC = datetime.UTC
 
 
 def test_a_token_far_from_expiry_is_used_without_calling_the_token_endpoint(bling):
-    token = TokenStore().get_valid_access_token()
+    token = new_token_store().get_valid_access_token()
 
     assert token == token_doc()["access_token"]
     assert bling.stats()["token_calls"] == 0
@@ -35,7 +35,7 @@ def test_ten_workers_with_an_expiring_token_cause_exactly_one_refresh(bling_serv
     bling_server.reset_stats()
 
     started = time.monotonic()
-    results = run_concurrently(10, lambda i: TokenStore().get_valid_access_token())
+    results = run_concurrently(10, lambda i: new_token_store().get_valid_access_token())
     elapsed = time.monotonic() - started
 
     assert not [r for r in results if isinstance(r, Exception)], results
@@ -64,13 +64,13 @@ def test_separate_processes_with_an_expiring_token_cause_exactly_one_refresh(bli
 def test_a_worker_waits_for_a_live_lease_and_takes_over_when_its_holder_dies(bling_server):
     set_env(BLING_TOKEN_LEASE_S=2)
     store_pair(bling_server, expires_in=300)
-    ref = firestore_client.collection(topology.OAUTH).document("bling")
+    ref = current_deps().collection(topology.OAUTH).document("bling")
     ref.update({"lease_holder": "dead-instance",
                 "lease_until": datetime.datetime.now(tz=UTC) + datetime.timedelta(seconds=1.5)})
     bling_server.reset_stats()
 
     started = time.monotonic()
-    token = TokenStore().get_valid_access_token()
+    token = new_token_store().get_valid_access_token()
 
     assert time.monotonic() - started >= 1.0  # it waited for the dead holder's lease to run out
     assert bling_server.stats()["token_calls"] == 1
@@ -79,10 +79,10 @@ def test_a_worker_waits_for_a_live_lease_and_takes_over_when_its_holder_dies(bli
 
 def test_a_refused_refresh_token_that_a_sibling_already_replaced_is_not_a_reauthorization(bling_server):
     store_pair(bling_server, expires_in=300)
-    store = TokenStore()
+    store = new_token_store()
     stale = store._read()
     # Another instance refreshes (spending the refresh token) and stores the new pair.
-    TokenStore().refresh_after_rejection(stale.access_token)
+    new_token_store().refresh_after_rejection(stale.access_token)
     bling_server.reset_stats()
 
     token = store._refresh_under_lease(stale, holder="late-instance")  # Bling answers invalid_grant
@@ -94,10 +94,10 @@ def test_a_refused_refresh_token_that_a_sibling_already_replaced_is_not_a_reauth
 
 def test_a_late_writer_never_overwrites_a_newer_pair(bling_server):
     store_pair(bling_server, expires_in=300)
-    store = TokenStore()
+    store = new_token_store()
     seen = store._read()
     newer = bling_server.issue_tokens(jwt=True)
-    TokenStore().store_authorization(newer)  # version 2, written while "we" were calling Bling
+    new_token_store().store_authorization(newer)  # version 2, written while "we" were calling Bling
     ours = oauth.parse_token_response(bling_server.issue_tokens(jwt=True))
 
     token = store._write_pair(seen.version, ours, time.time())
@@ -112,8 +112,8 @@ def test_invalid_grant_marks_reauthorization_once_and_stops_calling_the_token_en
     bling_server.reset_stats()
     capsys.readouterr()
 
-    results = run_concurrently(3, lambda i: TokenStore().get_valid_access_token())
-    again = run_concurrently(2, lambda i: TokenStore().get_valid_access_token())
+    results = run_concurrently(3, lambda i: new_token_store().get_valid_access_token())
+    again = run_concurrently(2, lambda i: new_token_store().get_valid_access_token())
 
     assert all(isinstance(r, BlingReauthorizationRequired) for r in results + again), results + again
     assert bling_server.stats()["token_calls"] == 1
@@ -126,19 +126,19 @@ def test_invalid_grant_marks_reauthorization_once_and_stops_calling_the_token_en
 
 def test_a_new_authorization_clears_reauth_required(bling_server):
     store_pair(bling_server, expires_in=300)
-    firestore_client.collection(topology.OAUTH).document("bling").update({"reauth_required": True})
+    current_deps().collection(topology.OAUTH).document("bling").update({"reauth_required": True})
 
     pair = store_pair(bling_server)
 
-    assert TokenStore().get_valid_access_token() == pair["access_token"]
-    status = TokenStore().status()
+    assert new_token_store().get_valid_access_token() == pair["access_token"]
+    status = new_token_store().status()
     assert status["reauth_required"] is False and status["token_stored"] is True and status["version"] == 2
 
 
 def test_no_stored_authorization_asks_for_one(bling_server):
     with pytest.raises(BlingReauthorizationRequired):
-        TokenStore().get_valid_access_token()
-    status = TokenStore().status()
+        new_token_store().get_valid_access_token()
+    status = new_token_store().status()
     assert status["token_stored"] is False and status["reauth_required"] is True
     assert status["reauthorize_url"].endswith("/start")
     assert bling_server.stats()["token_calls"] == 0
@@ -148,7 +148,7 @@ def test_the_per_process_guard_caps_token_calls_per_minute(bling_server):
     set_env(BLING_TOKEN_CALLS_PER_MIN=2)
     store_pair(bling_server)
     bling_server.reset_stats()
-    store = TokenStore()
+    store = new_token_store()
 
     store.refresh_after_rejection(store.get_valid_access_token())
     store.refresh_after_rejection(store.get_valid_access_token())
@@ -161,7 +161,7 @@ def test_the_per_process_guard_caps_token_calls_per_minute(bling_server):
 
 
 def test_status_never_contains_a_token(bling):
-    status = TokenStore().status()
+    status = new_token_store().status()
 
     text = repr(status)
     doc = token_doc()

@@ -14,8 +14,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from shared import config, topology
-from shared.deps import Deps
+from shared import topology
+from tests.integration.process_deps import current_deps, forget_deps, use_deps
 
 REPO = Path(__file__).resolve().parents[3]
 _ids = itertools.count(1)
@@ -33,31 +33,6 @@ def handler(function: str):
     if hasattr(module, "deps"):
         module.deps = current_deps()
     return getattr(module, topology.ALL_FUNCTIONS[function])
-
-
-_deps: Deps | None = None
-
-
-def current_deps() -> Deps:
-    """The in-process functions' composition root. The modules are loaded once per session but each test has its
-    own environment (project, database): it is built again when the settings it was built from are not today's,
-    or after forget_deps() (tests/conftest.py, between tests and whenever a test models a new instance)."""
-    global _deps
-    settings = config.read_settings()
-    if _deps is None or _deps.settings != settings:
-        _deps = Deps(settings)
-    return _deps
-
-
-def use_deps(deps: Deps) -> None:
-    """Run the in-process functions with these parts (e.g. a faster retry table) until forget_deps()."""
-    global _deps
-    _deps = deps
-
-
-def forget_deps() -> None:
-    global _deps
-    _deps = None
 
 
 def envelope(payload: Any, message_id: str | None = None, delivery_attempt: int | None = None) -> dict[str, Any]:

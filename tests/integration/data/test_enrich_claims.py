@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared import enrichment
-from shared.bling.token_store import get_token_store
+from shared import enrichment, topology
 from tests.integration.data.pipeline_driver import envelope, handler, rows
+from tests.integration.process_deps import current_deps
 
 
 class Killed(BaseException):
@@ -18,7 +18,7 @@ class Killed(BaseException):
 def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "28")
     server = sandbox("small", rate_per_s=30.0)
-    get_token_store().store_authorization(server.issue_tokens())
+    current_deps().account().token_store.store_authorization(server.issue_tokens())
     return server
 
 
@@ -37,7 +37,7 @@ def test_the_redelivery_of_a_killed_enrich_message_takes_its_claims_over_and_doe
 
     with monkeypatch.context() as dying:
         dying.setattr(enrichment, "load_contact", killed_after_first)
-        dying.setattr(enrichment, "release", lambda kind, key: None)  # the process is gone: nothing releases
+        dying.setattr(enrichment, "release", lambda claims, kind, key: None)  # the process is gone: nothing releases
         with pytest.raises(Killed):
             handler("enrich")(message)
     assert {r[0] for r in rows(postgres, "SELECT id FROM contato")} == {contacts[0]}
@@ -51,8 +51,9 @@ def test_the_redelivery_of_a_killed_enrich_message_takes_its_claims_over_and_doe
 
 
 def test_a_live_claim_of_another_message_is_not_taken(firestore_env):
-    assert enrichment.claim("contato", "7", "message-a") is True
-    assert enrichment.claim("contato", "7", "message-a") is True  # its own redelivery
-    assert enrichment.claim("contato", "7", "message-b") is False  # someone else's live fetch
-    enrichment.release("contato", "7")
-    assert enrichment.claim("contato", "7", "message-b") is True
+    claims = current_deps().collection(topology.ENRICH_CLAIMS)
+    assert enrichment.claim(claims, "contato", "7", "message-a") is True
+    assert enrichment.claim(claims, "contato", "7", "message-a") is True  # its own redelivery
+    assert enrichment.claim(claims, "contato", "7", "message-b") is False  # someone else's live fetch
+    enrichment.release(claims, "contato", "7")
+    assert enrichment.claim(claims, "contato", "7", "message-b") is True

@@ -9,12 +9,16 @@ import json
 import pytest
 
 from shared import audit, db, nfe_detail, payment_forms
-from shared.bling.client import get_client
 from shared.messages import NfeBatch, NoteRef, Window
 from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows
 from tests.integration.data.test_pipeline import bling
+from tests.integration.process_deps import account_client, current_deps
 
 MONTH = "2026-01"
+
+
+def settings():
+    return current_deps().settings
 
 
 def log_lines(capsys) -> list[dict]:
@@ -78,18 +82,19 @@ def test_an_older_fetch_committing_last_never_reverts_a_cancellation(bling, post
     audit.record_listed(window, [NoteRef(nfe_id, authorized)])
     real_ensure_known, raced = payment_forms.ensure_known, []
 
-    def lookups_while_cancelled(client, form_ids):
+    def lookups_while_cancelled(client, form_ids, max_age_days):
         if not raced:
             raced.append(True)
             bling.cancel(nfe_id)
             audit.record_listed(window, [NoteRef(nfe_id, 2)])
-            nfe_detail.process_batch(get_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)))
+            nfe_detail.process_batch(account_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)),
+                                     settings())
             assert rows(postgres, "SELECT situacao FROM nfe WHERE id = %s", (nfe_id,)) == [(2,)]
-        return real_ensure_known(client, form_ids)
+        return real_ensure_known(client, form_ids, max_age_days)
 
     monkeypatch.setattr(payment_forms, "ensure_known", lookups_while_cancelled)
-    outcomes = nfe_detail.process_batch(get_client(),
-                                        NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)))
+    outcomes = nfe_detail.process_batch(account_client(),
+                                        NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)), settings())
     assert raced
     assert rows(postgres, "SELECT situacao, (raw->>'situacao')::int FROM nfe WHERE id = %s", (nfe_id,)) == [(2, 2)]
     assert outcomes.outcomes[nfe_id] == "unchanged"
@@ -103,9 +108,11 @@ def test_a_later_fetch_never_turns_a_cancelled_invoice_back_to_authorized(bling,
     audit.ensure_window(window)
     bling.cancel(nfe_id)
     audit.record_listed(window, [NoteRef(nfe_id, 2)])
-    nfe_detail.process_batch(get_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)))
+    nfe_detail.process_batch(account_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)),
+                                     settings())
     bling.set_situacao(nfe_id, authorized)
-    nfe_detail.process_batch(get_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)))
+    nfe_detail.process_batch(account_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)),
+                             settings())
     assert rows(postgres, "SELECT situacao FROM nfe WHERE id = %s", (nfe_id,)) == [(2,)]
 
 
@@ -121,7 +128,7 @@ def test_a_payment_form_recorded_not_found_is_checked_again_after_an_age(bling, 
                    "VALUES (%s, false, now() - %s::interval)",
                    (form_id, age))
     bling.reset_stats()
-    assert payment_forms.ensure_known(get_client(), [old, fresh]) == 1
+    assert payment_forms.ensure_known(account_client(), [old, fresh], settings().enrich_max_age_days) == 1
     assert bling.stats()["requests_by_kind"].get("forma_pagamento") == 1
     assert rows(postgres, "SELECT id, encontrada, descricao IS NOT NULL FROM forma_pagamento ORDER BY id") == sorted(
         [(old, True, True), (fresh, False, False)])

@@ -7,9 +7,8 @@ import datetime
 import pytest
 
 from shared import listing
-from shared.bling.client import get_client
-from shared.bling.token_store import get_token_store
 from shared.messages import Window
+from tests.integration.process_deps import account_client, current_deps
 
 WINDOW = Window("r", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
 
@@ -18,13 +17,13 @@ WINDOW = Window("r", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
 def client(sandbox, firestore_env, monkeypatch):
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "28")
     server = sandbox("small", rate_per_s=30.0)
-    get_token_store().store_authorization(server.issue_tokens())
+    current_deps().account().token_store.store_authorization(server.issue_tokens())
     return server
 
 
 def run(page_size=3, fetch=None):
-    pages = listing.WindowListing(WINDOW, fetch or listing.nfe_page_fetcher(get_client()), listing.MemoryCheckpoints(),
-                                  page_size, 50)
+    pages = listing.WindowListing(WINDOW, fetch or listing.nfe_page_fetcher(account_client()),
+                                  listing.MemoryCheckpoints(), page_size, 50)
     published = [note for notes in pages for note in notes]
     return pages.result, published
 
@@ -48,7 +47,7 @@ def test_overlapping_and_oversized_pages_lose_nothing(client):
 
 def test_a_bling_that_ignores_pagina_fails_the_window(client):
     def page_one_forever(params):
-        return get_client().get("/nfe", [(k, "1" if k == "pagina" else v) for k, v in params]).get("data")
+        return account_client().get("/nfe", [(k, "1" if k == "pagina" else v) for k, v in params]).get("data")
 
     with pytest.raises(listing.ListingIncomplete, match="REPEATED_PAGE"):
         run(fetch=page_one_forever)
@@ -60,7 +59,7 @@ def test_a_default_pass_that_fails_permanently_still_runs_the_cancelled_pass_and
     def default_pass_broken(params):
         default = all(k != "situacao" for k, _ in params)
         forced = [(k, "1" if k == "pagina" and default else v) for k, v in params]
-        return get_client().get("/nfe", forced).get("data")
+        return account_client().get("/nfe", forced).get("data")
 
     published = []
     with pytest.raises(listing.ListingIncomplete) as failure:

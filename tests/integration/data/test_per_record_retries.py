@@ -16,7 +16,6 @@ from shared import audit, config, record_failures, topology
 from shared.bling import client as bling_client
 from shared.bling.errors import BlingDailyLimit, BlingReauthorizationRequired, BlingRetryableError
 from shared.bling.retry_policy import POLICY, scaled
-from shared.bling.token_store import get_token_store
 from shared.deps import Deps
 from shared.errors import RetryableError
 from shared.messages import NoteRef, Window
@@ -24,6 +23,7 @@ from shared.ops import reconcile
 from tests.chaos.reliability import record
 from tests.integration.data.failing_bling import running
 from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows, use_deps
+from tests.integration.process_deps import current_deps
 
 MONTH = "2026-01"
 WINDOW = "2026-01-01..2026-01-31"
@@ -33,10 +33,9 @@ WINDOW = "2026-01-01..2026-01-31"
 def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "28")
     server = sandbox("small", rate_per_s=30.0)
-    get_token_store().store_authorization(server.issue_tokens())
+    current_deps().account().token_store.store_authorization(server.issue_tokens())
     for proxy in running(server.api_base):
         config.reset_settings_cache()
-        monkeypatch.setattr(bling_client, "_client", bling_client.BlingClient(policy=scaled(POLICY, 0.01)))
         use_deps(Deps(config.read_settings(), bling_policy=scaled(POLICY, 0.01)))
         proxy.server = server
         yield proxy

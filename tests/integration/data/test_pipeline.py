@@ -9,8 +9,8 @@ import pytest
 
 from local import verify
 from local.sandbox.dataset import generate_dataset
-from shared.bling.token_store import get_token_store
 from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows
+from tests.integration.process_deps import current_deps
 
 MONTHS = ("2026-01", "2026-02")
 
@@ -25,7 +25,7 @@ def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     """The small sandbox, authorized (a token pair stored as the auth callback would)."""
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", SCALED_BUDGET)
     server = sandbox("small", rate_per_s=SCALED_RATE)
-    get_token_store().store_authorization(server.issue_tokens())
+    current_deps().account().token_store.store_authorization(server.issue_tokens())
     return server
 
 
@@ -92,7 +92,7 @@ def test_invoice_cancelled_after_loading_shows_cancelled_after_the_next_daily_ru
     months = {f"{today:%Y-%m}": 40}
     server = sandbox(dataset=generate_dataset(11, months, contacts=20, products=20, cancelled_share=0.0,
                                               today=f"{today:%Y-%m-%d}"), rate_per_s=SCALED_RATE)
-    get_token_store().store_authorization(server.issue_tokens())
+    current_deps().account().token_store.store_authorization(server.issue_tokens())
     Pipeline(pubsub_topology).run({"daily": True})
     recent = rows(postgres, "SELECT id FROM nfe WHERE situacao <> 2 ORDER BY data_emissao DESC LIMIT 1")
     assert recent, "the daily window found no invoice to cancel"

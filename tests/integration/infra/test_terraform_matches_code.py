@@ -13,6 +13,7 @@ import pytest
 from infra_hcl import INFRA, REPO, block, load_build_bundles, load_infra, reference, render, string_list
 
 from shared import topology
+from shared.config import read_settings
 from shared.schedule import parse_schedule_request
 
 _EVENT_DRIVEN_MAX_TIMEOUT_S = 540
@@ -317,7 +318,7 @@ def test_daily_job_publishes_a_valid_schedule_message(tf, variable_defaults):
     assert target["topic_name"] == f'${{google_pubsub_topic.topic["{topology.SCHEDULE.topic}"].id}}'
     assert target["data"] == "${base64encode(local.daily_message)}"
     assert json.loads(message) == {"daily": True}
-    assert parse_schedule_request(message).kind == "daily"
+    assert parse_schedule_request(message, read_settings()).kind == "daily"
 
 
 def test_firestore_ttl_covers_the_short_lived_collections(tf, variable_defaults):

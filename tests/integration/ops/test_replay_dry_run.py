@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared import topology
 from shared.ops import replay_dead_letters
+from tests.integration.process_deps import current_deps
 
 
 def test_replay_right_after_a_dry_run_replays_everything(pubsub_env, gcp_project):
@@ -21,8 +22,8 @@ def test_replay_right_after_a_dry_run_replays_everything(pubsub_env, gcp_project
         publisher.publish(publisher.topic_path(gcp_project, route.dead_letter_topic), f'{{"ids": [{n}]}}'.encode()
                           ).result(timeout=30)
 
-    assert replay_dead_letters.replay(route, 1000, dry_run=True) == 0
-    replayed = replay_dead_letters.replay(route, 1000, dry_run=False)
+    assert replay_dead_letters.replay(current_deps(), route, 1000, dry_run=True) == 0
+    replayed = replay_dead_letters.replay(current_deps(), route, 1000, dry_run=False)
 
     assert replayed == 3
     received = subscriber.pull(request={"subscription": capture, "max_messages": 10}, timeout=10).received_messages

@@ -16,6 +16,7 @@ import requests
 from local.processes import pid_alive, port_is_free
 from local.stack import REPO_ROOT, FunctionServer, PostgresCluster, create_topology, new_run_dir, publish_json, pull_all
 from shared.topology import Route
+from tests.integration.process_deps import current_deps
 
 HERE = Path(__file__).resolve().parent
 TEST_FUNCTIONS = HERE / "fn_testing.py"
@@ -65,16 +66,16 @@ def test_db_env_truncates_between_tests_part2(db_env, postgres):
 def test_firestore_reset(firestore_env):
     from shared import firestore_client, topology
 
-    firestore_client.collection(topology.Collection("probe")).document("a").set({"v": 1})
-    assert firestore_client.collection(topology.Collection("probe")).document("a").get().to_dict() == {"v": 1}
+    current_deps().collection(topology.Collection("probe")).document("a").set({"v": 1})
+    assert current_deps().collection(topology.Collection("probe")).document("a").get().to_dict() == {"v": 1}
     firestore_env.reset(os.environ["GOOGLE_CLOUD_PROJECT"])
-    assert not firestore_client.collection(topology.Collection("probe")).document("a").get().exists
+    assert not current_deps().collection(topology.Collection("probe")).document("a").get().exists
 
 
 def test_pubsub_topology_captures_what_code_publishes(pubsub_topology):
     from shared import pubsub, topology
 
-    pubsub.publish_json(topology.NFE.topic, [{"ids": [1, 2]}, {"ids": [3]}])
+    current_deps().publish_json(topology.NFE.topic, [{"ids": [1, 2]}, {"ids": [3]}])
     got = sorted(pubsub_topology.pull_data(topology.NFE.topic), key=lambda d: d["ids"])
     assert got == [{"ids": [1, 2]}, {"ids": [3]}]
     assert pubsub_topology.pull_data(topology.NFE.topic, timeout_s=0.5) == []
