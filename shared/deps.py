@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared import firestore_client, parking, pubsub, topology
+from shared.account_registry import AccountRegistry
 from shared.bling import http
 from shared.bling.client import BlingClient, DailyLimit, RateBudget
 from shared.bling.oauth import OAuthClient
@@ -60,6 +61,11 @@ class Deps:
     @functools.cached_property
     def http_session(self) -> Any:
         return http.new_session()
+
+    @functools.cached_property
+    def accounts(self) -> AccountRegistry:
+        """The Bling accounts this deployment serves (runtime data in Firestore)."""
+        return AccountRegistry(self.firestore, self.collection(topology.ACCOUNTS))
 
     @functools.cached_property
     def oauth(self) -> OAuthClient:

@@ -7,7 +7,7 @@ import pytest
 
 from shared import topology
 from shared.account_registry import AccountNotServed, AccountRegistry, AccountStatus, NoAccountConnected
-from shared.deps import Deps
+from tests.integration.process_deps import current_deps
 
 
 class Clock:
@@ -20,7 +20,7 @@ class Clock:
 
 @pytest.fixture
 def registry(firestore_env) -> AccountRegistry:
-    deps = Deps.from_environment()
+    deps = current_deps()
     return AccountRegistry(deps.firestore, deps.collection(topology.ACCOUNTS), cache_s=0)
 
 
@@ -88,7 +88,7 @@ def test_which_account_a_message_runs_for(registry):
 
 
 def test_reads_are_cached_but_a_miss_or_an_inactive_hit_is_read_again(firestore_env):
-    deps = Deps.from_environment()
+    deps = current_deps()
     clock = Clock()
     writer = AccountRegistry(deps.firestore, deps.collection(topology.ACCOUNTS))
     reader = AccountRegistry(deps.firestore, deps.collection(topology.ACCOUNTS), cache_s=30, clock=clock)
@@ -104,7 +104,7 @@ def test_reads_are_cached_but_a_miss_or_an_inactive_hit_is_read_again(firestore_
 
 
 def test_a_hand_edited_status_does_not_make_an_account_run(registry, firestore_env):
-    deps = Deps.from_environment()
+    deps = current_deps()
     deps.collection(topology.ACCOUNTS).document("acme").set({"status": "ACTIVE!"})
     assert registry.get("acme").status is AccountStatus.PAUSED
     registry.record_daily_run_ok("acme", datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC))
