@@ -27,7 +27,7 @@ from shared import firestore_client, log, topology
 from shared.bling import rate_budget
 from shared.bling.api import Params
 from shared.bling.errors import BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError, BlingRetryableError
-from shared.bling.http import error_from_response, parse_json, reset_session, session
+from shared.bling.http import DeadlineExceeded, error_from_response, get_within, parse_json, reset_session, session
 from shared.bling.retry_policy import DEADLINE_S, MAX_ATTEMPTS_PER_CALL, POLICY, Outcome, Rule
 from shared.bling.token_store import TokenStore, get_token_store, reset_token_store
 from shared.config import get_settings
@@ -243,14 +243,15 @@ class BlingClient:
         status, parsed, outcome = 0, None, Outcome.CONNECTION
         started = time.monotonic()
         try:
-            response = (self._http or session()).get(self._base + call.path, params=params, timeout=self._timeout,
-                                     headers={"Authorization": f"Bearer {token}", "enable-jwt": "1",
-                                              "Accept": "application/json"})
-            status = response.status_code
-            call.retry_after_s = _retry_after_seconds(response.headers.get("Retry-After"))
-            parsed = parse_json(response.content)
+            # One total deadline for connect + the whole body (shared.bling.http.get_within), not per socket read.
+            status, headers, body = get_within(self._http or session(), self._base + call.path, self._timeout,
+                                               params=params, headers={"Authorization": f"Bearer {token}",
+                                                                       "enable-jwt": "1",
+                                                                       "Accept": "application/json"})
+            call.retry_after_s = _retry_after_seconds(headers.get("Retry-After"))
+            parsed = parse_json(body)
             outcome = classify(status, parsed)
-        except requests.Timeout:
+        except (requests.Timeout, DeadlineExceeded):
             outcome = Outcome.TIMEOUT
         except requests.RequestException:
             outcome = Outcome.CONNECTION

@@ -1,9 +1,19 @@
-"""HTTP plumbing shared by the API client and the token endpoint: one pooled session, Bling's error bodies."""
+"""HTTP plumbing shared by the API client and the token endpoint: one pooled session, Bling's error bodies, and
+GETs with a total deadline.
+
+requests' `timeout` bounds each socket operation, not the request: a server that sends a byte now and then, or
+a keep-alive connection that hangs after its headers, holds the caller far longer than the number says.
+get_within() runs the request in a daemon thread and waits at most the deadline for the whole answer, body
+included; on a miss the caller gets DeadlineExceeded and the session is replaced, so the retry opens a fresh
+connection instead of queueing behind (or reusing) the hung one. The abandoned thread reads on with the same
+bounds and checks the deadline between chunks, so it ends soon after, closing its connection."""
 from __future__ import annotations
 
 import decimal
 import json
 import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from shared.bling.errors import BlingError
@@ -30,6 +40,53 @@ def new_session() -> Any:
     s.mount("https://", adapter)
     s.mount("http://", adapter)
     return s
+
+
+class DeadlineExceeded(Exception):
+    """No complete answer within the request's total deadline."""
+
+
+_CHUNK = 64 * 1024
+
+
+def get_within(http: Any, url: str, deadline_s: float, **kwargs: Any) -> tuple[int, Mapping[str, str], bytes]:
+    """GET url through `http` (a requests.Session or alike): (status, headers, whole body), all within deadline_s
+    from now, or DeadlineExceeded. requests' own exceptions (connection refused, reset) are raised as they are."""
+    done = threading.Event()
+    box: dict[str, Any] = {}
+    until = time.monotonic() + deadline_s
+
+    def work() -> None:
+        try:
+            box["answer"] = _read_whole(http, url, until, deadline_s, kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller as it is
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="bling-http", daemon=True).start()
+    if not done.wait(deadline_s):
+        if http is _session:
+            reset_session()  # the next attempt gets a new pool, hence a new connection
+        raise DeadlineExceeded(f"no complete answer within {deadline_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    answer: tuple[int, Mapping[str, str], bytes] = box["answer"]
+    return answer
+
+
+def _read_whole(http: Any, url: str, until: float, deadline_s: float,
+                kwargs: dict[str, Any]) -> tuple[int, Mapping[str, str], bytes]:
+    response = http.get(url, stream=True, timeout=(deadline_s, deadline_s), **kwargs)
+    try:
+        chunks = []
+        for chunk in response.iter_content(_CHUNK):
+            if time.monotonic() > until:
+                raise DeadlineExceeded("deadline passed while reading the body")  # the caller has given up
+            chunks.append(chunk)
+        return response.status_code, response.headers, b"".join(chunks)
+    finally:
+        response.close()
 
 
 def parse_json(body: bytes) -> Any:
