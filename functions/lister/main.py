@@ -1,4 +1,5 @@
-"""lister: pages Bling's GET /nfe for one window (up to a calendar year) and publishes the NF-e ids in batches for the detail function.
+"""lister: pages Bling's GET /nfe for one window (up to a calendar year) and publishes the NF-e ids in batches for
+the detail function, each batch naming the audit row of its invoices' emission month.
 
 A redelivered window resumes from its Firestore checkpoint; a window already listed in this run is acknowledged
 without calling Bling. Reaching the page cap marks the window failed (ERROR) instead of pretending it is complete.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import itertools
 from typing import Any
 
 from shared import listing
@@ -37,7 +38,7 @@ def test_a_range_over_years_is_listed_in_calendar_years_with_partial_years_at_th
         (D(2021, 3, 15), D(2021, 12, 31)), (D(2022, 1, 1), D(2022, 12, 31)), (D(2023, 1, 1), D(2023, 12, 31)),
         (D(2024, 1, 1), D(2024, 12, 31)), (D(2025, 1, 1), D(2025, 12, 31)), (D(2026, 1, 1), D(2026, 2, 28))]
     assert {w.run_id for w in windows} == {"r1"}
-    for before, after in zip(windows, windows[1:], strict=False):
+    for before, after in itertools.pairwise(windows):
         assert after.start == before.end + datetime.timedelta(days=1), "no gap, no overlap"
 
 

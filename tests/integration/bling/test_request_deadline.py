@@ -6,13 +6,13 @@ the deadline is still read. Real HTTP: the sandbox's hang and slow faults, and a
 for what the sandbox cannot do (a body trickled byte by byte, a keep-alive connection that hangs)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -50,7 +50,6 @@ class RawServer:
 def raw_server() -> Iterator[Callable[[Callable[[socket.socket, int], None]], RawServer]]:
     """raw_server(serve): a local HTTP server whose connection number n is handled by serve(conn, n)."""
     servers: list[socketserver.ThreadingTCPServer] = []
-    stop = threading.Event()
 
     def start(serve: Callable[[socket.socket, int], None]) -> RawServer:
         connections: list[int] = []
@@ -58,10 +57,8 @@ def raw_server() -> Iterator[Callable[[Callable[[socket.socket, int], None]], Ra
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 connections.append(len(connections) + 1)
-                try:
+                with contextlib.suppress(OSError):
                     serve(self.request, len(connections))
-                except OSError:
-                    pass
 
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
@@ -70,7 +67,6 @@ def raw_server() -> Iterator[Callable[[Callable[[socket.socket, int], None]], Ra
         return RawServer(f"http://127.0.0.1:{server.server_address[1]}", connections)
 
     yield start
-    stop.set()
     for server in servers:
         server.shutdown()
         server.server_close()
