@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from local import verify
 from tests.integration.data.pipeline_driver import Pipeline, rows
-from tests.integration.data.test_pipeline import bling, db_report  # noqa: F401 - the fixture, shared
+from tests.integration.data.test_pipeline import bling, db_report  # the fixture, shared with test_pipeline
 
 RANGE = {"start": "2025-12-01", "end": "2026-02-28"}
 
