@@ -37,7 +37,12 @@ def test_a_range_across_a_year_edge_is_listed_per_year_and_audited_per_month(bli
     summary = rows(postgres, "SELECT sum(listadas), sum(novas), sum(pendentes) FROM etl_window_resumo")
     assert summary == [(counts["nfe"], counts["nfe"], 0)]
     # two windows (2025-12, 2026-01..02), two passes each, each pass one page per 100 ids + the empty one
-    assert bling.stats()["requests_by_kind"]["nfe_list"] <= most_list_calls(bling.truth())
+    lists = bling.stats()["requests_by_kind"]["nfe_list"]
+    assert lists <= most_list_calls(bling.truth())
+    # a window's pages and list calls are counted once, on the row of its first month
+    pages = rows(postgres, "SELECT inicio::text, paginas, chamadas_api FROM etl_window ORDER BY inicio")
+    assert [p[0] for p in pages if p[1] > 0] == ["2025-12-01", "2026-01-01"]
+    assert sum(p[1] for p in pages) == lists and pages[2][1:] == (0, 0)
 
 
 def test_rerunning_the_loaded_range_costs_only_the_list_calls_of_its_years(bling, postgres, pubsub_topology):
