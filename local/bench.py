@@ -5,10 +5,11 @@
 Parts (all by default, in this order; --only picks some):
   coldstart  import time of each functions/<name>/main.py in a fresh interpreter, median of --coldstart-runs
   loading    --loading-invoices invoices upserted with shared.nfe_store.upsert_nfe, one transaction each
-  backfill   the sandbox `history` profile × --scale, one {"month": …} message per month 2021-01 … 2026-02 to
-             bling-schedule, through every function (LocalStack), Bling's 3 req/s limit scaled by --speedup
+  backfill   the sandbox `history` profile × --scale, one {"start": "2021-01-01", "end": "2026-02-28"} message to
+             bling-schedule (listed in calendar-year windows), through every function (LocalStack), Bling's 3 req/s
+             limit scaled by --speedup
   rerun      the same month again once loaded (--rerun-month): list calls only, no detail call expected; then,
-             after a backfill, every month of it again: list calls per NF-e of a re-run of the loaded history
+             after a backfill, its range again: list calls per NF-e of a re-run of the loaded history
   daily      {"daily": true}: the last 7 days up to today in São Paulo (nothing changed: 2 list calls expected)
   faults     the backfill again on a fresh stack with --fault-share of the calls failing (half 500/502/503, half
              hangs of --hang-s seconds) and every access token expiring every --token-expiry-s: wall ÷ clean wall
@@ -73,7 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fault-share", type=float, default=0.02, help="share of API calls that fail in the fault run "
                    "(half 500/502/503, half hangs)")
     p.add_argument("--hang-s", type=float, default=35.0, help="a hang lasts this long, wall seconds, not scaled "
-                   "(the functions' HTTP timeout, 30 s, is not scaled either)")
+                   "(the functions cut it at their request deadline, --http-deadline-s)")
+    p.add_argument("--http-deadline-s", type=float, default=None, help="BLING_HTTP_TIMEOUT_S for the functions, "
+                   "the total deadline of one request (default 5 s ÷ speedup, at least 1 s)")
     p.add_argument("--token-expiry-s", type=float, default=20.0, help="fault run: every access token expires "
                    "this often, wall seconds")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}")
@@ -151,7 +154,8 @@ class Bench:
 
         kwargs = {"scale": self.args.scale, "speedup": self.args.speedup, "seed": self.args.seed,
                   "real_latency_s": self.args.latency_ms / 1000.0, "timeout_s": self.args.timeout,
-                  "progress": self.say, "run": f"{self.run_dir.name}-{tag}", "threads": self.args.threads}
+                  "progress": self.say, "run": f"{self.run_dir.name}-{tag}", "threads": self.args.threads,
+                  "http_deadline_s": self.args.http_deadline_s}
         return PipelineBench(**{**kwargs, **overrides})
 
     def pipeline(self, parts: list[str]) -> None:
@@ -211,7 +215,7 @@ class Bench:
         lists = r["requests_by_kind"].get("nfe_list", 0)
         per_nfe = lists / n
         self.rows += [
-            Row(f"re-run of the loaded history ({r['messages']} months, {r['nfe_in_range']} NF-e): calls",
+            Row(f"re-run of the loaded history ({r['months']} months, {r['nfe_in_range']} NF-e): calls",
                 kinds_text(r["requests_by_kind"]) + f" in {fmt_s(r['wall_s'])}; fewest list calls "
                 f"{r['fewest_list_calls']} ({r['fewest_list_calls'] / n:.3f} per NF-e)", "", None,
                 r["requests_by_kind"]),

@@ -2,6 +2,10 @@
 
 A redelivered message repeats the same writes: runs and windows are inserted with ON CONFLICT DO NOTHING, and an
 invoice's outcome in a window is one row keyed by (run, window, nfe_id), so counts derived from it never double.
+
+The audit's window is the month: a listing window of up to a year (shared.schedule.listing_windows) has one
+etl_window row per calendar month it covers (schedule.audit_periods), and each listed invoice is recorded in the
+row of its emission month (shared.listing attributes it).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any
 from shared import db
 from shared.domain import parse_window_key
 from shared.messages import NoteRef, Window
+from shared.schedule import audit_periods
 
 
 def record_run(run_id: str, kind: str, body: dict[str, Any], start: datetime.date, end: datetime.date,
@@ -21,9 +26,9 @@ def record_run(run_id: str, kind: str, body: dict[str, Any], start: datetime.dat
     with db.transaction() as cur:
         cur.execute("""INSERT INTO etl_run (run_id, tipo, pedido, inicio, fim) VALUES (%s, %s, %s::jsonb, %s, %s)
                        ON CONFLICT (run_id) DO NOTHING""", (run_id, kind, json.dumps(body), start, end))
-        for window in windows:
+        for period in (p for window in windows for p in audit_periods(window)):
             cur.execute("""INSERT INTO etl_window (run_id, inicio, fim) VALUES (%s, %s, %s)
-                           ON CONFLICT DO NOTHING""", (run_id, window.start, window.end))
+                           ON CONFLICT DO NOTHING""", (run_id, period.start, period.end))
 
 
 def ensure_window(window: Window) -> None:
@@ -32,19 +37,25 @@ def ensure_window(window: Window) -> None:
         cur.execute("""INSERT INTO etl_run (run_id, tipo, pedido, inicio, fim) VALUES (%s, 'range', %s::jsonb, %s, %s)
                        ON CONFLICT (run_id) DO NOTHING""",
                     (window.run_id, json.dumps(window.to_json()), window.start, window.end))
-        cur.execute("INSERT INTO etl_window (run_id, inicio, fim) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                    (window.run_id, window.start, window.end))
+        for period in audit_periods(window):
+            cur.execute("INSERT INTO etl_window (run_id, inicio, fim) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                        (window.run_id, period.start, period.end))
 
 
 def window_listing_progress(window: Window, status: str, pages: int, api_calls: int, throttled: int,
                             error: str | None = None) -> None:
+    """The listing status of every month row of the window; its pages and calls are counted once, on the row of
+    the window's first month (a year's listing cannot be split by month: one page holds several months)."""
     with db.transaction() as cur:
-        cur.execute("""UPDATE etl_window SET status = %s, paginas = paginas + %s, chamadas_api = chamadas_api + %s,
-                              respostas_429 = respostas_429 + %s, erro = %s, atualizado_em = now(),
+        cur.execute("""UPDATE etl_window SET status = %s, erro = %s, atualizado_em = now(),
+                              paginas = paginas + CASE WHEN inicio = %s THEN %s ELSE 0 END,
+                              chamadas_api = chamadas_api + CASE WHEN inicio = %s THEN %s ELSE 0 END,
+                              respostas_429 = respostas_429 + CASE WHEN inicio = %s THEN %s ELSE 0 END,
                               listado_em = CASE WHEN %s = 'listed' THEN coalesce(listado_em, now())
                                                 ELSE listado_em END
-                       WHERE run_id = %s AND inicio = %s AND fim = %s""",
-                    (status, pages, api_calls, throttled, error, status, window.run_id, window.start, window.end))
+                       WHERE run_id = %s AND inicio >= %s AND fim <= %s""",
+                    (status, error, window.start, pages, window.start, api_calls, window.start, throttled, status,
+                     window.run_id, window.start, window.end))
 
 
 @dataclasses.dataclass(frozen=True)

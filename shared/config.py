@@ -39,6 +39,8 @@ class Settings:
     bling_client_id_secret: str  # Secret Manager resource name, used when bling_client_id is empty
     bling_client_secret: str
     bling_client_secret_secret: str
+    # TOTAL deadline of one HTTP request to the API (connect + the whole body; shared.bling.http.get_within).
+    # Bling answers in well under a second; a hung call is cut here and retried on a fresh connection.
     bling_http_timeout_s: float
     # Account-wide request budget shared by every instance of every function (requests per second).
     rate_budget_per_s: float
@@ -101,7 +103,7 @@ def read_settings() -> Settings:
         bling_client_id_secret=_env("BLING_CLIENT_ID_SECRET"),
         bling_client_secret=_env("BLING_CLIENT_SECRET"),
         bling_client_secret_secret=_env("BLING_CLIENT_SECRET_SECRET"),
-        bling_http_timeout_s=_env_float("BLING_HTTP_TIMEOUT_S", 30.0),
+        bling_http_timeout_s=_env_float("BLING_HTTP_TIMEOUT_S", 5.0),
         rate_budget_per_s=_env_float("BLING_RATE_BUDGET_PER_S", 2.8),
         token_refresh_margin_s=_env_int("BLING_TOKEN_REFRESH_MARGIN_S", 600),
         rate_tick_slack=_env_float("BLING_RATE_TICK_SLACK", 0.15),

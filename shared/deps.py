@@ -59,8 +59,8 @@ class Deps:
         return pubsub.new_publisher()
 
     @functools.cached_property
-    def http_session(self) -> Any:
-        return http.new_session()
+    def http_session(self) -> http.RenewableSession:
+        return http.RenewableSession()
 
     @functools.cached_property
     def accounts(self) -> AccountRegistry:

@@ -9,7 +9,13 @@ may return near matches, and the singular `codigo=` parameter other integrations
 then returns an unrelated page. SKUs still unknown are asked once more per stock filter (the spec says
 `filtroSaldoEstoque` defaults to "positive"; whether Bling applies that default is unverified, and a product out
 of stock must not be reported unknown). What is still unknown is recorded as such, never guessed. A resolved
-product's full record comes from GET /produtos/{id}.
+product's full record comes from GET /produtos/{id} (the list item lacks unidade, gtin, marca, ncm, cest and
+categoria, which the produto table stores).
+
+Lookups are batched across invoices (issue 13): an enrich message serves its own stale SKUs and fills the rest of
+its last lookup with SKUs of other stored invoices never resolved yet (`skus_to_resolve`), claimed like its own,
+so a backfill costs about ⌈SKUs ÷ 100⌉ lookups instead of one or more per message. One lookup carries up to 100
+`codigos[]` (a page of answers holds 100) and at most MAX_LOOKUP_QUERY_BYTES of query string (`lookup_chunks`).
 
 Invoices of one backfill share customers and products, and their enrich messages run concurrently, so each
 contact or SKU is claimed first (a Firestore document created by exactly one message, expiring after a few
@@ -28,6 +34,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -40,8 +47,14 @@ from shared.bling.paging import PagingIncomplete, paginate
 from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
 from shared.domain import EntityKind
 
-_SKUS_PER_LOOKUP = 50
 _LOOKUP_PAGE_SIZE = 100
+# As many codigos[] per lookup as one page of answers holds (when each SKU matches one product).
+_SKUS_PER_LOOKUP = _LOOKUP_PAGE_SIZE
+# The query string of one lookup stays within this many bytes (URL-encoded, every parameter): 100 SKUs of the
+# usual 6-20 characters need 1.5-3.5 kB; the URL then stays under 8 kB, the smallest request-line limit among the
+# usual front ends (nginx's 8 kB large_client_header_buffers; Bling documents none). docs/BENCHMARKS.md.
+MAX_LOOKUP_QUERY_BYTES = 7000
+_LOOKUP_FIXED_PARAMS_BYTES = len("criterio=5&pagina=10&limite=100&filtroSaldoEstoque=0")
 _LOOKUP_PAGE_CAP = 10
 # Extra passes for SKUs the default lookup did not find: zero stock, then negative stock.
 _STOCK_FILTER_RETRIES = ("0", "2")
@@ -105,6 +118,50 @@ def stale_skus(skus: Iterable[str], max_age_days: int) -> list[str]:
     return [s for s in wanted if s not in fresh]
 
 
+def pending_skus(exclude: Iterable[str], limit: int) -> list[str]:
+    """Up to `limit` SKUs of stored invoice items never resolved (no produto_sku row), other than `exclude`."""
+    if limit <= 0:
+        return []
+    return [row[0] for row in db.fetch_all(
+        """SELECT DISTINCT i.codigo FROM nfe_item i
+           WHERE btrim(i.codigo) <> '' AND char_length(i.codigo) <= %s AND NOT (i.codigo = ANY(%s))
+             AND NOT EXISTS (SELECT 1 FROM produto_sku s WHERE s.codigo = i.codigo)
+           ORDER BY i.codigo LIMIT %s""", (MAX_LOOKUP_SKU_LENGTH, sorted(set(exclude)), limit))]
+
+
+def skus_to_resolve(skus: Iterable[str], max_age_days: int) -> list[str]:
+    """The message's stale SKUs (stale_skus), then as many never-resolved SKUs of other stored invoices as fill
+    its last lookup: they cost no extra lookup now and none later. Nothing stale of its own: nothing at all."""
+    own = stale_skus(skus, max_age_days)
+    if not own:
+        return []
+    last = lookup_chunks(own)[-1]
+    extra: list[str] = []
+    for sku in pending_skus(own, _SKUS_PER_LOOKUP - len(last)):
+        if len(lookup_chunks([*last, *extra, sku])) > 1:
+            break  # the query string is full
+        extra.append(sku)
+    return own + extra
+
+
+def _query_bytes(sku: str) -> int:
+    return len(urllib.parse.urlencode([("codigos[]", sku)])) + 1  # and its "&"
+
+
+def lookup_chunks(skus: list[str]) -> list[list[str]]:
+    """The SKUs cut into lookups of at most _SKUS_PER_LOOKUP codigos[] and MAX_LOOKUP_QUERY_BYTES of query."""
+    chunks: list[list[str]] = []
+    size = 0
+    for sku in skus:
+        cost = _query_bytes(sku)
+        if not chunks or len(chunks[-1]) >= _SKUS_PER_LOOKUP or size + cost > MAX_LOOKUP_QUERY_BYTES:
+            chunks.append([])
+            size = _LOOKUP_FIXED_PARAMS_BYTES
+        chunks[-1].append(sku)
+        size += cost
+    return chunks
+
+
 @contextlib.contextmanager
 def claimed(claims: Any, kind: EntityKind, keys: Iterable[K], owner: str) -> Iterator[list[K]]:
     """The whole life of this delivery's claims: the keys it may fetch now (claim()), released when the block
@@ -157,8 +214,8 @@ def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
         db.upsert(cur, "contato", contact_row(contact_id, contact), casts={"raw": "jsonb"})
 
 
-# Longer than any Bling product code: such an item SKU is recorded as unknown without a lookup (50 of them in one
-# query string would also be longer than a server accepts).
+# Longer than any Bling product code: such an item SKU is recorded as unknown without a lookup (a few of them would
+# fill a lookup's query string, lookup_chunks).
 MAX_LOOKUP_SKU_LENGTH = 120
 
 
@@ -185,8 +242,7 @@ def find_products_by_sku(bling: BlingApi, skus: list[str], attempts: record_fail
     skus = [s for s in skus if len(s) <= MAX_LOOKUP_SKU_LENGTH]
     for extra in [None, *_STOCK_FILTER_RETRIES]:
         missing = [s for s in skus if s not in found and attempts.settled((SKU, s)) and lookup.decided(s)]
-        for start in range(0, len(missing), _SKUS_PER_LOOKUP):
-            chunk = missing[start:start + _SKUS_PER_LOOKUP]
+        for chunk in lookup_chunks(missing):
             items, complete = attempts.run(functools.partial(_lookup, bling, chunk, extra),
                                            *((SKU, s) for s in chunk)) or ([], True)
             for item in items:
@@ -226,6 +282,11 @@ def _lookup(bling: BlingApi, skus: list[str], stock_filter: str | None) -> tuple
         for page in paginate(fetch, _LOOKUP_PAGE_CAP, what="product lookup"):
             items.update((product_id, d) for d in page.items
                          if isinstance(d, dict) and (product_id := as_id(d.get("id"))) and product_id not in items)
+            # Every SKU has its exact match and the page is not full: no page to come can change an answer (only
+            # a second product with the same codigo could, on a page Bling would have to invent), so the empty
+            # page that proves the end is not worth a request; a listing of invoices still needs it.
+            if len(page.items) < _LOOKUP_PAGE_SIZE and set(skus) <= {d.get("codigo") for d in items.values()}:
+                break
     except PagingIncomplete as exc:
         log.error(f"product lookup incomplete; the SKUs it did not find stay unresolved: {exc}",
                   event="sku_lookup_incomplete", skus=skus[:50], **exc.log_fields())

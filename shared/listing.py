@@ -7,6 +7,10 @@ one without it, one with `situacao=2`. Both send `tipo=1` (outgoing only) and da
 Pages come from shared.bling.paging (read until an empty page; a repeated page or the page cap fails the pass
 loudly); ids are de-duplicated across pages and passes, since pages overlap and overflow `limite`.
 
+A window is up to a calendar year (shared.schedule.listing_windows); the audit is per month: `by_period` groups
+each page's new ids by the month of their `dataEmissao` (the list item's emission date and time, São Paulo local
+time as Bling sends it), so each id is recorded in, and its detail batch names, the etl_window row of its month.
+
 Checkpoint rule (Singer's bookmark rule): the checkpoint moves to page N+1 only after page N's ids are recorded
 and published, so a redelivered window resumes at the first page whose ids may not have gone out.
 """
@@ -23,6 +27,7 @@ from shared.bling.errors import BlingPermanentError
 from shared.bling.paging import PagingIncomplete, paginate
 from shared.domain import MAX_SITUACAO, SITUACAO_CANCELADA, is_positive_int
 from shared.messages import NoteRef, Window
+from shared.schedule import audit_periods
 
 # (name, value of the situacao parameter): None = Bling's default listing, which omits cancelled invoices.
 PASSES: tuple[tuple[str, int | None], ...] = (("default", None), ("cancelled", SITUACAO_CANCELADA))
@@ -103,6 +108,20 @@ def note_refs_from_page(data: list[Any]) -> list[NoteRef]:
     return refs
 
 
+def emission_dates(data: list[Any]) -> dict[int, datetime.date]:
+    """id → the date part of each item's `dataEmissao` ("YYYY-MM-DD HH:MM:SS"), for the items that have one."""
+    dates = {}
+    for item in data:
+        if not isinstance(item, dict) or not is_positive_int(item.get("id")):
+            continue
+        emitted = item.get("dataEmissao")
+        try:
+            dates[item["id"]] = datetime.date.fromisoformat(str(emitted)[:10])
+        except ValueError:
+            continue
+    return dates
+
+
 def nfe_page_fetcher(bling: BlingApi) -> Callable[[list[tuple[str, str]]], Any]:
     """Pages of GET /nfe: the `data` value as Bling sent it (checked by the paginator and note_refs_from_page)."""
     def fetch(params: list[tuple[str, str]]) -> Any:
@@ -134,6 +153,23 @@ class WindowListing:
                  checkpoints: CheckpointStore, page_size: int, page_cap: int):
         self.window, self.result = window, ListingResult()
         self._fetch, self._checkpoints, self._size, self._cap = fetch_page, checkpoints, page_size, page_cap
+        self._periods = audit_periods(window)
+        self._emitted: dict[int, datetime.date] = {}
+
+    def by_period(self, notes: list[NoteRef]) -> list[tuple[Window, list[NoteRef]]]:
+        """The notes of a page grouped by the month (audit period) of their emission date, in period order. A note
+        without a readable date inside the window (Bling filters by it, so this is garbage) goes to the window's
+        first month with a WARNING: it is still loaded, and the detail stores its real date."""
+        groups: dict[Window, list[NoteRef]] = {}
+        for note in notes:
+            emitted = self._emitted.get(note.id)
+            period = next((p for p in self._periods if emitted is not None and p.start <= emitted <= p.end), None)
+            if period is None:
+                log.warning("GET /nfe item without an emission date inside its window; audited in the window's "
+                            "first month", nfe_id=note.id, emitted=str(emitted), event="listing_date_outside")
+                period = self._periods[0]
+            groups.setdefault(period, []).append(note)
+        return sorted(groups.items(), key=lambda group: group[0].start)
 
     def __iter__(self) -> Iterator[list[NoteRef]]:
         window, checkpoints = self.window, self._checkpoints
@@ -174,6 +210,7 @@ class WindowListing:
 
         for page in paginate(fetch, self._cap, first_page, what=f"{pass_name} listing"):
             refs = note_refs_from_page(page.items)
+            self._emitted.update(emission_dates(page.items))
             new = [r for r in refs if seen.get(r.id) != r.situacao]
             seen.update((r.id, r.situacao) for r in refs)
             log.debug("page listed", page=page.number, listing=pass_name, items=len(refs), new=len(new))

@@ -7,15 +7,18 @@ Accepted messages on the schedule topic (anything else is refused with a reason)
 - `{"month": "2021-03"}`: a backfill of one calendar month.
 - `{"start": "2021-01-01", "end": "2021-12-31"}`: an explicit range of days, inclusive.
 
-Granularity: month windows. A month is the unit a user thinks in for backfills, it keeps windows far below Bling's
-one-year limit on period filters, and it costs two short listings (without and with situacao=2) per month,
-where day windows would cost at least 2 calls a day — about 730 list calls a year for nothing. Ranges are cut
-at calendar-month edges, so the same invoice always falls in the same window of a backfill, and windows never
-overlap. The daily window is not cut: the look-back is a few days and Bling accepts it as one period.
-The price of month windows is the empty page that ends each of the two passes, paid by sparse months as often as
-by busy ones: measured on a history of 2,926 invoices over 62 months, 1.08 list+detail calls per new invoice
-(docs/BENCHMARKS.md), where the ideal is 1.0. Short pages cannot end a pass (Bling's pages can overflow and
-repeat), so this is the cost of proving each window complete.
+Granularity: the lister lists in the largest windows Bling accepts, the audit reports per month.
+Bling refuses a period filter longer than one year (API-NOTES §2.3: "intervalo superior a um ano" → 400; the
+sandbox refuses end > start + 1 year). A backfill or range is therefore listed in calendar-year windows
+(`listing_windows`): Jan 1 00:00:00 … Dec 31 23:59:59 of one year is less than a year by any reading, partial
+years at the range ends. Cutting at calendar-year edges keeps the same invoice in the same window of every
+backfill, and windows never overlap. Month windows cost two passes × (pages + the closing empty page) per month
+(211 list calls for 731 invoices over 62 months, docs/BENCHMARKS.md), year windows the same per year (27).
+The daily window is not cut: the look-back is a few days and Bling accepts it as one period.
+
+The audit still reports per month: each listing window is cut into its calendar months (`audit_periods`), one
+etl_window row each, and every listed invoice is attributed to the month of its emission date (shared.listing).
+`split_into_windows` gives those month windows of a request (the reconciliation compares month by month).
 
 Windows are closed ranges of São Paulo calendar days; the lister sends them to Bling as
 `YYYY-MM-DD 00:00:00` … `YYYY-MM-DD 23:59:59` (never bare dates, which lose the last day).
@@ -26,6 +29,7 @@ import dataclasses
 import datetime
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -107,13 +111,35 @@ def _check_range(start: datetime.date, end: datetime.date, today: datetime.date,
 
 
 def split_into_windows(request: ScheduleRequest, run_id: str) -> list[Window]:
+    """The request's month windows (the daily window whole): the audit's unit, and the reconciliation's."""
     if request.kind is RunKind.DAILY:
         return [Window(run_id, request.start, request.end)]
+    return _cut(Window(run_id, request.start, request.end), _month_end)
+
+
+def listing_windows(request: ScheduleRequest, run_id: str) -> list[Window]:
+    """The windows the lister pages through: the daily window whole, anything else cut at calendar-year edges."""
+    if request.kind is RunKind.DAILY:
+        return [Window(run_id, request.start, request.end)]
+    return _cut(Window(run_id, request.start, request.end), _year_end)
+
+
+def audit_periods(window: Window) -> list[Window]:
+    """The window cut at calendar-month edges: one audit row (etl_window) each. A window within one month is
+    its own single period, so month windows of earlier runs keep their rows."""
+    return _cut(window, _month_end)
+
+
+def _year_end(day: datetime.date) -> datetime.date:
+    return datetime.date(day.year, 12, 31)
+
+
+def _cut(window: Window, period_end: Callable[[datetime.date], datetime.date]) -> list[Window]:
     windows = []
-    start = request.start
-    while start <= request.end:
-        end = min(_month_end(start), request.end)
-        windows.append(Window(run_id, start, end))
+    start = window.start
+    while start <= window.end:
+        end = min(period_end(start), window.end)
+        windows.append(Window(window.run_id, start, end))
         start = end + datetime.timedelta(days=1)
     return windows
 

@@ -38,7 +38,7 @@ def on_enrich(message: PubSubMessage) -> None:
         # must find no claim of ours in its way.
         with enrichment.claimed(claims, CONTACT, enrichment.stale_contacts(request.contact_ids, max_age),
                                 owner) as contacts, \
-                enrichment.claimed(claims, SKU, enrichment.stale_skus(request.skus, max_age), owner) as skus:
+                enrichment.claimed(claims, SKU, enrichment.skus_to_resolve(request.skus, max_age), owner) as skus:
             found_contacts = sum(bool(attempts.run(functools.partial(enrichment.load_contact, bling, c), (CONTACT, c)))
                                  for c in contacts)
             products = enrichment.find_products_by_sku(bling, skus, attempts)
@@ -51,7 +51,8 @@ def on_enrich(message: PubSubMessage) -> None:
                 request.run_id, tuple(k for kind, k in g if kind == CONTACT),
                 tuple(k for kind, k in g if kind == SKU)).to_json() for g in groups])
 
-        record_failures.settle(attempts, len(request.contact_ids) + len(request.skus),
+        # skus may hold SKUs of other invoices that filled a lookup (skus_to_resolve): records of this delivery too.
+        record_failures.settle(attempts, len(request.contact_ids) + len(set(request.skus) | set(skus)),
                                record_failures.last_attempt(message, topology.ENRICH), republish, _give_up)
         log.info("enrichment done", event="enrich_done", contacts_fetched=len(contacts),
                  contacts_found=found_contacts, skus_checked=len(skus), skus_found=found_products,

@@ -1,4 +1,5 @@
-"""lister: pages Bling's GET /nfe for one window and publishes the NF-e ids in batches for the detail function.
+"""lister: pages Bling's GET /nfe for one window (up to a calendar year) and publishes the NF-e ids in batches for
+the detail function, each batch naming the audit row of its invoices' emission month.
 
 A redelivered window resumes from its Firestore checkpoint; a window already listed in this run is acknowledged
 without calling Bling. Reaching the page cap marks the window failed (ERROR) instead of pretending it is complete.
@@ -32,10 +33,13 @@ def on_window(message: PubSubMessage) -> None:
         with count_calls() as calls:
             try:
                 for notes in pages:  # the checkpoint moves past a page only once its ids are recorded and sent
-                    audit.record_listed(window, notes)
+                    # Each id in the audit row of its emission month; its batch names that row.
+                    groups = pages.by_period(notes)
+                    for period, group in groups:
+                        audit.record_listed(period, group)
                     deps.publish_json(topology.NFE.topic, (
-                        NfeBatch(window.run_id, window.key, tuple(batch)).to_json()
-                        for batch in listing.batches(notes, settings.ids_per_message)))
+                        NfeBatch(window.run_id, period.key, tuple(batch)).to_json()
+                        for period, group in groups for batch in listing.batches(group, settings.ids_per_message)))
             except PermanentError as exc:  # page cap reached, or Bling answered garbage: the window is not complete
                 audit.window_listing_progress(window, WindowStatus.FAILED, 0, calls.requests, calls.throttled,
                                               str(exc)[:1000])

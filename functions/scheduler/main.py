@@ -10,7 +10,7 @@ from shared.deps import Deps
 from shared.domain import RunKind
 from shared.handler import pubsub_handler
 from shared.messages import PubSubMessage
-from shared.schedule import parse_schedule_request, run_id_for, split_into_windows
+from shared.schedule import listing_windows, parse_schedule_request, run_id_for
 
 deps = Deps.from_environment()  # the composition root: once per process (ADR 010)
 
@@ -23,7 +23,7 @@ def on_schedule(message: PubSubMessage) -> None:
         # Work parked yesterday because Bling's daily quota was spent goes out again with today's run.
         parking.release_all(deps)
     run_id = run_id_for(request, message.message_id)
-    windows = split_into_windows(request, run_id)
+    windows = listing_windows(request, run_id)  # up to a calendar year each; audited per month
     with log.bind(run_id=run_id):
         audit.record_run(run_id, request.kind, request.body, request.start, request.end, windows)
         deps.publish_json(topology.WINDOWS.topic, (w.to_json() for w in windows))

@@ -27,7 +27,7 @@ import tenacity
 from shared import log, topology
 from shared.bling.api import Params
 from shared.bling.errors import BlingDailyLimit, BlingError, BlingNotFound, BlingPermanentError, BlingRetryableError
-from shared.bling.http import error_from_response, parse_json
+from shared.bling.http import DeadlineExceeded, RenewableSession, error_from_response, get_within, parse_json
 from shared.bling.retry_policy import DEADLINE_S, MAX_ATTEMPTS_PER_CALL, POLICY, Outcome, Rule
 from shared.bling.token_store import TokenStore
 
@@ -181,7 +181,7 @@ class RateBudget(Protocol):
 
 class BlingClient:
     def __init__(self, *, token_store: TokenStore, budget: RateBudget, daily_limit: DailyLimit, base_url: str,
-                 http: Any, timeout_s: float, policy: Mapping[Outcome, Rule] | None = None):
+                 http: RenewableSession, timeout_s: float, policy: Mapping[Outcome, Rule] | None = None):
         """One account's client; its composition root (shared.deps.Deps.account) passes every part."""
         self._tokens = token_store
         self._budget = budget
@@ -240,14 +240,19 @@ class BlingClient:
         status, parsed, outcome = 0, None, Outcome.CONNECTION
         started = time.monotonic()
         try:
-            response = self._http.get(self._base + call.path, params=params, timeout=self._timeout,
-                                      headers={"Authorization": f"Bearer {token}", "enable-jwt": "1",
-                                               "Accept": "application/json"})
-            status = response.status_code
-            call.retry_after_s = _retry_after_seconds(response.headers.get("Retry-After"))
-            parsed = parse_json(response.content)
+            # One total deadline for connect + the whole body (shared.bling.http.get_within), not per socket read.
+            session = self._http.current
+            try:
+                status, headers, body = get_within(session, self._base + call.path, self._timeout, params=params,
+                                                   headers={"Authorization": f"Bearer {token}", "enable-jwt": "1",
+                                                            "Accept": "application/json"})
+            except DeadlineExceeded:
+                self._http.renew(session)  # the retry must not queue behind, or reuse, the hung connection
+                raise
+            call.retry_after_s = _retry_after_seconds(headers.get("Retry-After"))
+            parsed = parse_json(body)
             outcome = classify(status, parsed)
-        except requests.Timeout:
+        except (requests.Timeout, DeadlineExceeded):
             outcome = Outcome.TIMEOUT
         except requests.RequestException:
             outcome = Outcome.CONNECTION
