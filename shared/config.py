@@ -106,7 +106,7 @@ def read_settings() -> Settings:
         bling_http_timeout_s=_env_float("BLING_HTTP_TIMEOUT_S", 5.0),
         rate_budget_per_s=_env_float("BLING_RATE_BUDGET_PER_S", 2.8),
         token_refresh_margin_s=_env_int("BLING_TOKEN_REFRESH_MARGIN_S", 600),
-        rate_tick_slack=_env_float("BLING_RATE_TICK_SLACK", 0.15),
+        rate_tick_slack=_env_float("BLING_RATE_TICK_SLACK", 0.10),
         token_lease_s=_env_float("BLING_TOKEN_LEASE_S", 30.0),
         token_http_timeout_s=_env_float("BLING_TOKEN_HTTP_TIMEOUT_S", 15.0),
         token_calls_per_min=_env_int("BLING_TOKEN_CALLS_PER_MIN", 5),
