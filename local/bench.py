@@ -79,6 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "the total deadline of one request (default 5 s ÷ speedup, at least 1 s)")
     p.add_argument("--token-expiry-s", type=float, default=20.0, help="fault run: every access token expires "
                    "this often, wall seconds")
+    p.add_argument("--quiet-s", type=float, default=None, help="seconds without a function log line that mean "
+                   "a pipeline part has settled (default 5 after a backfill, 4 after a re-run or daily run)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
@@ -155,7 +157,7 @@ class Bench:
         kwargs = {"scale": self.args.scale, "speedup": self.args.speedup, "seed": self.args.seed,
                   "real_latency_s": self.args.latency_ms / 1000.0, "timeout_s": self.args.timeout,
                   "progress": self.say, "run": f"{self.run_dir.name}-{tag}", "threads": self.args.threads,
-                  "http_deadline_s": self.args.http_deadline_s}
+                  "http_deadline_s": self.args.http_deadline_s, "quiet_s": self.args.quiet_s}
         return PipelineBench(**{**kwargs, **overrides})
 
     def pipeline(self, parts: list[str]) -> None:
