@@ -101,6 +101,12 @@ def test_twelve_instances_with_a_failing_token_endpoint_stay_under_ten_token_cal
     import multiprocessing
     import os
 
+    # Time compressed ×4 through the settings the backoff reads (15 s doubling up to 600 s -> 3.75 s up to 150 s)
+    # and a storm of 20 s -> 5 s: the same calls as 20 s at the real backoff, in a quarter of the wait.
+    # TOKEN_STORM_SCALE=1 TOKEN_STORM_SECONDS=65 for a per-minute figure by hand.
+    scale = float(os.environ.get("TOKEN_STORM_SCALE", "4"))
+    seconds = float(os.environ.get("TOKEN_STORM_SECONDS", "20")) / scale
+    set_env(BLING_TOKEN_BACKOFF_MIN_S=15.0 / scale, BLING_TOKEN_BACKOFF_MAX_S=600.0 / scale)  # the 12 inherit it
     store_pair(bling_server, expires_in=30)  # expired for our purposes: every call needs a refresh
     endpoint = None
     if failure.startswith("503"):
@@ -108,7 +114,6 @@ def test_twelve_instances_with_a_failing_token_endpoint_stay_under_ten_token_cal
     else:
         bling_server.configure(token_block_threshold=0)  # every token call answered 403 "bloqueado"
     bling_server.reset_stats()
-    seconds = float(os.environ.get("TOKEN_STORM_SECONDS", "20"))  # 65 for a per-minute figure by hand
     try:
         ctx = multiprocessing.get_context("spawn")
         barrier, queue = ctx.Barrier(12), ctx.Queue()
@@ -124,13 +129,14 @@ def test_twelve_instances_with_a_failing_token_endpoint_stay_under_ten_token_cal
 
     calls = endpoint.max_calls_in_60s() if endpoint else bling_server.stats()["token_calls_max_in_60s"]
     asked = sum(sum(o.values()) for o in outcomes)
-    print(f"MEASURED {failure}: {calls} token POSTs in the busiest 60 s of {seconds:.0f} s, 12 processes asking "
-          f"{asked} times")
+    print(f"MEASURED {failure}: {calls} token POSTs in the busiest 60 s of {seconds:g} s (time ÷{scale:g}), "
+          f"12 processes asking {asked} times")
     assert 1 <= calls < 10
     last_error = token_doc()["last_error"]
     assert ("503" in last_error) if endpoint else ("403" in last_error)  # the real error, not a local refusal
     record(f"token endpoint down ({failure})",
-           fault=f"12 processes need a refresh for {seconds:.0f} s while the token endpoint answers "
+           fault=f"12 processes need a refresh for {seconds * scale:.0f} s (run ×{scale:g} faster: backoff and "
+                 f"storm ÷{scale:g}) while the token endpoint answers "
                  f"{'503' if endpoint else 'Bling’s IP block (403)'}",
            outcome=f"{calls} token POSTs in the busiest 60 s (Bling blocks the IP at 20; before the fix: 60 in "
                    f"0.04 s); the fleet backs off together; /status keeps the real error",
