@@ -23,14 +23,22 @@ pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 def replay_one_dead_letter(chaos: Chaos, topic: str) -> float:
     """Run the documented replay command for `topic` like an operator; it must replay exactly one message.
-    Returns its run time in seconds."""
+    Returns its run time in seconds.
+
+    `--max 1`: without it the command ends only on an empty pull, which the emulator answers after ~9 s; that one
+    was the only one is checked instead by the hold subscription being empty afterwards (not acknowledged: a
+    second dead letter would stay there for the diagnosis)."""
+    route = next(r for r in topology.ROUTES if r.topic == topic)
     started = time.monotonic()
-    replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", topic],
+    replay = subprocess.run([sys.executable, "-m", "shared.ops.replay_dead_letters", "--topic", topic, "--max", "1"],
                             env={**os.environ, **chaos.stack.env(), "PYTHONPATH": str(REPO_ROOT)},
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    replay_s = time.monotonic() - started
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert f"{topic}: 1 replayed" in replay.stdout, replay.stdout
-    return time.monotonic() - started
+    left = chaos.stack.pull(route.dead_letter_subscription, timeout_s=1.0, ack=False)
+    assert left == [], f"more than one dead letter was held in {route.dead_letter_subscription}: {left}"
+    return replay_s
 
 
 def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: Chaos):
@@ -60,7 +68,8 @@ def test_a_poison_message_is_dead_lettered_after_the_configured_attempts(chaos: 
            fault="a window whose run PostgreSQL refuses on every delivery (CHECK constraint added for the test)",
            outcome=f"delivered exactly {deliveries} times (max_delivery_attempts), then held in "
                    "bling-windows-dead-letter-hold, no further delivery in 6 s; after dropping the constraint "
-                   f"`replay_dead_letters --topic bling-windows` replayed 1 (command took {replay_s:.0f} s) "
+                   "`replay_dead_letters --topic bling-windows --max 1` replayed 1 and the hold was then empty "
+                   f"(command took {replay_s:.0f} s) "
                    f"and DB = truth for 2026-01 ({report.counts['nfe']} NF-e)",
            ok=True, seconds=chaos.elapsed(), deliveries=deliveries, settle_s=round(waited, 1))
 
@@ -92,6 +101,7 @@ def test_dead_letters_replayed_after_postgresql_was_down_longer_than_the_attempt
                  "(database unavailable)",
            outcome=f"{attempts} failed deliveries, then none: the message was held in "
                    "bling-schedule-dead-letter-hold; PostgreSQL started, `python -m shared.ops.replay_dead_letters "
-                   f"--topic bling-schedule` replayed 1 (command took {replay_s:.0f} s); DB = truth "
+                   "--topic bling-schedule --max 1` replayed 1, the hold then empty "
+                   f"(command took {replay_s:.0f} s); DB = truth "
                    f"({report.counts['nfe']} NF-e), 0 duplicates",
            ok=True, seconds=chaos.elapsed(), settle_s=round(waited, 1))
