@@ -21,8 +21,9 @@ from shared import firestore_client, parking, pubsub, topology
 from shared.account_registry import AccountRegistry
 from shared.bling import http
 from shared.bling.client import BlingClient, DailyLimit, RateBudget
+from shared.bling.fleet_limits import FirestoreErrorCounts, FleetBudget, FleetErrorCap, TokenCallBudget
 from shared.bling.oauth import OAuthClient
-from shared.bling.rate_budget import RateLedger
+from shared.bling.rate_budget import FLEET_LEDGER_KEY, RateLedger, grid_phase
 from shared.bling.retry_policy import Outcome, Rule
 from shared.bling.token_store import TokenStore
 from shared.config import Settings, read_settings
@@ -70,7 +71,34 @@ class Deps:
     @functools.cached_property
     def oauth(self) -> OAuthClient:
         """The token endpoint with this process's per-minute guard (the IP's, whichever account calls)."""
-        return OAuthClient(self.settings, self.http_session)
+        fleet = None
+        if self.fleet_ledger is not None or self.fleet_errors is not None:
+            fleet = TokenCallBudget(self.fleet_ledger, self.fleet_errors, self.settings.rate_max_wait_s)
+        return OAuthClient(self.settings, self.http_session, fleet)
+
+    @functools.cached_property
+    def fleet_ledger(self) -> RateLedger | None:
+        """The ledger every account's requests also take a slot of (ADR 012); None when BLING_FLEET_RATE_PER_S is
+        0 (off: no static egress IP)."""
+        if self.settings.fleet_rate_per_s <= 0:
+            return None
+        ticks = firestore_client.collection_in(self.firestore, f"{self.settings.firestore_prefix}{FLEET_LEDGER_KEY}",
+                                               topology.RATE_TICKS)
+        return RateLedger(ticks, self.settings, rate_per_s=self.settings.fleet_rate_per_s)
+
+    @functools.cached_property
+    def fleet_errors(self) -> FleetErrorCap | None:
+        """The fleet's error answers per 10 s against BLING_FLEET_ERRORS_PER_10S (ADR 012); None when it is 0."""
+        if self.settings.fleet_errors_per_10s <= 0:
+            return None
+        counts = FirestoreErrorCounts(self.firestore, self.collection(topology.RATE_STATE))
+        return FleetErrorCap(counts, self.settings.fleet_errors_per_10s)
+
+    def fleet_budget(self, account_ledger: RateLedger) -> RateBudget:
+        """An account's budget inside the fleet's caps when they are on; the account's ledger alone otherwise."""
+        if self.fleet_ledger is None and self.fleet_errors is None:
+            return account_ledger
+        return FleetBudget(account_ledger, self.fleet_ledger, self.fleet_errors, self.settings.rate_max_wait_s)
 
     def account(self, account_id: str = "") -> Account:
         """The parts of one Bling account, built once per id; "" = the deployment's single account."""
@@ -82,9 +110,10 @@ class Deps:
     def _new_account(self, account_id: str) -> Account:
         # Issue 14 keys these documents by account_id; "" is today's single account and today's document ids.
         tokens = self.new_token_store()
-        ledger = RateLedger(self.collection(topology.RATE_TICKS), self.settings)
+        ledger = RateLedger(self.collection(topology.RATE_TICKS), self.settings, phase=grid_phase(account_id))
         daily = DailyLimit(self.collection(topology.RATE_STATE), self.settings.timezone)
-        return Account(account_id, tokens, ledger, daily, self.new_client(tokens, ledger, daily))
+        return Account(account_id, tokens, ledger, daily,
+                       self.new_client(tokens, self.fleet_budget(ledger), daily))
 
     def new_token_store(self) -> TokenStore:
         """A token store of its own (account() keeps one; a test models another instance with a second one)."""
@@ -96,7 +125,8 @@ class Deps:
         """A BlingClient from these parts and this process's session and settings (account() builds its own)."""
         return BlingClient(token_store=token_store, budget=budget, daily_limit=daily_limit,
                            base_url=self.settings.bling_api_base, http=self.http_session,
-                           timeout_s=self.settings.bling_http_timeout_s, policy=policy or self.bling_policy)
+                           timeout_s=self.settings.bling_http_timeout_s, policy=policy or self.bling_policy,
+                           fleet_errors=self.fleet_errors)
 
     def collection(self, registered: topology.Collection) -> Any:
         """Collection `<prefix>_<name>` of one registered collection (shared.topology.COLLECTIONS)."""

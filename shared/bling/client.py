@@ -174,17 +174,26 @@ class _Call:
 
 
 class RateBudget(Protocol):
-    """Takes one slot of the account's request budget before each HTTP request (shared.bling.rate_budget)."""
+    """Takes one slot of the account's request budget before each HTTP request (shared.bling.rate_budget; with the
+    fleet cap on, shared.bling.fleet_limits.FleetBudget); may return the Firestore calls that took (logged)."""
 
-    def acquire(self) -> None: ...
+    def acquire(self) -> int | None: ...
+
+
+class ErrorMeter(Protocol):
+    """Counts Bling's error answers fleet-wide (shared.bling.fleet_limits.FleetErrorCap, ADR 012)."""
+
+    def count_error(self) -> None: ...
 
 
 class BlingClient:
     def __init__(self, *, token_store: TokenStore, budget: RateBudget, daily_limit: DailyLimit, base_url: str,
-                 http: Any, timeout_s: float, policy: Mapping[Outcome, Rule] | None = None):
+                 http: Any, timeout_s: float, policy: Mapping[Outcome, Rule] | None = None,
+                 fleet_errors: ErrorMeter | None = None):
         """One account's client; its composition root (shared.deps.Deps.account) passes every part."""
         self._tokens = token_store
         self._budget = budget
+        self._fleet_errors = fleet_errors
         self._daily = daily_limit
         self._policy = policy or POLICY
         self._http = http
@@ -235,7 +244,7 @@ class BlingClient:
         import requests
 
         token = self._tokens.get_valid_access_token()
-        self._budget.acquire()
+        ledger_ops = self._budget.acquire()
         call.attempts += 1
         status, parsed, outcome = 0, None, Outcome.CONNECTION
         started = time.monotonic()
@@ -255,12 +264,16 @@ class BlingClient:
             _count(throttled=status == 429)
             fields = {"event": "bling_request", "method": "GET", "path": call.path.split("?", 1)[0], "status": status,
                       "duration_ms": round((time.monotonic() - started) * 1000), "attempt": call.attempts}
+            if ledger_ops is not None:
+                fields["ledger_ops"] = ledger_ops  # Firestore calls the slot took: the ledger's cost (make bench)
             if outcome is Outcome.OK:
                 log.info("bling request", **fields)
             else:
                 log.warning(f"bling request failed: {outcome.value}", outcome=outcome.value, **fields)
         if outcome is Outcome.OK:
             return parsed if isinstance(parsed, dict) else {}
+        if self._fleet_errors is not None and (status >= 400 or status == 0):
+            self._fleet_errors.count_error()  # an error answer (or none) counts against the IP's 300 in 10 s
         call.failures[outcome] = call.failures.get(outcome, 0) + 1
         if outcome in (Outcome.TIMEOUT, Outcome.CONNECTION):
             error: BlingError = BlingRetryableError(0, outcome.value, "no answer",
