@@ -41,7 +41,8 @@ from local.sandbox.dataset import SMALL_HISTORY_SEED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / ".stack/bench/last.json"
-PARTS = ("coldstart", "loading", "backfill", "rerun", "daily", "faults", "small", "small-real", "baseline")
+PARTS = ("coldstart", "loading", "backfill", "rerun", "daily", "faults", "small", "small-real", "baseline",
+         "accounts")
 KIND_SHORT = {"nfe_list": "list", "nfe_detail": "detail", "contato": "contato", "produtos_list": "produtos?",
               "produto": "produto/id", "forma_pagamento": "forma", "other": "other"}
 
@@ -76,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(the functions' HTTP timeout, 30 s, is not scaled either)")
     p.add_argument("--token-expiry-s", type=float, default=20.0, help="fault run: every access token expires "
                    "this often, wall seconds")
+    p.add_argument("--accounts", default="1,2,4", help="part accounts: the numbers of accounts backfilled at once "
+                   "(local/bench_accounts.py)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
@@ -420,6 +423,10 @@ class Bench:
             except Exception as exc:  # noqa: BLE001
                 self.failed("baseline", exc)
             self.durations["baseline"] = time.monotonic() - t
+        if "accounts" in parts:
+            from local.bench_accounts import bench_part
+
+            bench_part(self)
         self.durations["total"] = time.monotonic() - self.started
         meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "machine": f"{platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",
