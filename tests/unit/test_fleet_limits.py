@@ -9,18 +9,8 @@ import pytest
 from shared.bling.fleet_limits import ERROR_WINDOW_S, FleetBudget, FleetErrorCap, TokenCallBudget
 from shared.bling.rate_budget import grid_phase
 from shared.errors import RetryableError
+from tests.integration.bling.measure_rate_ledger import max_in_window
 from tests.unit.fakes import FakeClock, FakeErrorCounts, FakeTickLedger
-
-
-def _busiest(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
 
 # Bling's limits ×4 in time: an account at 11.2/s (its budget under 12), the fleet cap at 23.2/s (under 24);
 # "a second" is then 0.25 s (×10 would leave 0.4 ms windows to the threads' jitter on a busy machine).
@@ -55,9 +45,9 @@ def test_four_accounts_at_their_own_budget_stay_under_the_fleet_cap():
     sends, _wall = _run(pairs, 6)
 
     assert len(sends) == 24
-    assert _busiest(sends, 1 / _SPEEDUP) <= 6  # ceil(5.8 × (1 + 15 % of a fleet tick)) = 6
+    assert max_in_window(sends, 1 / _SPEEDUP) <= 6  # ceil(5.8 × (1 + 15 % of a fleet tick)) = 6
     for account, _ in pairs:
-        assert _busiest(account.sends, 1 / _SPEEDUP) <= 3  # every account still inside its own 3/s
+        assert max_in_window(account.sends, 1 / _SPEEDUP) <= 3  # every account still inside its own 3/s
     assert sum(account.dropped_for_fleet for account, _ in pairs) > 0  # the fleet, not the accounts, was the limit
     tick = 1 / fleet.tick_s
     for t in sends:  # each send inside a fleet tick's window (and its account's: the account's own check)
@@ -70,7 +60,7 @@ def test_without_the_fleet_cap_four_accounts_send_twelve_a_second():
     sends, _wall = _run(pairs, 10)
 
     assert len(sends) == 40
-    assert _busiest(sends, 1 / _SPEEDUP) >= 9  # 4 × 2.8 = 11.2/s: the cap of the other test is what kept it at 6
+    assert max_in_window(sends, 1 / _SPEEDUP) >= 9  # 4 × 2.8 = 11.2/s: the cap of the other test is what kept it at 6
 
 
 def test_accounts_on_one_grid_would_starve_the_fleet_the_phase_spreads_them():
