@@ -76,8 +76,10 @@ def test_accounts_on_one_grid_would_starve_the_fleet_the_phase_spreads_them():
         return len(sends) / (sends[-1] - sends[0]) / speedup
 
     # Measured: 6.0/s on one grid (every account's window holds ~2 fleet ticks), 21-23/s with the phases.
-    assert throughput([0.0] * 14) < 10
-    assert throughput([grid_phase(f"client-{k}") for k in range(14)]) > 15
+    one_grid = throughput([0.0] * 14)
+    spread = throughput([grid_phase(f"client-{k}") for k in range(14)])
+    assert one_grid < 10
+    assert spread > 2 * one_grid
 
 
 def test_a_fleet_slot_held_elsewhere_drops_the_account_tick_and_the_next_one_is_tried():
