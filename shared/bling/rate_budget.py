@@ -18,13 +18,15 @@ claim sleeps longer than that cap: beyond it the account is oversubscribed and t
 Tick documents carry `expire_at` (now + 1 h) for the Firestore TTL policy on collection group `bling_rate_ticks`.
 There is no other mode: code that must not touch Firestore gives BlingClient another budget (shared.bling.client).
 A `RateLedger` is one account's (shared.deps.Account): it owns what it learned (the clock offset, the highest
-tick it knows taken, its claim latency) and its stats; nothing here is process-global.
+tick it knows taken, its claim latency) and its stats; nothing here is process-global. Bling's 3 requests/s is
+per account, so the ledger is keyed by it: tick n of account `a` is the document `<a>|<n, 12 digits>`, and its
+highest tick is one query on a field only its documents carry (no composite index).
 
-The fleet-wide cap (docs/decisions/012) is a second RateLedger at BLING_FLEET_RATE_PER_S over documents shared by
-every account; shared.bling.fleet_limits combines the two through `claim()` (a slot, not yet waited for, optionally
-inside a window of time) and `wait_for()`. Each account's tick grid is shifted by a phase of its own (`phase`, a
-fraction of a tick): with one grid for all, every account would want to send in the same 15 % of each tick and the
-fleet's slots in the other 85 % would go unused.
+The fleet-wide cap (docs/decisions/012) is a second RateLedger at BLING_FLEET_RATE_PER_S, keyed FLEET_LEDGER_KEY
+and shared by every account; shared.bling.fleet_limits combines the two through `claim()` (a slot, not yet waited
+for) or `claim_within()` (inside a window of time) and `wait_for()`. Each ledger's tick grid is shifted by a phase
+of its own (a fraction of a tick, from a hash of its key): with one grid for all, every account would want to
+send in the same 15 % of each tick and the fleet's slots in the other 85 % would go unused.
 """
 from __future__ import annotations
 
@@ -57,8 +59,7 @@ _CLOCK_TRUST_S = 0.25
 
 def grid_phase(key: str) -> float:
     """Where in a tick the grid of ledger `key` starts, in [0, 1): spread by a hash, so that accounts do not all
-    send in the same part of each tick; "" (a deployment's single account before issue 14) keeps phase 0, today's
-    tick numbering."""
+    send in the same part of each tick (only the fleet cap cares, ADR 012; "" has phase 0)."""
     if not key:
         return 0.0
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2.0**64
@@ -94,16 +95,21 @@ class Slot:
 
 
 class RateLedger:
-    """The tick ledger of one account (or of the fleet). `ticks`: its Firestore collection (`<prefix>_rate_ticks`);
-    `wall_clock`: the local clock (Firestore's time is this plus the learned offset; a seam for tests that skew
-    it); `rate_per_s`: the budget (default BLING_RATE_BUDGET_PER_S); `phase`: where in a tick this ledger's grid
-    starts, a fraction in [0, 1) (tick n starts at (n + phase) / rate)."""
+    """The tick ledger of one account (or of the fleet). `ticks`: the Firestore collection (`<prefix>_rate_ticks`);
+    `key`: whose ticks (the account id, or FLEET_LEDGER_KEY); `wall_clock`: the local clock (Firestore's time is
+    this plus the learned offset; a seam for tests that skew it); `rate_per_s`: the budget (default
+    BLING_RATE_BUDGET_PER_S). Tick n starts at (n + grid_phase(key)) / rate."""
 
-    def __init__(self, ticks: Any, settings: Settings, wall_clock: Callable[[], float] = time.time, *,
-                 rate_per_s: float | None = None, phase: float = 0.0):
+    def __init__(self, ticks: Any, settings: Settings, key: str, wall_clock: Callable[[], float] = time.time, *,
+                 rate_per_s: float | None = None):
         self._ticks = ticks
+        self._key = key
+        # The tick again under a field only this ledger's documents have: ordering by it reads this ledger's ticks
+        # alone through Firestore's automatic single-field index (a filter on `ledger` plus an order on `tick`
+        # would need a composite index, and document ids cannot be scanned in descending order).
+        self.ledger_field = "tick_" + key.replace("-", "_")
         self._tick_s = 1.0 / (rate_per_s or settings.rate_budget_per_s)
-        self._phase = phase % 1.0
+        self._phase = grid_phase(key)
         self._slack_s = settings.rate_tick_slack * self._tick_s
         self._max_wait_s = settings.rate_max_wait_s
         self._wall_clock = wall_clock
@@ -243,8 +249,9 @@ class RateLedger:
         expire_at = topology.RATE_TICKS.expire_at(datetime.datetime.now(tz=datetime.UTC))
         sent_at = self._wall_clock()
         try:
-            result = self._ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at,
-                                                                  "holder": _HOLDER})
+            result = self._ticks.document(self.tick_id(candidate)).create({
+                "tick": candidate, self.ledger_field: candidate, "ledger": self._key, "expire_at": expire_at,
+                "holder": _HOLDER})
         except (gexc.Conflict, gexc.AlreadyExists):
             with self._lock:
                 self._stats.claim_seconds += self._now() - now
@@ -304,13 +311,18 @@ class RateLedger:
                 return None
             return dataclasses.replace(slot, ops=ops)
 
+    def tick_id(self, tick: int) -> str:
+        """The document id of tick `tick` in this ledger."""
+        return f"{self._key}|{tick:012d}"
+
     def _highest_tick_in_ledger(self, ticks: Any) -> int:
-        """The highest tick anyone holds: one indexed query, so a queue of instances skips ahead in one step."""
+        """The highest tick anyone holds in this ledger: one query on its own field (see _ledger_field), so a queue
+        of instances skips ahead in one step."""
         from google.cloud import firestore
 
         with self._lock:
             self._stats.queries += 1
-        docs = list(ticks.order_by("tick", direction=firestore.Query.DESCENDING).limit(1).stream())
+        docs = list(ticks.order_by(self.ledger_field, direction=firestore.Query.DESCENDING).limit(1).stream())
         return int(docs[0].get("tick")) if docs else 0
 
     def _count_late(self) -> None:
