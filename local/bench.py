@@ -15,6 +15,7 @@ Parts (all by default, in this order; --only picks some):
   small      the `history-small` profile (150 NF-e over the same 62 months, seed --small-seed) at --speedup
   small-real the same at Bling's real speed (3 req/s, 150 ms latency; ≈ 3 min)
   baseline   the same history through local/baseline_collector.py (sequential, 0.35 s ÷ speedup between calls)
+  accounts   --accounts N accounts (default 1,2,4) backfilled at once, each at its own limit (local/bench_accounts.py)
 
 Every backfill is measured against the fewest calls that could deliver its data (local.bench_report.fewest_calls,
 from the sandbox's truth): calls made ÷ fewest, and wall time ÷ (fewest ÷ the account's limit); the targets of
