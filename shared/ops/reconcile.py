@@ -27,6 +27,7 @@ import sys
 from typing import Any
 
 from shared import audit, listing, log, topology
+from shared.account_registry import AccountNotServed, NoAccountConnected
 from shared.db import SchemaDb
 from shared.deps import Account, Deps
 from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
@@ -142,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account", help="the account to reconcile (default: the only active one)")
     args = parser.parse_args(argv)
     deps = Deps.from_environment()  # the composition root of this command
-    account = deps.account(deps.accounts.resolve(args.account))
+    try:
+        account = deps.account(deps.accounts.resolve(args.account))
+    except (AccountNotServed, NoAccountConnected, ValueError) as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return 2
     body = {"month": args.month} if args.month else {"start": args.start, "end": args.end}
     request = parse_schedule_request(json.dumps(body).encode(), deps.settings)
     run_id = f"reconcile-{datetime.datetime.now(tz=datetime.UTC):%Y%m%dT%H%M%S}"
