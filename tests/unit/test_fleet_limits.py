@@ -172,3 +172,37 @@ def test_token_calls_take_a_fleet_slot_and_count_their_errors():
 
     assert len(fleet.sends) == 1
     assert sum(counts.by_window.values()) == 1
+
+
+def test_with_the_fleet_cap_on_every_account_s_client_takes_the_one_fleet_ledger(monkeypatch):
+    from shared.bling.rate_budget import FLEET_LEDGER_KEY
+    from shared.config import read_settings
+    from shared.deps import Deps
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")  # clients are built, nothing is called
+    monkeypatch.setenv("BLING_FLEET_RATE_PER_S", "40")
+    monkeypatch.setenv("BLING_FLEET_ERRORS_PER_10S", "250")
+    deps = Deps(read_settings())
+    a, b = deps.account("loja-a"), deps.account("loja-b")
+
+    for account in (a, b):
+        budget = account.client._budget
+        assert isinstance(budget, FleetBudget)
+        assert budget._account is account.rate_ledger and budget._fleet is deps.fleet_ledger
+        assert account.client._fleet_errors is deps.fleet_errors
+    assert deps.fleet_ledger is not None and deps.fleet_ledger.tick_id(7) == f"{FLEET_LEDGER_KEY}|000000000007"
+    assert isinstance(deps.oauth._fleet, TokenCallBudget)
+
+
+def test_with_the_fleet_cap_off_the_client_takes_the_account_s_ledger_alone(monkeypatch):
+    from shared.config import read_settings
+    from shared.deps import Deps
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    monkeypatch.delenv("BLING_FLEET_RATE_PER_S", raising=False)
+    monkeypatch.delenv("BLING_FLEET_ERRORS_PER_10S", raising=False)
+    deps = Deps(read_settings())
+    account = deps.account("loja-a")
+
+    assert account.client._budget is account.rate_ledger
+    assert deps.fleet_ledger is None and deps.fleet_errors is None and deps.oauth._fleet is None
