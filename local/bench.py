@@ -16,6 +16,7 @@ Parts (all by default, in this order; --only picks some):
   small      the `history-small` profile (150 NF-e over the same 62 months, seed --small-seed) at --speedup
   small-real the same at Bling's real speed (3 req/s, 150 ms latency; ≈ 3 min)
   baseline   the same history through local/baseline_collector.py (sequential, 0.35 s ÷ speedup between calls)
+  accounts   --accounts N accounts (default 1,2,4) backfilled at once, each at its own limit (local/bench_accounts.py)
 
 Every backfill is measured against the fewest calls that could deliver its data (local.bench_report.fewest_calls,
 from the sandbox's truth): calls made ÷ fewest, and wall time ÷ (fewest ÷ the account's limit); the targets of
@@ -42,7 +43,8 @@ from local.sandbox.dataset import SMALL_HISTORY_SEED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / ".stack/bench/last.json"
-PARTS = ("coldstart", "loading", "backfill", "rerun", "daily", "faults", "small", "small-real", "baseline")
+PARTS = ("coldstart", "loading", "backfill", "rerun", "daily", "faults", "small", "small-real", "baseline",
+         "accounts")
 KIND_SHORT = {"nfe_list": "list", "nfe_detail": "detail", "contato": "contato", "produtos_list": "produtos?",
               "produto": "produto/id", "forma_pagamento": "forma", "other": "other"}
 
@@ -81,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "this often, wall seconds")
     p.add_argument("--quiet-s", type=float, default=None, help="seconds without a function log line that mean "
                    "a pipeline part has settled (default 5 after a backfill, 4 after a re-run or daily run)")
+    p.add_argument("--accounts", default="1,2,4", help="part accounts: the numbers of accounts backfilled at once "
+                   "(local/bench_accounts.py)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
@@ -426,6 +430,10 @@ class Bench:
             except Exception as exc:  # noqa: BLE001
                 self.failed("baseline", exc)
             self.durations["baseline"] = time.monotonic() - t
+        if "accounts" in parts:
+            from local.bench_accounts import bench_part
+
+            bench_part(self)
         self.durations["total"] = time.monotonic() - self.started
         meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "machine": f"{platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",

@@ -6,6 +6,8 @@ invoice's outcome in a window is one row keyed by (run, window, nfe_id), so coun
 The audit's window is the month: a listing window of up to a year (shared.schedule.listing_windows) has one
 etl_window row per calendar month it covers (schedule.audit_periods), and each listed invoice is recorded in the
 row of its emission month (shared.listing attributes it).
+
+The tables are the account's (its schema): every function takes the account's database, `database`.
 """
 from __future__ import annotations
 
@@ -15,15 +17,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from shared import db
+from shared.db import SchemaDb
 from shared.domain import parse_window_key
 from shared.messages import NoteRef, Window
 from shared.schedule import audit_periods
 
 
-def record_run(run_id: str, kind: str, body: dict[str, Any], start: datetime.date, end: datetime.date,
-               windows: Iterable[Window]) -> None:
-    with db.transaction() as cur:
+def record_run(database: SchemaDb, run_id: str, kind: str, body: dict[str, Any], start: datetime.date,
+               end: datetime.date, windows: Iterable[Window]) -> None:
+    with database.transaction() as cur:
         cur.execute("""INSERT INTO etl_run (run_id, tipo, pedido, inicio, fim) VALUES (%s, %s, %s::jsonb, %s, %s)
                        ON CONFLICT (run_id) DO NOTHING""", (run_id, kind, json.dumps(body), start, end))
         for period in (p for window in windows for p in audit_periods(window)):
@@ -31,9 +33,9 @@ def record_run(run_id: str, kind: str, body: dict[str, Any], start: datetime.dat
                            ON CONFLICT DO NOTHING""", (run_id, period.start, period.end))
 
 
-def ensure_window(window: Window) -> None:
+def ensure_window(database: SchemaDb, window: Window) -> None:
     """A window message typed by hand (or replayed after its run rows were lost) still gets its audit rows."""
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("""INSERT INTO etl_run (run_id, tipo, pedido, inicio, fim) VALUES (%s, 'range', %s::jsonb, %s, %s)
                        ON CONFLICT (run_id) DO NOTHING""",
                     (window.run_id, json.dumps(window.to_json()), window.start, window.end))
@@ -42,11 +44,11 @@ def ensure_window(window: Window) -> None:
                         (window.run_id, period.start, period.end))
 
 
-def window_listing_progress(window: Window, status: str, pages: int, api_calls: int, throttled: int,
+def window_listing_progress(database: SchemaDb, window: Window, status: str, pages: int, api_calls: int, throttled: int,
                             error: str | None = None) -> None:
     """The listing status of every month row of the window; its pages and calls are counted once, on the row of
     the window's first month (a year's listing cannot be split by month: one page holds several months)."""
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("""UPDATE etl_window SET status = %s, erro = %s, atualizado_em = now(),
                               paginas = paginas + CASE WHEN inicio = %s THEN %s ELSE 0 END,
                               chamadas_api = chamadas_api + CASE WHEN inicio = %s THEN %s ELSE 0 END,
@@ -66,14 +68,14 @@ class RunCompletion:
     windows_failed: int
 
 
-def complete_run_if_done(run_id: str) -> RunCompletion | None:
+def complete_run_if_done(database: SchemaDb, run_id: str) -> RunCompletion | None:
     """Mark the run completed when every window of it has a final listing status (listed or failed); returns the
     completion only to the one caller whose UPDATE marked it, so it is reported exactly once per run.
 
     Call it after the window's own status is committed, in a transaction of its own: two last windows finishing
     at once then both see each other's status, and the row lock on etl_run lets only the first UPDATE find
     concluido_em still NULL (the second re-checks the row after the first commits, and matches nothing)."""
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("""UPDATE etl_run r SET concluido_em = now()
                        WHERE r.run_id = %s AND r.concluido_em IS NULL
                          AND EXISTS (SELECT 1 FROM etl_window w WHERE w.run_id = r.run_id)
@@ -87,11 +89,11 @@ def complete_run_if_done(run_id: str) -> RunCompletion | None:
     return RunCompletion(run_id, row[0], row[1], row[2]) if row else None
 
 
-def record_listed(window: Window, notes: Iterable[NoteRef]) -> None:
+def record_listed(database: SchemaDb, window: Window, notes: Iterable[NoteRef]) -> None:
     rows = [(window.run_id, window.start, window.end, n.id, n.situacao) for n in notes]
     if not rows:
         return
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.executemany("""INSERT INTO etl_window_nfe (run_id, inicio, fim, nfe_id, situacao_lista)
                            VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""", rows)
 

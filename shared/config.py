@@ -64,6 +64,11 @@ class Settings:
     # The rate ledger never sleeps longer than this for one slot: a tick further ahead is clock skew or an
     # oversubscribed account, and the work is better redelivered (docs/decisions/001).
     rate_max_wait_s: float
+    # Fleet-wide caps under Bling's per-IP limits (docs/decisions/012), for a deployment that sends from one static
+    # egress IP (Terraform sets them then: 40 and 250); 0 = off. Requests per second of every account together
+    # (Bling blocks the IP at 600 in 10 s), and error answers per 10 s (Bling blocks it at 300).
+    fleet_rate_per_s: float
+    fleet_errors_per_10s: int
     # How long a state issued by the auth function's /start stays valid.
     oauth_state_ttl_s: int
     # Public URL of the auth function, quoted in the ERROR that asks a human to re-authorize.
@@ -115,6 +120,8 @@ def read_settings() -> Settings:
         token_backoff_max_s=_env_float("BLING_TOKEN_BACKOFF_MAX_S", 600.0),
         bling_token_key=_env("BLING_TOKEN_KEY"),
         rate_max_wait_s=_env_float("BLING_RATE_MAX_WAIT_S", 60.0),
+        fleet_rate_per_s=_env_float("BLING_FLEET_RATE_PER_S", 0.0),
+        fleet_errors_per_10s=_env_int("BLING_FLEET_ERRORS_PER_10S", 0),
         oauth_state_ttl_s=_env_int("OAUTH_STATE_TTL_S", 600),
         auth_public_url=_env("AUTH_PUBLIC_URL", "<auth function URL>"),
         auth_admin_key=_env("AUTH_ADMIN_KEY"),

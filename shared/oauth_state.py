@@ -31,16 +31,25 @@ _STATE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _COOKIE_MAX_CHARS = 128
 
 
-def issue(states: Any, ttl_s: int) -> tuple[str, str]:
+def issue(states: Any, ttl_s: int, account: str) -> tuple[str, str]:
     """A new state and the browser secret to set as the COOKIE_NAME cookie; the state is saved for ttl_s seconds
-    in `states` (the collection topology.OAUTH_STATES)."""
+    in `states` (the collection topology.OAUTH_STATES) with the account it authorizes."""
     state, browser_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = datetime.datetime.now(tz=_UTC)
     states.document(state).create({
         "created_at": now, "expire_at": now + datetime.timedelta(seconds=ttl_s), "used": False,
-        "browser_sha256": _sha256(browser_secret),
+        "browser_sha256": _sha256(browser_secret), "account": account,
     })
     return state, browser_secret
+
+
+def account_of(states: Any, state: str) -> str | None:
+    """The account a state (consumed or not) authorizes; None for an unknown state or one issued before accounts."""
+    if not _STATE_PATTERN.match(state):
+        return None
+    snap = states.document(state).get()
+    account = (snap.to_dict() or {}).get("account") if snap.exists else None
+    return account if isinstance(account, str) else None
 
 
 def consume(firestore: Any, states: Any, codes: Any, state: str, code: str, browser_secret: str) -> str:

@@ -27,6 +27,8 @@ from typing import Any
 import functions_framework
 
 from shared import log, oauth_state, operator_auth, parking, topology
+from shared.account_registry import AccountStatus
+from shared.accounts import parse_account_id
 from shared.bling.errors import BlingError
 from shared.deps import Deps
 
@@ -49,7 +51,7 @@ def auth_http(request: Any) -> Any:
         if route == "callback":
             return _callback(request)
         if route == "status":
-            return _operator_only(request, "status", lambda _: _json(deps.account().token_store.status()))
+            return _operator_only(request, "status", _status)
         return _page(404, "Not found", "This address is not part of the Bling authorization flow.",
                      link=("start", "Authorize Bling"))
 
@@ -101,8 +103,36 @@ def _operator_only(request: Any, route: str, handler: Callable[[Any], Any]) -> A
 # ---------------------------------------------------------------------------------------------------- /start
 
 
+def _account_of(request: Any) -> str | None:
+    """The account a page is for: the one it names (`account`, query or form), else the only one the registry
+    knows (a single-account deployment), else None. (The multi-account start and status pages replace this.)"""
+    named = request.values.get("account")
+    if named:
+        return parse_account_id(named)
+    known = [a for a, r in deps.accounts.all(fresh=True).items() if r.status is not AccountStatus.REMOVED]
+    return known[0] if len(known) == 1 else None
+
+
+def _status(request: Any) -> Any:
+    try:
+        account = _account_of(request)
+    except ValueError as exc:
+        return _page(400, "Not an account id", str(exc))
+    if account is None:
+        return _json({"accounts": sorted(deps.accounts.all(fresh=True)), "token_stored": False,
+                      "reauth_required": True, "action_required": "name the account: /status?account=<slug>"})
+    return _json({"account": account, **deps.account(account).token_store.status()})
+
+
 def _start(request: Any) -> Any:
-    status = deps.account().token_store.status()
+    try:
+        account = _account_of(request)
+    except ValueError as exc:
+        return _page(400, "Not an account id", str(exc), form="start")
+    if account is None:
+        return _page(400, "Which account?", "Name the account this authorization connects: open "
+                     "/start?account=<slug> (lowercase letters, digits and hyphens, e.g. lojas-stilli).")
+    status = deps.account(account).token_store.status()
     if not status["reauth_required"] and request.form.get(CONFIRM_FIELD) != CONFIRM_VALUE:
         log.info("a working authorization exists: asked for confirmation", event="auth_start_needs_confirmation",
                  token_version=status["version"])
@@ -114,7 +144,9 @@ def _start(request: Any) -> Any:
                      f"again with {CONFIRM_FIELD}={CONFIRM_VALUE}).", form="start", confirm=True)
     settings = deps.settings
     client_id, _ = deps.oauth.client_credentials()
-    state, browser_secret = oauth_state.issue(deps.collection(topology.OAUTH_STATES), settings.oauth_state_ttl_s)
+    deps.accounts.register(account)  # pending until its pair is stored
+    state, browser_secret = oauth_state.issue(deps.collection(topology.OAUTH_STATES), settings.oauth_state_ttl_s,
+                                              account)
     query = urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "state": state})
     sep = "&" if "?" in settings.bling_authorize_url else "?"
     log.info("redirecting to Bling's consent page", event="auth_start", state_expires_in_s=settings.oauth_state_ttl_s,
@@ -162,6 +194,10 @@ def _callback(request: Any) -> Any:
                 "This authorization was not started in this browser (or its cookie expired); the operator must "
                 "open /start in the browser that then approves at Bling.")
         return _page(400, "Authorization failed", text, link=("start", "Start again"))
+    account = oauth_state.account_of(deps.collection(topology.OAUTH_STATES), state)
+    if account is None:
+        return _page(400, "Authorization failed", "This authorization names no account; start again.",
+                     link=("start", "Start again"))
     requested_at = time.time()
     try:
         token_response = deps.oauth.request_token({"grant_type": "authorization_code", "code": code})
@@ -172,9 +208,11 @@ def _callback(request: Any) -> Any:
                      f"Bling refused the authorization code ({exc.error_type or exc.status}: "
                      f"{exc.description or exc.error_message}). Codes are valid for one minute and only once.",
                      link=("start", "Start again"))
-    deps.account().token_store.store_authorization(token_response, requested_at=requested_at)
-    log.info("Bling authorization stored", event="auth_authorized")
-    parking.release_after_fix(deps)  # work parked while the authorization was missing or revoked resumes now
+    deps.account(account).token_store.store_authorization(token_response, requested_at=requested_at)
+    deps.accounts.mark_authorized(account)
+    log.info("Bling authorization stored", event="auth_authorized", account=account)
+    # Work parked while the authorization was missing or revoked (or no account was connected) resumes now.
+    parking.release_after_fix(deps, account)
     response = _response(*_page(200, "Bling is authorized",
                                 "The pipeline can now read invoices, contacts and products. You may close this page.",
                                 link=("status", "Status")))

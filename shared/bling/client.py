@@ -6,8 +6,8 @@ path without query string, status, duration_ms, attempt). Bodies are parsed with
 stay exact. Errors are raised as the classes of shared.bling.errors; which ones are retried here, how often and how
 long is the table in shared.bling.retry_policy.
 
-A 429 with period "day" is remembered in Firestore (`<prefix>_rate_state/daily_limit`, DailyLimit) until the next
-midnight in São Paulo, so every instance stops without calling Bling; count_calls() counts the requests of a unit
+A 429 with period "day" is remembered in Firestore (`<prefix>_rate_state/<account>|daily_limit`, DailyLimit) until the
+next midnight in São Paulo, so every instance stops without calling Bling; count_calls() counts the requests of a unit
 of work.
 """
 from __future__ import annotations
@@ -98,16 +98,17 @@ def _raise_for(outcome: Outcome, status: int, parsed: Any, path: str) -> BlingEr
 
 # ---------------------------------------------------------------------------------------------------- daily limit
 
-_DAILY_DOC = "daily_limit"
+DAILY_LIMIT_DOC = "daily_limit"  # <account>|daily_limit; a single-account install wrote it bare
 _DAILY_RECHECK_S = 30.0  # how long an instance trusts its last read of the daily-limit document
 
 
 class DailyLimit:
-    """One account's spent daily quota: the Firestore document `<prefix>_rate_state/daily_limit` (every instance
-    stops), and this process's last read of it (trusted for _DAILY_RECHECK_S, so a call costs no read)."""
+    """One account's spent daily quota (Bling's 120,000 requests/day are per account): the Firestore document
+    `<prefix>_rate_state/<account>|daily_limit` (every instance stops calling for that account), and this
+    process's last read of it (trusted for _DAILY_RECHECK_S, so a call costs no read)."""
 
-    def __init__(self, rate_state: Any, timezone: str):
-        self._ref = rate_state.document(_DAILY_DOC)
+    def __init__(self, rate_state: Any, timezone: str, account: str):
+        self._ref = rate_state.document(f"{account}|{DAILY_LIMIT_DOC}")
         self._tz = zoneinfo.ZoneInfo(timezone)
         self._lock = threading.Lock()
         self._until, self._read_at = 0.0, -1e9
@@ -174,17 +175,26 @@ class _Call:
 
 
 class RateBudget(Protocol):
-    """Takes one slot of the account's request budget before each HTTP request (shared.bling.rate_budget)."""
+    """Takes one slot of the account's request budget before each HTTP request (shared.bling.rate_budget; with the
+    fleet cap on, shared.bling.fleet_limits.FleetBudget); may return the Firestore calls that took (logged)."""
 
-    def acquire(self) -> None: ...
+    def acquire(self) -> int | None: ...
+
+
+class ErrorMeter(Protocol):
+    """Counts Bling's error answers fleet-wide (shared.bling.fleet_limits.FleetErrorCap, ADR 012)."""
+
+    def count_error(self) -> None: ...
 
 
 class BlingClient:
     def __init__(self, *, token_store: TokenStore, budget: RateBudget, daily_limit: DailyLimit, base_url: str,
-                 http: RenewableSession, timeout_s: float, policy: Mapping[Outcome, Rule] | None = None):
+                 http: RenewableSession, timeout_s: float, policy: Mapping[Outcome, Rule] | None = None,
+                 fleet_errors: ErrorMeter | None = None):
         """One account's client; its composition root (shared.deps.Deps.account) passes every part."""
         self._tokens = token_store
         self._budget = budget
+        self._fleet_errors = fleet_errors
         self._daily = daily_limit
         self._policy = policy or POLICY
         self._http = http
@@ -235,7 +245,7 @@ class BlingClient:
         import requests
 
         token = self._tokens.get_valid_access_token()
-        self._budget.acquire()
+        ledger_ops = self._budget.acquire()
         call.attempts += 1
         status, parsed, outcome = 0, None, Outcome.CONNECTION
         started = time.monotonic()
@@ -260,12 +270,16 @@ class BlingClient:
             _count(throttled=status == 429)
             fields = {"event": "bling_request", "method": "GET", "path": call.path.split("?", 1)[0], "status": status,
                       "duration_ms": round((time.monotonic() - started) * 1000), "attempt": call.attempts}
+            if ledger_ops is not None:
+                fields["ledger_ops"] = ledger_ops  # Firestore calls the slot took: the ledger's cost (make bench)
             if outcome is Outcome.OK:
                 log.info("bling request", **fields)
             else:
                 log.warning(f"bling request failed: {outcome.value}", outcome=outcome.value, **fields)
         if outcome is Outcome.OK:
             return parsed if isinstance(parsed, dict) else {}
+        if self._fleet_errors is not None and (status >= 400 or status == 0):
+            self._fleet_errors.count_error()  # an error answer (or none) counts against the IP's 300 in 10 s
         call.failures[outcome] = call.failures.get(outcome, 0) + 1
         if outcome in (Outcome.TIMEOUT, Outcome.CONNECTION):
             error: BlingError = BlingRetryableError(0, outcome.value, "no answer",

@@ -18,7 +18,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from shared import log, secrets
 from shared.bling import http as bling_http
@@ -34,14 +34,24 @@ class BlingTokenEndpointBlocked(BlingRetryableError):
     retry_after_s = 3600.0
 
 
+class FleetSlot(Protocol):
+    """The fleet-wide cap a token call takes part in (shared.bling.fleet_limits.TokenCallBudget, ADR 012)."""
+
+    def acquire(self) -> int: ...
+
+    def count_error(self) -> None: ...
+
+
 class OAuthClient:
     """The token endpoint as this process calls it: the client credentials, the HTTP session, and the per-process
     guard (the calls of the last 60 s). One per process, in the composition root (shared.deps.Deps): the guard
-    protects the IP this process sends from, whichever account the call is for."""
+    protects the IP this process sends from, whichever account the call is for. `fleet`: the fleet-wide request
+    and error caps when they are on (every token call holds a fleet slot and its error answers count)."""
 
-    def __init__(self, settings: Settings, http_session: Any):
+    def __init__(self, settings: Settings, http_session: Any, fleet: FleetSlot | None = None):
         self._settings = settings
         self._session = http_session
+        self._fleet = fleet
         self._calls: collections.deque[float] = collections.deque()  # monotonic seconds of recent calls
         self._calls_lock = threading.Lock()
 
@@ -92,6 +102,8 @@ class OAuthClient:
         settings = self._settings
         client_id, client_secret = self.client_credentials()
         self._take_guard_slot()
+        if self._fleet is not None:
+            self._fleet.acquire()
         if deadline_s is None:
             return self._post(form, client_id, client_secret, settings.token_http_timeout_s)
         box: dict[str, Any] = {}
@@ -145,6 +157,8 @@ class OAuthClient:
             raise BlingRetryableError(0, kind, type(exc).__name__, "token endpoint unreachable",
                                       path="/oauth/token") from None
         finally:
+            if self._fleet is not None and (status == 0 or status >= 400):
+                self._fleet.count_error()
             log.info("bling token request", event="bling_token_request", method="POST", path="/oauth/token",
                      grant_type=grant_type, status=status, duration_ms=round((time.monotonic() - started) * 1000))
         parsed = bling_http.parse_json(body)

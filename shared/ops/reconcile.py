@@ -1,7 +1,9 @@
 """Reconciliation: does PostgreSQL hold every outgoing NF-e that Bling lists, with the same situação?
 
-    python -m shared.ops.reconcile --month 2026-01
+    python -m shared.ops.reconcile --month 2026-01 [--account lojas-stilli]
     python -m shared.ops.reconcile --start 2021-01-01 --end 2021-12-31 [--repair] [--json]
+
+One account at a time (its Bling client, its schema); --account may be left out when exactly one is active.
 
 For each month window it lists Bling's ids (both passes, like the lister, costing list calls only) and compares
 them with the invoices stored with an emission date in that window: missing (listed, not stored), unexpected
@@ -24,8 +26,10 @@ import json
 import sys
 from typing import Any
 
-from shared import audit, db, listing, log, topology
-from shared.deps import Deps
+from shared import audit, listing, log, topology
+from shared.account_registry import AccountNotServed, NoAccountConnected
+from shared.db import SchemaDb
+from shared.deps import Account, Deps
 from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
 from shared.schedule import parse_schedule_request, split_into_windows
 
@@ -51,59 +55,59 @@ class WindowReport:
                 + len(self.unresolved_contacts) + len(self.unresolved_skus) + len(self.unresolved_payment_forms))
 
 
-def bling_ids(deps: Deps, window: Window) -> dict[int, int]:
+def bling_ids(deps: Deps, account: Account, window: Window) -> dict[int, int]:
     settings = deps.settings
-    pages = listing.WindowListing(window, listing.nfe_page_fetcher(deps.account().client), listing.MemoryCheckpoints(),
+    pages = listing.WindowListing(window, listing.nfe_page_fetcher(account.client), listing.MemoryCheckpoints(),
                                   settings.list_page_size, settings.list_page_cap)
     return {n.id: n.situacao for notes in pages for n in notes}
 
 
-def stored_ids(window: Window, tz: str) -> dict[int, int]:
-    rows = db.fetch_all("""SELECT id, situacao FROM nfe
+def stored_ids(database: SchemaDb, window: Window, tz: str) -> dict[int, int]:
+    rows = database.fetch_all("""SELECT id, situacao FROM nfe
                            WHERE (data_emissao AT TIME ZONE %s)::date BETWEEN %s AND %s""",
                         (tz, window.start, window.end))
     return {r[0]: r[1] for r in rows}
 
 
-def quality(report: WindowReport, ids: list[int]) -> None:
+def quality(database: SchemaDb, report: WindowReport, ids: list[int]) -> None:
     if not ids:
         return
-    report.items_without_nfe = db.fetch_all(
+    report.items_without_nfe = database.fetch_all(
         "SELECT count(*) FROM nfe_item i WHERE i.nfe_id = ANY(%s) AND NOT EXISTS "
         "(SELECT 1 FROM nfe n WHERE n.id = i.nfe_id)", (ids,))[0][0]
-    report.unresolved_contacts = [r[0] for r in db.fetch_all(
+    report.unresolved_contacts = [r[0] for r in database.fetch_all(
         "SELECT DISTINCT n.contato_id FROM nfe n LEFT JOIN contato c ON c.id = n.contato_id "
         "WHERE n.id = ANY(%s) AND n.contato_id IS NOT NULL AND c.id IS NULL ORDER BY 1", (ids,))]
-    report.unresolved_skus = [r[0] for r in db.fetch_all(
+    report.unresolved_skus = [r[0] for r in database.fetch_all(
         "SELECT DISTINCT i.codigo FROM nfe_item i LEFT JOIN produto_sku s ON s.codigo = i.codigo "
         "WHERE i.nfe_id = ANY(%s) AND i.codigo IS NOT NULL AND s.codigo IS NULL ORDER BY 1", (ids,))]
-    report.unresolved_payment_forms = [r[0] for r in db.fetch_all(
+    report.unresolved_payment_forms = [r[0] for r in database.fetch_all(
         "SELECT DISTINCT p.forma_pagamento_id FROM nfe_parcela p JOIN forma_pagamento f "
         "ON f.id = p.forma_pagamento_id WHERE p.nfe_id = ANY(%s) AND NOT f.encontrada ORDER BY 1", (ids,))]
     report.payments_differ_from_total = [
-        {"nfe_id": r[0], "valor_nota": str(r[1]), "soma_parcelas": str(r[2])} for r in db.fetch_all(
+        {"nfe_id": r[0], "valor_nota": str(r[1]), "soma_parcelas": str(r[2])} for r in database.fetch_all(
             "SELECT n.id, n.valor_nota, sum(p.valor) FROM nfe n JOIN nfe_parcela p ON p.nfe_id = n.id "
             "WHERE n.id = ANY(%s) GROUP BY n.id, n.valor_nota HAVING sum(p.valor) <> n.valor_nota ORDER BY 1",
             (ids,))]
 
 
-def reconcile_window(deps: Deps, window: Window) -> tuple[WindowReport, dict[int, int]]:
-    in_bling, in_db = bling_ids(deps, window), stored_ids(window, deps.settings.timezone)
+def reconcile_window(deps: Deps, account: Account, window: Window) -> tuple[WindowReport, dict[int, int]]:
+    in_bling, in_db = bling_ids(deps, account, window), stored_ids(account.db, window, deps.settings.timezone)
     report = WindowReport(window=window.key, listed=len(in_bling), stored=len(in_db))
     report.missing = sorted(set(in_bling) - set(in_db))
     report.unexpected = sorted(set(in_db) - set(in_bling))
     report.situacao_differs = [{"nfe_id": i, "bling": in_bling[i], "stored": in_db[i]}
                                for i in sorted(set(in_bling) & set(in_db)) if in_bling[i] != in_db[i]]
-    quality(report, sorted(set(in_db) | set(in_bling)))
-    report.failed_in_audit = failed_in_audit(report.missing)
+    quality(account.db, report, sorted(set(in_db) | set(in_bling)))
+    report.failed_in_audit = failed_in_audit(account.db, report.missing)
     return report, in_bling
 
 
-def failed_in_audit(nfe_ids: list[int]) -> list[dict[str, Any]]:
+def failed_in_audit(database: SchemaDb, nfe_ids: list[int]) -> list[dict[str, Any]]:
     """The latest audit row of each id whose latest outcome is 'failed': which run gave up on it, and why."""
     if not nfe_ids:
         return []
-    rows = db.fetch_all("""SELECT nfe_id, run_id, detalhe, atualizado_em FROM (
+    rows = database.fetch_all("""SELECT nfe_id, run_id, detalhe, atualizado_em FROM (
                                SELECT DISTINCT ON (nfe_id) nfe_id, run_id, resultado, detalhe, atualizado_em
                                FROM etl_window_nfe WHERE nfe_id = ANY(%s)
                                ORDER BY nfe_id, atualizado_em DESC) latest
@@ -111,20 +115,21 @@ def failed_in_audit(nfe_ids: list[int]) -> list[dict[str, Any]]:
     return [{"nfe_id": r[0], "run_id": r[1], "detalhe": r[2], "em": r[3].isoformat()} for r in rows]
 
 
-def repair(deps: Deps, window: Window, report: WindowReport, in_bling: dict[int, int]) -> int:
+def repair(deps: Deps, account: Account, window: Window, report: WindowReport, in_bling: dict[int, int]) -> int:
     settings = deps.settings
+    name = account.account_id
     to_load = [NoteRef(i, in_bling[i]) for i in report.missing] + [
         NoteRef(d["nfe_id"], d["bling"]) for d in report.situacao_differs]
     published = 0
     if to_load:
-        audit.ensure_window(window)
-        audit.record_listed(window, to_load)
-        payloads = [NfeBatch(window.run_id, window.key, tuple(b)).to_json()
+        audit.ensure_window(account.db, window)
+        audit.record_listed(account.db, window, to_load)
+        payloads = [NfeBatch(window.run_id, window.key, tuple(b), name).to_json()
                     for b in listing.batches(to_load, settings.ids_per_message)]
-        published += len(deps.publish_json(topology.NFE.topic, payloads))
+        published += len(deps.publish_json(topology.NFE.topic, payloads, account=name))
     if report.unresolved_contacts or report.unresolved_skus:
-        request = EnrichRequest(window.run_id, tuple(report.unresolved_contacts), tuple(report.unresolved_skus))
-        published += len(deps.publish_json(topology.ENRICH.topic, [request.to_json()]))
+        request = EnrichRequest(window.run_id, tuple(report.unresolved_contacts), tuple(report.unresolved_skus), name)
+        published += len(deps.publish_json(topology.ENRICH.topic, [request.to_json()], account=name))
     return published
 
 
@@ -135,18 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end")
     parser.add_argument("--repair", action="store_true", help="publish what is missing to the pipeline")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--account", help="the account to reconcile (default: the only active one)")
     args = parser.parse_args(argv)
     deps = Deps.from_environment()  # the composition root of this command
+    try:
+        account = deps.account(deps.accounts.resolve(args.account))
+    except (AccountNotServed, NoAccountConnected, ValueError) as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return 2
     body = {"month": args.month} if args.month else {"start": args.start, "end": args.end}
     request = parse_schedule_request(json.dumps(body).encode(), deps.settings)
     run_id = f"reconcile-{datetime.datetime.now(tz=datetime.UTC):%Y%m%dT%H%M%S}"
     reports = []
-    with log.bind(function="reconcile", run_id=run_id):
-        for window in split_into_windows(request, run_id):
+    with log.bind(function="reconcile", run_id=run_id, account=account.account_id):
+        for window in split_into_windows(request, run_id, account.account_id):
             with log.bind(window=window.key):
-                report, in_bling = reconcile_window(deps, window)
+                report, in_bling = reconcile_window(deps, account, window)
                 if args.repair and report.gaps:
-                    log.info("repair published", messages=repair(deps, window, report, in_bling))
+                    log.info("repair published", messages=repair(deps, account, window, report, in_bling))
                 reports.append(report)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) | {"gaps": r.gaps} for r in reports], indent=2))

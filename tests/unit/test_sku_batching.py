@@ -65,43 +65,49 @@ def test_a_short_page_that_matches_every_sku_ends_the_lookup_without_the_empty_p
     assert len(lookup.found) == 30 and bling.calls_to("/produtos") == 1
 
 
+class StoredSkus:
+    """A fake of our SchemaDb's read (fetch_all) for the two queries skus_to_resolve makes: which of the message's
+    SKUs were resolved recently (produto_sku), and the never-resolved SKUs of other stored invoices (nfe_item)."""
+
+    def __init__(self) -> None:
+        self.fresh: set[str] = set()
+        self.pending: list[str] = []
+        self.asked: list[int] = []
+
+    def fetch_all(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        if "FROM produto_sku WHERE" in sql:
+            wanted, _since = params
+            return [(sku,) for sku in wanted if sku in self.fresh]
+        assert "FROM nfe_item" in sql, sql
+        _max_len, exclude, limit = params
+        self.asked.append(limit)
+        return [(sku,) for sku in self.pending if sku not in set(exclude)][:limit]
+
+
 @pytest.fixture
-def stored(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """stale_skus and pending_skus over an in-memory 'database': fresh SKUs and never-resolved ones of other
-    stored invoices."""
-    state: dict[str, Any] = {"fresh": set(), "pending": [], "asked": []}
-
-    def stale(skus: Any, _max_age: int) -> list[str]:
-        return sorted(set(skus) - state["fresh"])
-
-    def pending(exclude: Any, limit: int) -> list[str]:
-        state["asked"].append(limit)
-        return [s for s in state["pending"] if s not in set(exclude)][:limit]
-
-    monkeypatch.setattr(enrichment, "stale_skus", stale)
-    monkeypatch.setattr(enrichment, "pending_skus", pending)
-    return state
+def stored() -> StoredSkus:
+    return StoredSkus()
 
 
 def test_a_message_fills_its_last_lookup_with_never_resolved_skus_of_other_invoices(stored):
-    stored["pending"] = [f"P{i:03d}" for i in range(300)]
+    stored.pending = [f"P{i:03d}" for i in range(300)]
     own = [f"A{i:02d}" for i in range(30)]
 
-    chosen = enrichment.skus_to_resolve(own, 30)
+    chosen = enrichment.skus_to_resolve(stored, own, 30)
 
-    assert chosen[:30] == own and chosen[30:] == stored["pending"][:70]
+    assert chosen[:30] == own and chosen[30:] == stored.pending[:70]
     assert len(enrichment.lookup_chunks(chosen)) == 1, "the extras cost no extra lookup"
 
 
 def test_a_message_with_nothing_stale_of_its_own_makes_no_lookup_for_others(stored):
-    stored["fresh"] = {"A", "B"}
-    stored["pending"] = ["P1", "P2"]
+    stored.fresh = {"A", "B"}
+    stored.pending = ["P1", "P2"]
 
-    assert enrichment.skus_to_resolve(["A", "B"], 30) == []
-    assert stored["asked"] == []
+    assert enrichment.skus_to_resolve(stored, ["A", "B"], 30) == []
+    assert stored.asked == []
 
 
 def test_a_full_lookup_of_its_own_takes_no_extras(stored):
-    stored["pending"] = ["P1"]
+    stored.pending = ["P1"]
     own = [f"A{i:03d}" for i in range(200)]
-    assert enrichment.skus_to_resolve(own, 30) == own
+    assert enrichment.skus_to_resolve(stored, own, 30) == own

@@ -7,6 +7,8 @@ from typing import Any
 
 import requests
 
+from local.stack.base import DEFAULT_ACCOUNT
+
 # The operator's admin key in these tests (production: Secret Manager `bling-auth-admin-key` → env AUTH_ADMIN_KEY).
 ADMIN_KEY = "operator-admin-key-for-tests-7f3a9c01d2"
 
@@ -15,9 +17,11 @@ def bearer(key: str = ADMIN_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def operator_start(browser: Any, *, confirm: bool = False, key: str = ADMIN_KEY) -> Any:
-    """The operator submits the /start form with the admin key (and, when asked, the replace confirmation)."""
-    form = {"admin_key": key}
+def operator_start(browser: Any, *, confirm: bool = False, key: str = ADMIN_KEY,
+                   account: str = DEFAULT_ACCOUNT) -> Any:
+    """The operator submits the /start form with the admin key and the account it connects (and, when asked, the
+    replace confirmation)."""
+    form = {"admin_key": key, "account": account}
     if confirm:
         form["confirm"] = "replace"
     return browser.post("/start", data=form)

@@ -24,7 +24,7 @@ from tests.integration.auth.flow import (
 )
 from tests.integration.auth.test_auth_function import auth, auth_app, bling_server, new_auth_app
 from tests.integration.bling.helpers import log_lines, reset_bling_state, store_pair, token_doc
-from tests.integration.process_deps import account_client, current_deps
+from tests.integration.process_deps import account_client, current_deps, token_document
 
 STATUS_FIELDS = (b"expires_at", b"version", b"last_error", b"authorized_at", b"token_stored")
 
@@ -56,7 +56,7 @@ def test_an_anonymous_caller_cannot_start_a_flow(auth_app, bling_server, capsys)
 
 def test_an_anonymous_caller_cannot_read_status(auth_app, bling_server):
     store_pair(bling_server)
-    current_deps().collection(topology.OAUTH).document("bling").update(
+    token_document().update(
         {"last_error": "invalid_grant: internal detail"})
     attacker = auth_app.test_client()
 
@@ -122,7 +122,7 @@ def test_replacing_a_working_authorization_needs_an_explicit_confirmation(auth, 
 
 def test_no_confirmation_is_asked_when_the_stored_authorization_no_longer_works(auth, bling_server):
     store_pair(bling_server)
-    current_deps().collection(topology.OAUTH).document("bling").update({"reauth_required": True})
+    token_document().update({"reauth_required": True})
 
     assert operator_start(auth).status_code == 302
 

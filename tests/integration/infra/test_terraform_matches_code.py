@@ -20,10 +20,6 @@ _EVENT_DRIVEN_MAX_TIMEOUT_S = 540
 _PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 # Read by functions-framework itself, not by shared/config.py.
 _FRAMEWORK_ENV = {"LOG_EXECUTION_ID"}
-# Set by infra/ for the fleet-wide cap whose runtime side is another branch of issue 14; test_static_egress.py's
-# strict xfail test_shared_config_reads_the_fleet_cap_variables fails once shared/config.py reads them: then delete
-# this exclusion with that marker.
-_FLEET_ENV_PENDING = {"BLING_FLEET_RATE_PER_S", "BLING_FLEET_ERRORS_PER_10S"}
 _IAM_RESOURCE_TYPES = (
     "google_cloudfunctions2_function_iam_member",
     "google_cloudfunctions2_function_iam_binding",
@@ -137,7 +133,7 @@ def test_every_environment_variable_set_on_a_function_is_read_by_shared_config(t
     secret_names = {secret["env"] for secret in tf.locals["secrets"].values()}
 
     assert env_maps, "no env_* locals found"
-    assert (set_names | secret_names) - _FRAMEWORK_ENV - _FLEET_ENV_PENDING <= _env_names_read_by_config()
+    assert (set_names | secret_names) - _FRAMEWORK_ENV <= _env_names_read_by_config()
 
 
 def test_functions_get_the_settings_they_cannot_default(tf):
