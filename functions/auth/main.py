@@ -186,8 +186,8 @@ def _start_for(request: Any, account: str) -> Any:
         return _page(409, "Bling is already authorized",
                      f"A working authorization is stored{whose} (authorized at {status['authorized_at']}, last "
                      f"refreshed at {status['last_refresh_at']}, access token valid until {status['expires_at']}, "
-                     f"version {status['version']}). A new authorization replaces it: the pipeline then reads the company "
-                     "of whoever approves at Bling. To replace it, enter the admin key and confirm (curl: POST "
+                     f"version {status['version']}). A new authorization replaces it: the pipeline then reads the "
+                     "company of whoever approves at Bling. To replace it, enter the admin key and confirm (curl: POST "
                      f"again with {CONFIRM_FIELD}={CONFIRM_VALUE}).", form="start", confirm=True, account=account)
     settings = deps.settings
     client_id, _ = deps.oauth.client_credentials()
