@@ -37,7 +37,7 @@ def table(entries: list[dict[str, Any]]) -> str:
         values = (e["account"] or "(no account)", e["status"], _yes(e["authorized"]), e["expires_at"] or "-",
                   _yes(e["reauth_required"]), _yes(e["authorization_broken"]), e["last_daily_run_ok_at"] or "-",
                   e["parked"])
-        lines.append("".join(f"{str(v):<{width}}" for v, (_, width) in zip(values, _COLUMNS, strict=True)).rstrip())
+        lines.append("".join(f"{v!s:<{width}}" for v, (_, width) in zip(values, _COLUMNS, strict=True)).rstrip())
     for e in entries:
         why = e["authorization_broken_reason"] or e["status_reason"]
         if why or e.get("reauthorize_url"):
