@@ -22,9 +22,9 @@ from typing import Any, TextIO
 
 from shared import account_status, log, migrate
 from shared.account_registry import AccountStatus
-from shared.accounts import parse_account_id, reader_role_for, schema_for
+from shared.accounts import reader_role_for, schema_for
 from shared.deps import Deps
-from shared.ops import accounts_db
+from shared.ops import account_arg, accounts_db
 
 _COLUMNS = (("account", 22), ("status", 9), ("authorized", 11), ("expires_at", 27), ("reauth", 7), ("broken", 7),
             ("last_daily_run_ok_at", 27), ("parked", 7))
@@ -108,20 +108,13 @@ def _parser() -> argparse.ArgumentParser:
                        ("adopt", "upgrade: the single-account install (public tables, token) becomes this account"),
                        ("grant-reader", "give the account's read-only role LOGIN and a password read from stdin")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("account", type=_account_arg)
+        command.add_argument("account", type=account_arg)
         if name in ("pause", "remove"):
             command.add_argument("--reason", default="", help="shown by list and /status")
         if name == "grant-reader":
             command.add_argument("--password-stdin", action="store_true", required=True,
                                  help="read the password from stdin (required: never an argument)")
     return parser
-
-
-def _account_arg(value: str) -> str:
-    try:
-        return parse_account_id(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
