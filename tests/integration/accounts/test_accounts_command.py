@@ -2,6 +2,7 @@
 (tests/integration/accounts/conftest.py): connect, list, pause, resume, remove, adopt, grant-reader."""
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -145,3 +146,39 @@ def test_adopt_makes_the_single_account_install_the_first_account_once(env, caps
     current_deps().accounts.register(other)
     with pytest.raises(SystemExit, match="already has accounts"):
         accounts.main(["adopt", env.account("terceira")])
+
+
+def test_reconcile_compares_each_active_account_with_its_own_schema(env, sandbox, monkeypatch, capsys):
+    """Default: every active account; --account: one. A's invoice in A's schema is not B's (nor public's)."""
+    from shared.messages import Window
+    from shared.ops import reconcile
+
+    monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "50")
+    server = sandbox("small", rate_per_s=100)
+    a, b, paused = env.account("alfa"), env.account("beta"), env.account("parada")
+    for account in (a, b, paused):
+        accounts.main(["connect", account])
+        current_deps().account(account).token_store.store_authorization(server.issue_tokens())
+        current_deps().accounts.mark_authorized(account)
+    current_deps().accounts.set_status(paused, AccountStatus.PAUSED)
+    window = Window("r", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
+    listed = reconcile.bling_ids(current_deps(), window, a)
+    nfe_id, situacao = sorted(listed.items())[0]
+    db.execute("INSERT INTO nfe (id, tipo, situacao, data_emissao, raw) VALUES (%s, 1, %s, '2026-01-15', '{}')",
+               (nfe_id, situacao), schema=schema_for(a))
+    capsys.readouterr()
+
+    assert reconcile.main(["--month", "2026-01", "--json"]) == 1
+    reports = {r["account"]: r for r in _report(capsys.readouterr().out)}
+
+    assert sorted(reports) == [a, b]  # the paused account is not reconciled
+    assert reports[a]["stored"] == 1 and nfe_id not in reports[a]["missing"]
+    assert reports[b]["stored"] == 0 and nfe_id in reports[b]["missing"]
+    assert reports[a]["listed"] == reports[b]["listed"] == len(listed)
+    assert reconcile.main(["--month", "2026-01", "--json", "--account", b]) == 1
+    assert [r["account"] for r in _report(capsys.readouterr().out)] == [b]
+
+
+def _report(out: str) -> list[dict]:
+    """The JSON report reconcile prints after its log lines."""
+    return json.loads(out[out.index("\n[") + 1:] if not out.startswith("[") else out)
