@@ -7,7 +7,8 @@ from shared.ops import replay_dead_letters
 from tests.integration.process_deps import current_deps
 
 
-def test_replay_right_after_a_dry_run_replays_everything(pubsub_env, gcp_project):
+def _nfe_route_with_hold(pubsub_env, gcp_project):
+    """bling-nfe and its dead-letter topic, the hold subscription, and a capture subscription on bling-nfe."""
     route = next(r for r in topology.ROUTES if r.topic == "bling-nfe")
     publisher, subscriber = pubsub_env.publisher(), pubsub_env.subscriber()
     for topic in (route.topic, route.dead_letter_topic):
@@ -18,6 +19,11 @@ def test_replay_right_after_a_dry_run_replays_everything(pubsub_env, gcp_project
                                             "topic": publisher.topic_path(gcp_project, route.dead_letter_topic)})
     capture = subscriber.subscription_path(gcp_project, "bling-nfe-capture")
     subscriber.create_subscription(request={"name": capture, "topic": publisher.topic_path(gcp_project, route.topic)})
+    return route, publisher, subscriber, capture
+
+
+def test_replay_right_after_a_dry_run_replays_everything(pubsub_env, gcp_project):
+    route, publisher, subscriber, capture = _nfe_route_with_hold(pubsub_env, gcp_project)
     for n in range(3):
         publisher.publish(publisher.topic_path(gcp_project, route.dead_letter_topic), f'{{"ids": [{n}]}}'.encode()
                           ).result(timeout=30)
@@ -31,15 +37,7 @@ def test_replay_right_after_a_dry_run_replays_everything(pubsub_env, gcp_project
 
 
 def test_replay_keeps_each_messages_account_and_account_filters(pubsub_env, firestore_env, gcp_project):
-    route = next(r for r in topology.ROUTES if r.topic == "bling-nfe")
-    publisher, subscriber = pubsub_env.publisher(), pubsub_env.subscriber()
-    for topic in (route.topic, route.dead_letter_topic):
-        publisher.create_topic(request={"name": publisher.topic_path(gcp_project, topic)})
-    hold = subscriber.subscription_path(gcp_project, route.dead_letter_subscription)
-    subscriber.create_subscription(request={"name": hold, "ack_deadline_seconds": 600,
-                                            "topic": publisher.topic_path(gcp_project, route.dead_letter_topic)})
-    capture = subscriber.subscription_path(gcp_project, "bling-nfe-capture")
-    subscriber.create_subscription(request={"name": capture, "topic": publisher.topic_path(gcp_project, route.topic)})
+    route, publisher, subscriber, capture = _nfe_route_with_hold(pubsub_env, gcp_project)
     dead_letters = publisher.topic_path(gcp_project, route.dead_letter_topic)
     publisher.publish(dead_letters, b'{"ids": [1]}', account="loja-a").result(timeout=30)
     publisher.publish(dead_letters, b'{"ids": [2]}', account="loja-a").result(timeout=30)
