@@ -154,12 +154,12 @@ def _start_account(request: Any) -> str:
 
 def _status(request: Any) -> Any:
     named = _named_account(request)
-    if named:
-        record = deps.accounts.get(named, fresh=True)
-        if record is None:
-            return _page(404, "Unknown account", f"No account {named} is connected to this deployment.")
-        return _json(account_status.entry(deps, named, record, account_status.parked_counts(deps)[named]))
     listed, unattributed = account_status.entries(deps)
+    if named:
+        match = [e for e in listed if e["account"] == named]
+        if not match:
+            return _page(404, "Unknown account", f"No account {named} is connected to this deployment.")
+        return _json(match[0])
     payload: dict[str, Any] = {"accounts": listed, "account_count": len(listed),
                                "parked_total": sum(e["parked"] for e in listed) + unattributed,
                                "parked_without_account": unattributed}

@@ -52,6 +52,7 @@ def test_a_bad_slug_gets_a_clear_400_and_writes_nothing(auth, bling_server):
     assert hostile.status_code == 400 and b"<script>" not in hostile.data
     bad_status = auth.get("/status?account=NOPE", headers=bearer())
     assert bad_status.status_code == 400
+    assert auth.get("/status?account=nobody-here", headers=bearer()).status_code == 404
     assert _state_docs() == [] and current_deps().accounts.all(fresh=True) == {}
 
 
