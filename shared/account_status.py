@@ -3,8 +3,8 @@ list` show the same entries. Never a token or a secret: the token store's status
 
 One entry per registered account (sorted by slug), with these keys (a stable contract, docs/RUNBOOK.md):
 
-  account                 the slug (null for an install that has no account registered yet: see below)
-  status                  pending | active | paused | removed (shared.account_registry); "unregistered" below
+  account                 the slug
+  status                  pending | active | paused | removed (shared.account_registry)
   status_reason           the operator's --reason of a pause or removal, else ""
   authorized              a working authorization: a pair is stored, no re-authorization needed, not broken
   token_stored, expires_at, expires_in_s, reauth_required, authorization_broken, last_refresh_at, authorized_at,
@@ -14,9 +14,6 @@ One entry per registered account (sorted by slug), with these keys (a stable con
   reauthorize_url         the start page for this account, when it must be (re-)authorized
   created_at, last_daily_run_ok_at   from the registry (ISO 8601, or null)
   parked                  parked messages of this account (shared.parking)
-
-A deployment with no account registered (a single-account install not adopted yet, or a new one) shows one entry
-for the install's own token document, `account: null, status: "unregistered"`.
 """
 from __future__ import annotations
 
@@ -29,11 +26,10 @@ from shared import topology
 from shared.account_registry import AccountRecord
 from shared.deps import Deps
 
-UNREGISTERED = "unregistered"
-
 
 def parked_counts(deps: Deps) -> collections.Counter[str]:
-    """Parked messages per account ("" = a message parked before messages named their account)."""
+    """Parked messages per account ("" = one that names no account: parked before messages named their account,
+    or while no account was connected)."""
     counts: collections.Counter[str] = collections.Counter()
     for snapshot in deps.collection(topology.PARKED).select(["account", "attributes"]).stream():
         counts[message_account(snapshot.to_dict() or {})] += 1
@@ -56,25 +52,25 @@ def entries(deps: Deps) -> tuple[list[dict[str, Any]], int]:
         parked[only] += unnamed
         unnamed = 0
     if not records:
-        return [entry(deps, "", None, parked[""])], unnamed
+        return [], parked[""]
     return [entry(deps, account, records[account], parked[account]) for account in sorted(records)], unnamed
 
 
-def entry(deps: Deps, account: str, record: AccountRecord | None, parked: int) -> dict[str, Any]:
-    """One account's entry (record None: the unregistered install's own token document, account "")."""
+def entry(deps: Deps, account: str, record: AccountRecord, parked: int) -> dict[str, Any]:
+    """One registered account's entry."""
     token = dict(deps.account(account).token_store.status())
     broken_reason = token.pop("action_required", None)
     token.pop("reauthorize_url", None)
     result: dict[str, Any] = {
-        "account": account or None,
-        "status": str(record.status) if record else UNREGISTERED,
-        "status_reason": record.status_reason if record else "",
+        "account": account,
+        "status": str(record.status),
+        "status_reason": record.status_reason,
         "authorized": bool(token["token_stored"] and not token["reauth_required"]
                            and not token["authorization_broken"]),
         **token,
         "authorization_broken_reason": broken_reason,
-        "created_at": _iso(record.created_at) if record else None,
-        "last_daily_run_ok_at": _iso(record.last_daily_run_ok_at) if record else None,
+        "created_at": _iso(record.created_at),
+        "last_daily_run_ok_at": _iso(record.last_daily_run_ok_at),
         "parked": parked,
     }
     if token["reauth_required"] or token["authorization_broken"]:
@@ -83,7 +79,7 @@ def entry(deps: Deps, account: str, record: AccountRecord | None, parked: int) -
 
 
 def start_url(deps: Deps, account: str) -> str:
-    """The auth function's start page for this account (the operator opens it; "" = without an account)."""
+    """The auth function's start page for this account (the operator opens it; "": the page without one)."""
     base = deps.settings.auth_public_url.rstrip("/") + "/start"
     return base + ("?" + urllib.parse.urlencode({"account": account}) if account else "")
 

@@ -2,6 +2,7 @@
 
 A redelivered message repeats the same writes: runs and windows are inserted with ON CONFLICT DO NOTHING, and an
 invoice's outcome in a window is one row keyed by (run, window, nfe_id), so counts derived from it never double.
+The tables are the account's (its schema): every function takes the account's database, `database`.
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from shared import db
+from shared.db import SchemaDb
 from shared.domain import parse_window_key
 from shared.messages import NoteRef, Window
 
 
-def record_run(run_id: str, kind: str, body: dict[str, Any], start: datetime.date, end: datetime.date,
-               windows: Iterable[Window]) -> None:
-    with db.transaction() as cur:
+def record_run(database: SchemaDb, run_id: str, kind: str, body: dict[str, Any], start: datetime.date,
+               end: datetime.date, windows: Iterable[Window]) -> None:
+    with database.transaction() as cur:
         cur.execute("""INSERT INTO etl_run (run_id, tipo, pedido, inicio, fim) VALUES (%s, %s, %s::jsonb, %s, %s)
                        ON CONFLICT (run_id) DO NOTHING""", (run_id, kind, json.dumps(body), start, end))
         for window in windows:
@@ -26,9 +27,9 @@ def record_run(run_id: str, kind: str, body: dict[str, Any], start: datetime.dat
                            ON CONFLICT DO NOTHING""", (run_id, window.start, window.end))
 
 
-def ensure_window(window: Window) -> None:
+def ensure_window(database: SchemaDb, window: Window) -> None:
     """A window message typed by hand (or replayed after its run rows were lost) still gets its audit rows."""
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("""INSERT INTO etl_run (run_id, tipo, pedido, inicio, fim) VALUES (%s, 'range', %s::jsonb, %s, %s)
                        ON CONFLICT (run_id) DO NOTHING""",
                     (window.run_id, json.dumps(window.to_json()), window.start, window.end))
@@ -36,9 +37,9 @@ def ensure_window(window: Window) -> None:
                     (window.run_id, window.start, window.end))
 
 
-def window_listing_progress(window: Window, status: str, pages: int, api_calls: int, throttled: int,
+def window_listing_progress(database: SchemaDb, window: Window, status: str, pages: int, api_calls: int, throttled: int,
                             error: str | None = None) -> None:
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("""UPDATE etl_window SET status = %s, paginas = paginas + %s, chamadas_api = chamadas_api + %s,
                               respostas_429 = respostas_429 + %s, erro = %s, atualizado_em = now(),
                               listado_em = CASE WHEN %s = 'listed' THEN coalesce(listado_em, now())
@@ -55,14 +56,14 @@ class RunCompletion:
     windows_failed: int
 
 
-def complete_run_if_done(run_id: str) -> RunCompletion | None:
+def complete_run_if_done(database: SchemaDb, run_id: str) -> RunCompletion | None:
     """Mark the run completed when every window of it has a final listing status (listed or failed); returns the
     completion only to the one caller whose UPDATE marked it, so it is reported exactly once per run.
 
     Call it after the window's own status is committed, in a transaction of its own: two last windows finishing
     at once then both see each other's status, and the row lock on etl_run lets only the first UPDATE find
     concluido_em still NULL (the second re-checks the row after the first commits, and matches nothing)."""
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("""UPDATE etl_run r SET concluido_em = now()
                        WHERE r.run_id = %s AND r.concluido_em IS NULL
                          AND EXISTS (SELECT 1 FROM etl_window w WHERE w.run_id = r.run_id)
@@ -76,11 +77,11 @@ def complete_run_if_done(run_id: str) -> RunCompletion | None:
     return RunCompletion(run_id, row[0], row[1], row[2]) if row else None
 
 
-def record_listed(window: Window, notes: Iterable[NoteRef]) -> None:
+def record_listed(database: SchemaDb, window: Window, notes: Iterable[NoteRef]) -> None:
     rows = [(window.run_id, window.start, window.end, n.id, n.situacao) for n in notes]
     if not rows:
         return
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.executemany("""INSERT INTO etl_window_nfe (run_id, inicio, fim, nfe_id, situacao_lista)
                            VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""", rows)
 

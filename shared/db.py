@@ -16,7 +16,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pg8000.dbapi
@@ -167,6 +167,33 @@ def fetch_all(sql: str, params: SqlParams = (), schema: str | None = None) -> li
 def execute(sql: str, params: SqlParams = (), schema: str | None = None) -> None:
     with transaction(schema) as cur:
         cur.execute(sql, params)
+
+
+class SchemaDb:
+    """One account's database: transaction/fetch_all/execute of this module with `schema` (its schema) fixed, so a
+    store function that receives it can only reach that account's tables. `prepare()` runs before every
+    transaction (the composition root passes a once-per-process check that the schema exists and is migrated)."""
+
+    def __init__(self, schema: str, prepare: Callable[[], object] = lambda: None):
+        self.schema = _checked_schema(schema)
+        self._prepare = prepare
+
+    def __repr__(self) -> str:
+        return f"SchemaDb({self.schema!r})"
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[pg8000.dbapi.Cursor]:
+        self._prepare()
+        with transaction(self.schema) as cursor:
+            yield cursor
+
+    def fetch_all(self, sql: str, params: SqlParams = ()) -> list[tuple[Any, ...]]:
+        self._prepare()
+        return fetch_all(sql, params, self.schema)
+
+    def execute(self, sql: str, params: SqlParams = ()) -> None:
+        self._prepare()
+        execute(sql, params, self.schema)
 
 
 def upsert(cur: Any, table: str, row: Mapping[str, Any], key: str = "id", casts: Mapping[str, str] | None = None,

@@ -5,20 +5,24 @@ The Google clients are created on first use, not when Deps is built: importing a
 collecting it) must not open a channel. `cached_property` writes the instance's __dict__ directly, so the frozen
 dataclass still refuses every other assignment.
 
-What belongs to one Bling account (its token store, client, rate ledger, daily-limit state) is an `Account`,
-built on first use by `account(account_id)` and kept per id: two ids never share one (issue 14 keys messages by
-account; the empty id is today's single account with today's document ids).
+What belongs to one Bling account (its token store, client, rate ledger, daily-limit state, database schema) is
+an `Account`, built on first use by `account(account_id)` and kept per id: two accounts never share one. The id is
+a slug (shared.accounts); every message resolves to one through `accounts.resolve(...)` before anything runs
+(docs/decisions/011). The first transaction of an account in a process makes sure its schema exists and is
+migrated (migrate.ensure_account_schema, idempotent, ~15 ms when up to date), so a newly connected account gets
+its tables without an operator step.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from shared import firestore_client, parking, pubsub, topology
+from shared import firestore_client, migrate, parking, pubsub, topology
 from shared.account_registry import AccountRegistry
+from shared.accounts import parse_account_id, schema_for
 from shared.bling import http
 from shared.bling.client import BlingClient, DailyLimit, RateBudget
 from shared.bling.oauth import OAuthClient
@@ -26,16 +30,39 @@ from shared.bling.rate_budget import RateLedger
 from shared.bling.retry_policy import Outcome, Rule
 from shared.bling.token_store import TokenStore
 from shared.config import Settings, read_settings
+from shared.db import SchemaDb
 
 
 @dataclasses.dataclass(frozen=True)
 class Account:
-    """The per-account parts (the client holds the other three)."""
+    """The per-account parts (the client holds the token store, rate ledger and daily limit). `db`: the account's
+    database (its schema: shared.accounts.schema_for), passed to every store function."""
     account_id: str
     token_store: TokenStore
     rate_ledger: RateLedger
     daily_limit: DailyLimit
     client: BlingClient
+    db: SchemaDb
+
+    @property
+    def schema(self) -> str:
+        return self.db.schema
+
+
+class _Once:
+    """Runs `action` the first time it is called (in this process), under a lock; a failure is tried again on the
+    next call (the database may be back)."""
+
+    def __init__(self, action: Callable[[], object]):
+        self._action, self._done, self._lock = action, False, threading.Lock()
+
+    def __call__(self) -> None:
+        if self._done:
+            return
+        with self._lock:
+            if not self._done:
+                self._action()
+                self._done = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,24 +99,26 @@ class Deps:
         """The token endpoint with this process's per-minute guard (the IP's, whichever account calls)."""
         return OAuthClient(self.settings, self.http_session)
 
-    def account(self, account_id: str = "") -> Account:
-        """The parts of one Bling account, built once per id; "" = the deployment's single account."""
+    def account(self, account_id: str) -> Account:
+        """The parts of one Bling account (a slug: ValueError otherwise), built once per id."""
+        account_id = parse_account_id(account_id)
         with self._accounts_lock:
             if account_id not in self._accounts:
                 self._accounts[account_id] = self._new_account(account_id)
             return self._accounts[account_id]
 
     def _new_account(self, account_id: str) -> Account:
-        # Issue 14 keys these documents by account_id; "" is today's single account and today's document ids.
-        tokens = self.new_token_store()
-        ledger = RateLedger(self.collection(topology.RATE_TICKS), self.settings)
-        daily = DailyLimit(self.collection(topology.RATE_STATE), self.settings.timezone)
-        return Account(account_id, tokens, ledger, daily, self.new_client(tokens, ledger, daily))
+        tokens = self.new_token_store(account_id)
+        ledger = RateLedger(self.collection(topology.RATE_TICKS), self.settings, account_id)
+        daily = DailyLimit(self.collection(topology.RATE_STATE), self.settings.timezone, account_id)
+        database = SchemaDb(schema_for(account_id), _Once(lambda: migrate.ensure_account_schema(account_id)))
+        return Account(account_id, tokens, ledger, daily, self.new_client(tokens, ledger, daily), database)
 
-    def new_token_store(self) -> TokenStore:
-        """A token store of its own (account() keeps one; a test models another instance with a second one)."""
-        return TokenStore(self.firestore, self.settings, self.oauth,
-                          on_restored=lambda: parking.release_after_fix(self))
+    def new_token_store(self, account_id: str) -> TokenStore:
+        """A token store of its own for this account (account() keeps one; a test models another instance with a
+        second one). A valid pair that clears a flag releases the account's parked work."""
+        return TokenStore(self.firestore, self.settings, self.oauth, account_id,
+                          on_restored=lambda: parking.release_after_fix(self, account_id))
 
     def new_client(self, token_store: TokenStore, budget: RateBudget, daily_limit: DailyLimit,
                    policy: Mapping[Outcome, Rule] | None = None) -> BlingClient:

@@ -11,13 +11,13 @@ then returns an unrelated page. SKUs still unknown are asked once more per stock
 of stock must not be reported unknown). What is still unknown is recorded as such, never guessed. A resolved
 product's full record comes from GET /produtos/{id}.
 
-Invoices of one backfill share customers and products, and their enrich messages run concurrently, so each
-contact or SKU is claimed first (a Firestore document created by exactly one message, expiring after a few
-minutes): only the claimant calls Bling for it, and releases the claim when done. A claim names its owner, the
-Pub/Sub message id, which stays the same across redeliveries: an instance killed mid-work (OOM, SIGKILL) never
-releases its claims, and the redelivery of its message, seconds later, takes them over instead of acknowledging
-with the work undone; another message still leaves a live claim alone (its owner will do the work, or its own
-redelivery will). A claim whose owner is gone for good expires.
+Invoices of one backfill share customers and products, and their enrich messages run concurrently, so each contact or
+SKU is claimed first (a Firestore document `<account>|<kind>:<key>`, created by exactly one message, expiring after a
+few minutes; one account's contact 42 is not another's): only the claimant calls Bling for it, and releases the claim
+when done. A claim names its owner, the Pub/Sub message id, which stays the same across redeliveries: an instance killed
+mid-work (OOM, SIGKILL) never releases its claims, and the redelivery of its message, seconds later, takes them over
+instead of acknowledging with the work undone; another message still leaves a live claim alone (its owner will do the
+work, or its own redelivery will). A claim whose owner is gone for good expires.
 
 A contact or SKU whose own Bling call fails transiently is set aside without blocking the others of the message
 (shared.record_failures; functions/enrich).
@@ -38,6 +38,7 @@ from shared.bling.api import BlingApi
 from shared.bling.errors import BlingNotFound
 from shared.bling.paging import PagingIncomplete, paginate
 from shared.bling_values import as_decimal, as_id, as_int, as_text, nested
+from shared.db import SchemaDb
 from shared.domain import EntityKind
 
 _SKUS_PER_LOOKUP = 50
@@ -52,11 +53,15 @@ K = TypeVar("K", int, str)
 CONTACT, SKU = EntityKind.CONTACT, EntityKind.SKU
 
 
-def claim(claims: Any, kind: str, key: str, owner: str) -> bool:
-    """True when the message `owner` may fetch the entity now (a new claim, its own, or an expired one); False
-    when another message holds a live claim on it. `claims`: the collection topology.ENRICH_CLAIMS."""
+def _claim_doc(claims: Any, account: str, kind: str, key: str) -> Any:
+    return claims.document(f"{account}|{kind}:{key}".replace("/", "%2F"))
+
+
+def claim(claims: Any, account: str, kind: str, key: str, owner: str) -> bool:
+    """True when the message `owner` may fetch the entity of `account` now (a new claim, its own, or an expired
+    one); False when another message holds a live claim on it. `claims`: the collection topology.ENRICH_CLAIMS."""
     now = datetime.datetime.now(tz=datetime.UTC)
-    doc = claims.document(f"{kind}:{key}".replace("/", "%2F"))
+    doc = _claim_doc(claims, account, kind, key)
     fields = {"claimed_at": now, "expire_at": topology.ENRICH_CLAIMS.expire_at(now), "owner": owner}
     try:
         doc.create(fields)
@@ -75,60 +80,60 @@ def claim(claims: Any, kind: str, key: str, owner: str) -> bool:
         return False
 
 
-def release(claims: Any, kind: str, key: str) -> None:
+def release(claims: Any, account: str, kind: str, key: str) -> None:
     """When the fetch is over (stored or failed): from then on the database's freshness decides."""
-    claims.document(f"{kind}:{key}".replace("/", "%2F")).delete()
+    _claim_doc(claims, account, kind, key).delete()
 
 
 def _stale_before(max_age_days: int) -> datetime.datetime:
     return datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(days=max_age_days)
 
 
-def stale_contacts(contact_ids: Iterable[int], max_age_days: int) -> list[int]:
+def stale_contacts(database: SchemaDb, contact_ids: Iterable[int], max_age_days: int) -> list[int]:
     """The contacts not stored, or stored longer ago than max_age_days, sorted."""
     ids = sorted(set(contact_ids))
     if not ids:
         return []
-    fresh = {row[0] for row in db.fetch_all("SELECT id FROM contato WHERE id = ANY(%s) AND atualizado_em >= %s",
+    fresh = {row[0] for row in database.fetch_all("SELECT id FROM contato WHERE id = ANY(%s) AND atualizado_em >= %s",
                                              (ids, _stale_before(max_age_days)))}
     return [i for i in ids if i not in fresh]
 
 
-def stale_skus(skus: Iterable[str], max_age_days: int) -> list[str]:
+def stale_skus(database: SchemaDb, skus: Iterable[str], max_age_days: int) -> list[str]:
     """The SKUs never resolved, or resolved longer ago than max_age_days, sorted."""
     wanted = sorted(set(skus))
     if not wanted:
         return []
-    fresh = {row[0] for row in db.fetch_all(
+    fresh = {row[0] for row in database.fetch_all(
         "SELECT codigo FROM produto_sku WHERE codigo = ANY(%s) AND verificado_em >= %s",
         (wanted, _stale_before(max_age_days)))}
     return [s for s in wanted if s not in fresh]
 
 
 @contextlib.contextmanager
-def claimed(claims: Any, kind: EntityKind, keys: Iterable[K], owner: str) -> Iterator[list[K]]:
+def claimed(claims: Any, account: str, kind: EntityKind, keys: Iterable[K], owner: str) -> Iterator[list[K]]:
     """The whole life of this delivery's claims: the keys it may fetch now (claim()), released when the block
     ends however it ends. A claim covers the fetch in flight only: once stored, freshness in the database decides;
     after a failure, the redelivery of the message (or the retry of one record) must not be blocked by it."""
     taken: list[K] = []
     try:
-        taken.extend(k for k in keys if claim(claims, kind, str(k), owner))
+        taken.extend(k for k in keys if claim(claims, account, kind, str(k), owner))
         yield taken
     finally:
         for key in taken:
-            release(claims, kind, str(key))
+            release(claims, account, kind, str(key))
 
 
-def load_contact(bling: BlingApi, contact_id: int) -> bool:
+def load_contact(bling: BlingApi, database: SchemaDb, contact_id: int) -> bool:
     try:
         contact = bling.get(f"/contatos/{contact_id}").get("data")
     except BlingNotFound:
         contact = None
     if not isinstance(contact, dict) or as_int(contact.get("id")) != contact_id:
         log.warning("contact not found in Bling; recorded as not found", contato_id=contact_id)
-        _store_contact(contact_id, None)
+        _store_contact(database, contact_id, None)
         return False
-    _store_contact(contact_id, contact)
+    _store_contact(database, contact_id, contact)
     return True
 
 
@@ -152,8 +157,8 @@ def contact_row(contact_id: int, contact: dict[str, Any] | None) -> dict[str, An
     }
 
 
-def _store_contact(contact_id: int, contact: dict[str, Any] | None) -> None:
-    with db.transaction() as cur:
+def _store_contact(database: SchemaDb, contact_id: int, contact: dict[str, Any] | None) -> None:
+    with database.transaction() as cur:
         db.upsert(cur, "contato", contact_row(contact_id, contact), casts={"raw": "jsonb"})
 
 
@@ -233,10 +238,10 @@ def _lookup(bling: BlingApi, skus: list[str], stock_filter: str | None) -> tuple
     return list(items.values()), True
 
 
-def load_product(bling: BlingApi, sku: str, listed: dict[str, Any] | None) -> bool:
+def load_product(bling: BlingApi, database: SchemaDb, sku: str, listed: dict[str, Any] | None) -> bool:
     """Store the product behind a SKU (full record) or record the SKU as unknown to Bling."""
     if listed is None:
-        _store_sku(sku, None)
+        _store_sku(database, sku, None)
         log.warning("SKU unknown to Bling; recorded as not found", sku=sku, event="sku_unknown")
         return False
     product_id = as_id(listed.get("id"))
@@ -247,8 +252,8 @@ def load_product(bling: BlingApi, sku: str, listed: dict[str, Any] | None) -> bo
         detail = None
     if not isinstance(detail, dict) or as_id(detail.get("id")) != product_id or detail.get("codigo") != sku:
         detail = None
-    _store_product(product_id, listed, detail)
-    _store_sku(sku, product_id)
+    _store_product(database, product_id, listed, detail)
+    _store_sku(database, sku, product_id)
     return True
 
 
@@ -268,12 +273,13 @@ def product_row(product_id: int, listed: dict[str, Any], detail: dict[str, Any] 
     }
 
 
-def _store_product(product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None) -> None:
-    with db.transaction() as cur:
+def _store_product(database: SchemaDb, product_id: int, listed: dict[str, Any], detail: dict[str, Any] | None
+                   ) -> None:
+    with database.transaction() as cur:
         db.upsert(cur, "produto", product_row(product_id, listed, detail), casts={"raw": "jsonb"})
 
 
-def _store_sku(sku: str, product_id: int | None) -> None:
-    with db.transaction() as cur:
+def _store_sku(database: SchemaDb, sku: str, product_id: int | None) -> None:
+    with database.transaction() as cur:
         db.upsert(cur, "produto_sku", {"codigo": sku, "produto_id": product_id, "encontrado": product_id is not None},
                   key="codigo", touch="verificado_em")

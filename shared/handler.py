@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared import log, parking, topology
+from shared.account_registry import NoAccountConnected
 from shared.errors import (
     ConfigurationError,
     DailyLimitReached,
@@ -98,14 +99,15 @@ def _fields(exc: BaseException) -> dict[str, Any]:
     return exc.log_fields() if isinstance(exc, EtlError) else {}
 
 
-_UNTIL = ((DailyLimitReached, "tomorrow"), (ReauthorizationRequired, "re-authorization"),
+_UNTIL = ((NoAccountConnected, "an account is connected"), (DailyLimitReached, "tomorrow"),
+          (ReauthorizationRequired, "re-authorization"),
           (OperatorActionRequired, "the authorization or configuration is fixed"))
 _configuration_errors_logged: set[str] = set()
 _logged_lock = threading.Lock()
 
 
 def _park(collection: Any, topic: str, message: PubSubMessage, exc: BaseException) -> None:
-    parking.park(collection, topic, message, type(exc).__name__, detail=str(exc))
+    parking.park(collection, topic, message, type(exc).__name__, detail=str(exc), account=message.named_account())
     if isinstance(exc, ConfigurationError):
         with _logged_lock:
             first = str(exc) not in _configuration_errors_logged

@@ -45,15 +45,22 @@ class Checkpoint:
                 "expire_at": topology.CHECKPOINTS.expire_at(now)}
 
 
-class CheckpointStore:
-    """Firestore document `<prefix>_checkpoints/<run_id>|<window>`, one per window of a run; `checkpoints`: that
-    collection (topology.CHECKPOINTS, from the composition root)."""
+def checkpoint_id(account: str, run_id: str, window_key: str) -> str:
+    """The checkpoint document of one window of one account's run (a single-account install before issue 14 wrote
+    `<run_id>|<window>`: shared.account_upgrade copies those)."""
+    return f"{account}|{run_id}|{window_key}"
 
-    def __init__(self, checkpoints: Any) -> None:
+
+class CheckpointStore:
+    """Firestore document `<prefix>_checkpoints/<account>|<run_id>|<window>`, one per window of an account's run;
+    `checkpoints`: that collection (topology.CHECKPOINTS, from the composition root)."""
+
+    def __init__(self, checkpoints: Any, account: str) -> None:
         self._checkpoints = checkpoints
+        self._account = account
 
     def _doc(self, window: Window) -> Any:
-        return self._checkpoints.document(f"{window.run_id}|{window.key}")
+        return self._checkpoints.document(checkpoint_id(self._account, window.run_id, window.key))
 
     def load(self, window: Window) -> Checkpoint:
         snapshot = self._doc(window).get()

@@ -2,12 +2,12 @@
 which attempt a delivery is (Google's emulator; shared.record_failures.last_attempt)."""
 from __future__ import annotations
 
-from shared import db
+from shared.db import SchemaDb
 
 
-def count_failure(topic: str, message_id: str) -> int:
+def count_failure(database: SchemaDb, topic: str, message_id: str) -> int:
     """Add one failed delivery of the message and return how many it has had (the first call returns 1)."""
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("""INSERT INTO etl_message_failures (topic, message_id, falhas) VALUES (%s, %s, 1)
                        ON CONFLICT (topic, message_id) DO UPDATE
                        SET falhas = etl_message_failures.falhas + 1, atualizado_em = now()

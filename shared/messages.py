@@ -3,6 +3,11 @@
 Every decoder raises BadMessage with a reason a human can act on; handlers log it with the raw input and
 acknowledge (shared.handler). Encoders produce plain JSON so a message can also be typed by hand with
 `gcloud pubsub topics publish`.
+
+Every message names the Bling account it is for: `"account": "<slug>"` (docs/decisions/011), written by every
+encoder once the account is known (always, inside the pipeline), and by publishers as the Pub/Sub attribute
+`account` too. It is optional in the JSON: a message without it (today's hand-typed commands, a message published
+before the upgrade) runs when exactly one account is active (shared.account_registry.resolve).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import datetime
 import json
 from typing import Any
 
+from shared.accounts import parse_account_id
 from shared.domain import MAX_ID, MAX_SITUACAO, is_positive_int, parse_window_key, window_key
 from shared.errors import BadMessage
 
@@ -43,6 +49,39 @@ class PubSubMessage:
 
     def text_for_log(self, limit: int = 500) -> str:
         return self.data[:limit].decode("utf-8", errors="replace")
+
+    def named_account(self) -> str | None:
+        """The account this message names (its `account` attribute, else the JSON's `account` key) when that is
+        a valid slug; None otherwise. For parking, before or without a full decode."""
+        named = self.attributes.get(ACCOUNT_KEY)
+        if named is None:
+            try:
+                named = decode_json_object(self.data).get(ACCOUNT_KEY)
+            except BadMessage:
+                return None
+        try:
+            return parse_account_id(named)
+        except ValueError:
+            return None
+
+
+# The key of the account in every JSON message, and the name of the Pub/Sub attribute that repeats it.
+ACCOUNT_KEY = "account"
+
+
+def parse_account(body: dict[str, Any]) -> str | None:
+    """The message's `account` (None when it names none); BadMessage when it is not a slug."""
+    if ACCOUNT_KEY not in body:
+        return None
+    try:
+        return parse_account_id(body[ACCOUNT_KEY])
+    except ValueError as exc:
+        raise BadMessage(f"account: {exc}") from None
+
+
+def with_account(payload: dict[str, Any], account: str | None) -> dict[str, Any]:
+    """The encoded message, with its account when known."""
+    return {**payload, ACCOUNT_KEY: account} if account is not None else payload
 
 
 def decode_json_object(data: bytes) -> dict[str, Any]:
@@ -84,6 +123,9 @@ def _str(body: dict[str, Any], key: str) -> str:
     return value
 
 
+_OPTIONAL = frozenset({ACCOUNT_KEY})
+
+
 # SKUs come from the items of stored invoices, whatever their length; the enrich function does not look up in
 # Bling the ones longer than any product code (shared.enrichment.MAX_LOOKUP_SKU_LENGTH).
 MAX_SKU_LENGTH = 2000
@@ -102,20 +144,22 @@ class Window:
     run_id: str
     start: datetime.date
     end: datetime.date
+    account: str | None = None
 
     @property
     def key(self) -> str:
         return window_key(self.start, self.end)
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "start": self.start.isoformat(), "end": self.end.isoformat()}
+        return with_account({"run_id": self.run_id, "start": self.start.isoformat(), "end": self.end.isoformat()},
+                            self.account)
 
     @classmethod
     def parse(cls, data: bytes) -> Window:
         body = decode_json_object(data)
-        _require_only(body, {"run_id", "start", "end"})
+        _require_only(body, {"run_id", "start", "end"}, _OPTIONAL)
         window = cls(run_id=_str(body, "run_id"), start=parse_iso_date(body["start"], "start"),
-                     end=parse_iso_date(body["end"], "end"))
+                     end=parse_iso_date(body["end"], "end"), account=parse_account(body))
         if window.end < window.start:
             raise BadMessage(f"window end {window.end} is before start {window.start}")
         if (window.end - window.start).days > 365:
@@ -147,15 +191,16 @@ class NfeBatch:
     run_id: str
     window: str
     notes: tuple[NoteRef, ...]
+    account: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "window": self.window,
-                "notes": [{"id": n.id, "situacao": n.situacao} for n in self.notes]}
+        return with_account({"run_id": self.run_id, "window": self.window,
+                             "notes": [{"id": n.id, "situacao": n.situacao} for n in self.notes]}, self.account)
 
     @classmethod
     def parse(cls, data: bytes) -> NfeBatch:
         body = decode_json_object(data)
-        _require_only(body, {"run_id", "window", "notes"})
+        _require_only(body, {"run_id", "window", "notes"}, _OPTIONAL)
         notes = body["notes"]
         if not isinstance(notes, list) or not notes or len(notes) > 1000:
             raise BadMessage("notes must be a non-empty list of {id, situacao}")
@@ -165,7 +210,8 @@ class NfeBatch:
                 raise BadMessage(f"each note must be {{id, situacao}}, got {note!r}")
             refs.append(NoteRef(id=_positive_int(note["id"], "note id"),
                                 situacao=_positive_int(note["situacao"], "note situacao", MAX_SITUACAO)))
-        return cls(run_id=_str(body, "run_id"), window=_window_key(body), notes=tuple(refs))
+        return cls(run_id=_str(body, "run_id"), window=_window_key(body), notes=tuple(refs),
+                   account=parse_account(body))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,14 +219,16 @@ class EnrichRequest:
     run_id: str
     contact_ids: tuple[int, ...]
     skus: tuple[str, ...]
+    account: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "contact_ids": list(self.contact_ids), "skus": list(self.skus)}
+        return with_account({"run_id": self.run_id, "contact_ids": list(self.contact_ids), "skus": list(self.skus)},
+                            self.account)
 
     @classmethod
     def parse(cls, data: bytes) -> EnrichRequest:
         body = decode_json_object(data)
-        _require_only(body, {"run_id", "contact_ids", "skus"})
+        _require_only(body, {"run_id", "contact_ids", "skus"}, _OPTIONAL)
         contact_ids, skus = body["contact_ids"], body["skus"]
         if not isinstance(contact_ids, list) or not isinstance(skus, list):
             raise BadMessage("contact_ids and skus must be lists")
@@ -192,4 +240,4 @@ class EnrichRequest:
                 raise BadMessage(f"each sku must be a non-empty string of at most {MAX_SKU_LENGTH} characters, "
                                  f"got {shown!r}")
         ids = tuple(_positive_int(c, "contact id") for c in contact_ids)
-        return cls(run_id=_str(body, "run_id"), contact_ids=ids, skus=tuple(skus))
+        return cls(run_id=_str(body, "run_id"), contact_ids=ids, skus=tuple(skus), account=parse_account(body))

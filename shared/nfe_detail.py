@@ -21,6 +21,7 @@ from shared import audit, db, log, nfe_store, payment_forms, record_failures
 from shared.bling.api import BlingApi
 from shared.bling.client import count_calls
 from shared.config import Settings
+from shared.db import SchemaDb
 from shared.domain import NfeOutcome
 from shared.errors import EtlError, PermanentError
 from shared.messages import EnrichRequest, NfeBatch, NoteRef
@@ -38,10 +39,10 @@ class BatchResult:
     # invoices whose own GET /nfe/{id} failed transiently, or that were not tried: keyed by NoteRef
     attempts: record_failures.Attempts = dataclasses.field(default_factory=record_failures.Attempts)
 
-    def enrich_request(self, run_id: str) -> EnrichRequest | None:
+    def enrich_request(self, run_id: str, account: str | None = None) -> EnrichRequest | None:
         if not self.contact_ids and not self.skus:
             return None
-        return EnrichRequest(run_id, tuple(self.contact_ids), tuple(self.skus))
+        return EnrichRequest(run_id, tuple(self.contact_ids), tuple(self.skus), account)
 
 
 def needs_detail(note: NoteRef, stored_situacao: int | None) -> bool:
@@ -50,29 +51,31 @@ def needs_detail(note: NoteRef, stored_situacao: int | None) -> bool:
     return stored_situacao != note.situacao
 
 
-def process_batch(bling: BlingApi, batch: NfeBatch, settings: Settings) -> BatchResult:
+def process_batch(bling: BlingApi, database: SchemaDb, batch: NfeBatch, settings: Settings) -> BatchResult:
+    """The batch against one account: its Bling client and its database (schema)."""
     result = BatchResult()
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         stored = nfe_store.stored_situacoes(cur, [n.id for n in batch.notes])
     for note in batch.notes:
         with log.bind(nfe_id=note.id):
             if not needs_detail(note, stored.get(note.id)):
-                _record(batch, note.id, NfeOutcome.UNCHANGED, 0)
+                _record(database, batch, note.id, NfeOutcome.UNCHANGED, 0)
                 result.outcomes[note.id] = NfeOutcome.UNCHANGED
                 continue
-            outcome = result.attempts.run(functools.partial(_load_one, bling, batch, note, result, settings), note)
+            outcome = result.attempts.run(
+                functools.partial(_load_one, bling, database, batch, note, result, settings), note)
             if outcome is not None:
                 result.outcomes[note.id] = outcome
     unchanged = [i for i, outcome in result.outcomes.items() if outcome == NfeOutcome.UNCHANGED]
     if unchanged:
         # An earlier delivery may have stored these and died before its enrich message went out: ask again for
         # their contacts and SKUs (enrich skips what is fresh, so a plain re-run still makes no Bling call).
-        _add_stored_references(unchanged, result)
+        _add_stored_references(database, unchanged, result)
     return result
 
 
-def _add_stored_references(nfe_ids: list[int], result: BatchResult) -> None:
-    with db.transaction() as cur:
+def _add_stored_references(database: SchemaDb, nfe_ids: list[int], result: BatchResult) -> None:
+    with database.transaction() as cur:
         cur.execute("SELECT DISTINCT contato_id FROM nfe WHERE id = ANY(%s) AND contato_id IS NOT NULL "
                     "ORDER BY contato_id", (nfe_ids,))
         contacts = [row[0] for row in cur.fetchall()]
@@ -83,28 +86,30 @@ def _add_stored_references(nfe_ids: list[int], result: BatchResult) -> None:
     result.skus.extend(s for s in skus if s not in result.skus)
 
 
-def give_up(batch: NfeBatch, note: NoteRef, error: EtlError) -> None:
+def give_up(database: SchemaDb, batch: NfeBatch, note: NoteRef, error: EtlError) -> None:
     """The last delivery attempt of this invoice's own message failed too: recorded failed, with its error."""
     with log.bind(nfe_id=note.id):
         log.error(f"NF-e not loaded after the last delivery attempt: {error}", event="nfe_failed",
                   **error.log_fields())
         # keep_final: a duplicate delivery that stored it meanwhile keeps its outcome.
-        _record(batch, note.id, NfeOutcome.FAILED, 0, f"every attempt failed: {error}"[:500], keep_final=True)
+        _record(database, batch, note.id, NfeOutcome.FAILED, 0, f"every attempt failed: {error}"[:500], keep_final=True)
 
 
-def _load_one(bling: BlingApi, batch: NfeBatch, note: NoteRef, result: BatchResult, settings: Settings) -> str:
+def _load_one(bling: BlingApi, database: SchemaDb, batch: NfeBatch, note: NoteRef, result: BatchResult,
+              settings: Settings) -> str:
     with count_calls() as calls:
         try:
             fetched_at = datetime.datetime.now(tz=datetime.UTC)
             nfe, raw = _fetch(bling, note)
             if nfe.get("tipo") not in (1, "1"):
-                _record(batch, note.id, NfeOutcome.SKIPPED, calls.requests, "incoming invoice (tipo 0) is not loaded")
+                _record(database, batch, note.id, NfeOutcome.SKIPPED, calls.requests,
+                        "incoming invoice (tipo 0) is not loaded")
                 log.info("incoming invoice skipped", event="nfe_skipped", tipo=nfe.get("tipo"))
                 return NfeOutcome.SKIPPED
-            forms_calls = payment_forms.ensure_known(bling, nfe_store.payment_form_ids(nfe),
+            forms_calls = payment_forms.ensure_known(bling, database, nfe_store.payment_form_ids(nfe),
                                                      settings.enrich_max_age_days)
             try:
-                with db.transaction() as cur:
+                with database.transaction() as cur:
                     stored = nfe_store.upsert_nfe(cur, nfe, settings.timezone, batch.run_id, raw, fetched_at)
                     if stored.outcome is None:
                         # Another delivery stored a newer fetch meanwhile: it decided this row's outcome.
@@ -122,7 +127,7 @@ def _load_one(bling: BlingApi, batch: NfeBatch, note: NoteRef, result: BatchResu
                                      ) from None
         except PermanentError as exc:
             log.error(f"NF-e not loaded: {exc}", event="nfe_failed", **exc.log_fields())
-            _record(batch, note.id, NfeOutcome.FAILED, calls.requests, str(exc)[:500])
+            _record(database, batch, note.id, NfeOutcome.FAILED, calls.requests, str(exc)[:500])
             return NfeOutcome.FAILED
     if stored.outcome is None:
         log.info("older fetch not stored: a newer one is", event="nfe_stale", situacao=nfe.get("situacao"))
@@ -159,7 +164,7 @@ def _fetch(bling: BlingApi, note: NoteRef) -> tuple[dict[str, Any], dict[str, An
     return nfe, raw
 
 
-def _record(batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int, detail: str | None = None,
-            keep_final: bool = False) -> None:
-    with db.transaction() as cur:
+def _record(database: SchemaDb, batch: NfeBatch, nfe_id: int, outcome: str, api_calls: int,
+            detail: str | None = None, keep_final: bool = False) -> None:
+    with database.transaction() as cur:
         audit.record_outcome(cur, batch.run_id, batch.window, nfe_id, outcome, api_calls, detail, keep_final)

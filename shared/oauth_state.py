@@ -38,17 +38,16 @@ _COOKIE_MAX_CHARS = 128
 
 @dataclasses.dataclass(frozen=True)
 class Consumed:
-    """What consume() decided: `refusal` "" (accepted) or why not; `account` the state was issued for ("" = the
-    single-account install's own token document, a state issued without an account)."""
+    """What consume() decided: `refusal` "" (accepted) or why not; `account`: the slug the state was issued for
+    (set when accepted)."""
     refusal: str
     account: str = ""
 
 
-def issue(states: Any, ttl_s: int, account: str = "") -> tuple[str, str]:
-    """A new state for `account` ("" = the single-account install) and the browser secret to set as the
-    COOKIE_NAME cookie; the state is saved for ttl_s seconds in `states` (the collection topology.OAUTH_STATES)."""
-    if account:
-        parse_account_id(account)
+def issue(states: Any, ttl_s: int, account: str) -> tuple[str, str]:
+    """A new state for `account` (a slug) and the browser secret to set as the COOKIE_NAME cookie; the state is
+    saved for ttl_s seconds in `states` (the collection topology.OAUTH_STATES)."""
+    parse_account_id(account)
     state, browser_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = datetime.datetime.now(tz=_UTC)
     states.document(state).create({
@@ -81,11 +80,9 @@ def consume(firestore: Any, states: Any, codes: Any, state: str, code: str, brow
     if (not browser_secret or len(browser_secret) > _COOKIE_MAX_CHARS or not isinstance(expected, str)
             or not hmac.compare_digest(_sha256(browser_secret), expected)):
         return Consumed(NOT_THIS_BROWSER)
-    account = data.get("account") or ""  # a state issued before accounts existed: the single-account install
     try:
-        if account:
-            parse_account_id(account)
-    except ValueError:  # only a hand-edited document gets here: store the pair for no account at all
+        account = parse_account_id(data.get("account"))
+    except ValueError:  # a state issued before accounts existed, or a hand-edited one: store the pair for nobody
         return Consumed("state names no valid account")
     code_id = _sha256(code)
     batch = firestore.batch()

@@ -17,6 +17,7 @@ from shared import db, jsonutil, log
 from shared.bling.api import BlingApi
 from shared.bling.errors import BlingNotFound
 from shared.bling_values import as_bool, as_int, as_text
+from shared.db import SchemaDb
 
 # Bling API v3 enum FormasPagamentosDadosBaseDTO.tipoPagamento.
 TIPO_PAGAMENTO = {
@@ -30,14 +31,15 @@ TIPO_PAGAMENTO = {
     99: "Outros",
 }
 
-def ensure_known(bling: BlingApi, form_ids: Iterable[int], max_age_days: int) -> int:
-    """Make sure every id has a forma_pagamento row; returns the number of Bling calls made."""
+def ensure_known(bling: BlingApi, database: SchemaDb, form_ids: Iterable[int], max_age_days: int) -> int:
+    """Make sure every id has a forma_pagamento row in the account's `database`; returns the number of Bling calls
+    made."""
     wanted = set(form_ids)
     if not wanted:
         return 0
     recheck_before = (datetime.datetime.now(tz=datetime.UTC)
                       - datetime.timedelta(days=max_age_days))
-    stored = {row[0] for row in db.fetch_all(
+    stored = {row[0] for row in database.fetch_all(
         "SELECT id FROM forma_pagamento WHERE id = ANY(%s) AND (encontrada OR atualizado_em >= %s)",
         (list(wanted), recheck_before))}
     calls = 0
@@ -48,11 +50,11 @@ def ensure_known(bling: BlingApi, form_ids: Iterable[int], max_age_days: int) ->
         except BlingNotFound:
             log.warning("payment form not found in Bling; stored as not found", forma_pagamento_id=form_id)
             form = None
-        _store(form_id, form if isinstance(form, dict) else None)
+        _store(database, form_id, form if isinstance(form, dict) else None)
     return calls
 
 
-def _store(form_id: int, form: dict[str, Any] | None) -> None:
+def _store(database: SchemaDb, form_id: int, form: dict[str, Any] | None) -> None:
     form = form or {}
     tipo = as_int(form.get("tipoPagamento"))
     row = {"id": form_id, "descricao": as_text(form.get("descricao")), "tipo_pagamento": tipo,
@@ -60,5 +62,5 @@ def _store(form_id: int, form: dict[str, Any] | None) -> None:
            "situacao": as_int(form.get("situacao")), "fixa": as_bool(form.get("fixa")),
            "padrao": as_int(form.get("padrao")), "finalidade": as_int(form.get("finalidade")), "encontrada": bool(form),
            "raw": jsonutil.dumps(form) if form else None}
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         db.upsert(cur, "forma_pagamento", row, casts={"raw": "jsonb"})

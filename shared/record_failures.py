@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from shared import log, message_failures
 from shared.bling.errors import BlingRetryableError
+from shared.db import SchemaDb
 from shared.errors import DailyLimitReached, ReauthorizationRequired
 from shared.messages import PubSubMessage
 from shared.topology import Route
@@ -43,19 +44,19 @@ def is_record_transient(exc: BaseException) -> bool:
     return exc.status == 0 or exc.status >= 500 or 200 <= exc.status < 300
 
 
-def last_attempt(message: PubSubMessage, route: Route) -> Callable[[], bool]:
+def last_attempt(message: PubSubMessage, route: Route, database: SchemaDb) -> Callable[[], bool]:
     """Whether this delivery, about to fail, is the message's last: asked only then (at most once per delivery).
 
-    Pub/Sub sends deliveryAttempt whenever the subscription has a dead-letter policy (ours all do). Google's
-    emulator does not, so without it this delivery's failure is counted in PostgreSQL (etl_message_failures):
-    the N-th delivery failing this way is the last of N allowed. (Deliveries that failed otherwise, e.g. on the
-    database, are not counted, so locally such a message may still reach the dead-letter topic first.)"""
+    Pub/Sub sends deliveryAttempt whenever the subscription has a dead-letter policy (ours all do). Google's emulator
+    does not, so without it this delivery's failure is counted in PostgreSQL (etl_message_failures): the N-th delivery
+    failing this way is the last of N allowed (counted in the account's `database`). (Deliveries that failed otherwise,
+    e.g. on the database, are not counted, so locally such a message may still reach the dead-letter topic first.)"""
     def decide() -> bool:
         if message.delivery_attempt is not None:
             return message.delivery_attempt >= route.max_delivery_attempts
         if not message.message_id:
             return False
-        return message_failures.count_failure(route.topic, message.message_id) >= route.max_delivery_attempts
+        return message_failures.count_failure(database, route.topic, message.message_id) >= route.max_delivery_attempts
 
     return decide
 

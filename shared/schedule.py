@@ -6,6 +6,9 @@ Accepted messages on the schedule topic (anything else is refused with a reason)
   after it was loaded is seen again with its new situação.
 - `{"month": "2021-03"}`: a backfill of one calendar month.
 - `{"start": "2021-01-01", "end": "2021-12-31"}`: an explicit range of days, inclusive.
+Each may name its account, `"account": "<slug>"`. A daily message that names none runs for every active account
+(one run each, functions/scheduler); a month or range message that names none runs when exactly one account is
+active (shared.account_registry.resolve), so today's commands keep working.
 
 Granularity: month windows. A month is the unit a user thinks in for backfills, it keeps windows far below Bling's
 one-year limit on period filters, and it costs two short listings (without and with situacao=2) per month,
@@ -32,7 +35,7 @@ from zoneinfo import ZoneInfo
 from shared.config import Settings
 from shared.domain import RunKind
 from shared.errors import BadMessage
-from shared.messages import Window, decode_json_object, parse_iso_date
+from shared.messages import ACCOUNT_KEY, Window, decode_json_object, parse_account, parse_iso_date
 
 _MONTH_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
 # Bling (and NF-e itself) did not exist before this; an earlier date is a typo, not a backfill.
@@ -46,6 +49,7 @@ class ScheduleRequest:
     start: datetime.date
     end: datetime.date
     body: dict[str, Any]
+    account: str | None = None  # None: the message names no account
 
 
 def today_in(timezone: str) -> datetime.date:
@@ -55,7 +59,8 @@ def today_in(timezone: str) -> datetime.date:
 def parse_schedule_request(data: bytes, settings: Settings, today: datetime.date | None = None) -> ScheduleRequest:
     today = today or today_in(settings.timezone)
     body = decode_json_object(data)
-    keys = set(body)
+    account = parse_account(body)
+    keys = set(body) - {ACCOUNT_KEY}
     if "daily" in keys:
         unknown = keys - {"daily", "lookback_days"}
         if unknown:
@@ -65,15 +70,15 @@ def parse_schedule_request(data: bytes, settings: Settings, today: datetime.date
         lookback = body.get("lookback_days", settings.daily_lookback_days)
         if isinstance(lookback, bool) or not isinstance(lookback, int) or not 0 <= lookback <= _MAX_LOOKBACK_DAYS:
             raise BadMessage(f"lookback_days must be an integer from 0 to {_MAX_LOOKBACK_DAYS}, got {lookback!r}")
-        return ScheduleRequest(RunKind.DAILY, today - datetime.timedelta(days=lookback), today, body)
+        return ScheduleRequest(RunKind.DAILY, today - datetime.timedelta(days=lookback), today, body, account)
     if "month" in keys:
         if keys != {"month"}:
             raise BadMessage(f"a month message has only the key 'month', got {sorted(keys)}")
         start, end = _parse_month(body["month"])
-        request = ScheduleRequest(RunKind.MONTH, start, end, body)
+        request = ScheduleRequest(RunKind.MONTH, start, end, body, account)
     elif keys == {"start", "end"}:
         request = ScheduleRequest(RunKind.RANGE, parse_iso_date(body["start"], "start"),
-                                  parse_iso_date(body["end"], "end"), body)
+                                  parse_iso_date(body["end"], "end"), body, account)
     else:
         raise BadMessage(f"expected {{\"daily\": true}}, {{\"month\": \"YYYY-MM\"}} or "
                          f"{{\"start\": \"YYYY-MM-DD\", \"end\": \"YYYY-MM-DD\"}}, got keys {sorted(keys)}")
@@ -106,19 +111,22 @@ def _check_range(start: datetime.date, end: datetime.date, today: datetime.date,
                          f"{max_days} allowed in one message; send several")
 
 
-def split_into_windows(request: ScheduleRequest, run_id: str) -> list[Window]:
+def split_into_windows(request: ScheduleRequest, run_id: str, account: str | None = None) -> list[Window]:
+    """The windows of the request, for `account` (the one the request resolved to)."""
     if request.kind is RunKind.DAILY:
-        return [Window(run_id, request.start, request.end)]
+        return [Window(run_id, request.start, request.end, account)]
     windows = []
     start = request.start
     while start <= request.end:
         end = min(_month_end(start), request.end)
-        windows.append(Window(run_id, start, end))
+        windows.append(Window(run_id, start, end, account))
         start = end + datetime.timedelta(days=1)
     return windows
 
 
-def run_id_for(request: ScheduleRequest, message_id: str) -> str:
-    """Deterministic per Pub/Sub message: a redelivered message continues the same run instead of starting another."""
-    digest = hashlib.sha256(f"{message_id}|{request.start}|{request.end}".encode()).hexdigest()[:10]
+def run_id_for(request: ScheduleRequest, message_id: str, account: str | None = None) -> str:
+    """Deterministic per Pub/Sub message (and account, for a daily message that fans out): a redelivered message
+    continues the same runs instead of starting others. Without an account, the id of before issue 14."""
+    seed = f"{message_id}|{request.start}|{request.end}" + (f"|{account}" if account else "")
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:10]
     return f"{request.kind}-{request.start.isoformat()}-{digest}"

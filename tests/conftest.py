@@ -35,6 +35,8 @@ from local.stack import (  # noqa: E402
     publish_json,
     pull_all,
 )
+from local.stack.postgres import quote_table  # noqa: E402
+from shared.accounts import schema_for  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
@@ -102,14 +104,18 @@ def postgres(stack_run_dir: Path) -> Iterator[PostgresCluster]:
     try:
         cluster.start()
         cluster.migrate()
+        # The session runs as one account, as an upgraded deployment does: public's tables adopted into its schema
+        # (public is then empty, so SQL that forgets the account's schema fails instead of writing elsewhere).
+        cluster.accounts_db("adopt", local_stack.DEFAULT_ACCOUNT)
+        cluster.default_schema = schema_for(local_stack.DEFAULT_ACCOUNT)
         conn = cluster.connect()
         try:
             cur = conn.cursor()
             seeded = set()
             for table in cluster.tables():
-                cur.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")')
+                cur.execute(f"SELECT EXISTS (SELECT 1 FROM {quote_table(table)})")  # names from information_schema
                 if cur.fetchone()[0]:
-                    seeded.add(table)
+                    seeded.add(table.rsplit(".", 1)[-1])  # bare: kept in every account schema a test creates
         finally:
             conn.close()
         cluster.seed_tables = seeded | {"schema_migrations"}

@@ -7,9 +7,8 @@ in an `Authorization: Bearer` header or a POSTed form field `admin_key`, never i
   GET  /start (or / with no parameters)  no key: 401 with the operator's form; no AUTH_ADMIN_KEY: 503
   POST /start  admin_key=… account=…     account: the slug of the Bling company to connect (issue 14; form field or
                                          query, validated by shared.accounts: a bad one is a 400 page); a new slug
-                                         is registered `pending`. Without it: the one account of the deployment
-                                         (or the single-account install's own token document when none is
-                                         registered); with several accounts it is required (400).
+                                         is registered `pending`. Without it: the one account of the deployment;
+                                         with none or several it is required (400).
                                          A working authorization exists for it and no confirm=replace: 409 showing
                                          what would be replaced; otherwise a new single-use state for that
                                          account, saved for OAUTH_STATE_TTL_S and bound to this browser by an
@@ -139,17 +138,18 @@ def _form_account(request: Any) -> str:
 
 
 def _start_account(request: Any) -> str:
-    """The account /start authorizes: the named one (registered pending if new), else the deployment's only one;
-    "" = no account registered at all (a single-account install, its own token document until it is adopted)."""
+    """The account /start authorizes: the named one (registered pending if new), else the deployment's only one."""
     named = _named_account(request)
     if named:
         deps.accounts.register(named)
         return named
     known = sorted(a for a, r in deps.accounts.all(fresh=True).items() if r.status is not AccountStatus.REMOVED)
-    if len(known) > 1:
-        raise _AccountRefused(f"This deployment serves {len(known)} accounts ({', '.join(known)}): name the one to "
-                              f"authorize (field or query parameter {ACCOUNT_FIELD}).")
-    return known[0] if known else ""
+    if len(known) == 1:
+        return known[0]
+    served = f"serves {len(known)} accounts ({', '.join(known)})" if known else "has no account yet"
+    raise _AccountRefused(f"This deployment {served}: name the account this authorization connects (field or "
+                          f"query parameter {ACCOUNT_FIELD}, e.g. /start?{ACCOUNT_FIELD}=lojas-stilli: lowercase "
+                          "letters, digits and hyphens).")
 
 
 def _status(request: Any) -> Any:
@@ -165,6 +165,10 @@ def _status(request: Any) -> Any:
                                "parked_without_account": unattributed}
     if len(listed) == 1:  # one account: its fields at the top level too, as before accounts (stable keys)
         payload = {**listed[0], **payload}
+    elif not listed:  # nothing connected: what a single-account deployment without a token showed, and what to do
+        payload.update(token_stored=False, reauth_required=True, authorized=False,
+                       reauthorize_url=account_status.start_url(deps, ""),
+                       action_required=f"connect an account: /start?{ACCOUNT_FIELD}=<slug>")
     return _json(payload)
 
 
@@ -173,7 +177,7 @@ def _status(request: Any) -> Any:
 
 def _start(request: Any) -> Any:
     account = _start_account(request)
-    with log.bind(account=account or None):
+    with log.bind(account=account):
         return _start_for(request, account)
 
 
@@ -182,13 +186,13 @@ def _start_for(request: Any, account: str) -> Any:
     if not status["reauth_required"] and request.form.get(CONFIRM_FIELD) != CONFIRM_VALUE:
         log.info("a working authorization exists: asked for confirmation", event="auth_start_needs_confirmation",
                  token_version=status["version"])
-        whose = f" for account {account}" if account else ""
         return _page(409, "Bling is already authorized",
-                     f"A working authorization is stored{whose} (authorized at {status['authorized_at']}, last "
-                     f"refreshed at {status['last_refresh_at']}, access token valid until {status['expires_at']}, "
-                     f"version {status['version']}). A new authorization replaces it: the pipeline then reads the "
-                     "company of whoever approves at Bling. To replace it, enter the admin key and confirm (curl: POST "
-                     f"again with {CONFIRM_FIELD}={CONFIRM_VALUE}).", form="start", confirm=True, account=account)
+                     f"A working authorization is stored for account {account} (authorized at "
+                     f"{status['authorized_at']}, last refreshed at {status['last_refresh_at']}, access token valid "
+                     f"until {status['expires_at']}, version {status['version']}). A new authorization replaces it: "
+                     "the pipeline then reads the company of whoever approves at Bling. To replace it, enter the admin "
+                     f"key and confirm (curl: POST again with {CONFIRM_FIELD}={CONFIRM_VALUE}).", form="start",
+                     confirm=True, account=account)
     settings = deps.settings
     client_id, _ = deps.oauth.client_credentials()
     state, browser_secret = oauth_state.issue(deps.collection(topology.OAUTH_STATES), settings.oauth_state_ttl_s,
@@ -241,7 +245,7 @@ def _callback(request: Any) -> Any:
                 "This authorization was not started in this browser (or its cookie expired); the operator must "
                 "open /start in the browser that then approves at Bling.")
         return _page(400, "Authorization failed", text, link=("start", "Start again"))
-    with log.bind(account=consumed.account or None):
+    with log.bind(account=consumed.account):
         return _exchange(code, consumed.account)
 
 
@@ -258,16 +262,14 @@ def _exchange(code: str, account: str) -> Any:
                      f"{exc.description or exc.error_message}). Codes are valid for one minute and only once.",
                      link=("start", "Start again"))
     deps.account(account).token_store.store_authorization(token_response, requested_at=requested_at)
-    if account:
-        deps.accounts.mark_authorized(account)  # pending -> active (a paused account stays paused)
+    deps.accounts.mark_authorized(account)  # pending -> active (a paused account stays paused)
     log.info("Bling authorization stored", event="auth_authorized")
-    # Work parked while the authorization was missing or revoked (or no account was connected) resumes now,
-    # after the account is active, so the released messages find it served.
-    parking.release_after_fix(deps)
-    whose = f"account {account}" if account else "the pipeline"
+    # Work parked while this account's authorization was missing or revoked (or no account was connected) resumes
+    # now, after the account is active, so the released messages find it served; other accounts' work stays.
+    parking.release_after_fix(deps, account)
     response = _response(*_page(200, "Bling is authorized",
-                                f"Bling is authorized for {whose}: it can now read invoices, contacts and products. "
-                                "You may close this page.", link=("status", "Status")))
+                                f"Bling is authorized for account {account}: it can now read invoices, contacts and "
+                                "products. You may close this page.", link=("status", "Status")))
     response.delete_cookie(oauth_state.COOKIE_NAME, path=_cookie_path())  # its state is spent
     return response
 

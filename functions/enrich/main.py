@@ -1,8 +1,9 @@
 """enrich: loads the contacts and products (by SKU) referenced by stored invoices, when missing or stale.
 
-A contact or SKU whose own Bling call keeps failing transiently is retried in a message of its own, and given up
-with one ERROR after that message's last delivery attempt (reconcile reports it unresolved): it never blocks the
-others of its message (shared.record_failures, ADR 009)."""
+The request runs for the account it names (its Bling client, claims and schema; shared.account_registry resolves
+it first). A contact or SKU whose own Bling call keeps failing transiently is retried in a message of its own, and
+given up with one ERROR after that message's last delivery attempt (reconcile reports it unresolved): it never
+blocks the others of its message (shared.record_failures, ADR 009)."""
 import functools
 import uuid
 from typing import Any
@@ -25,34 +26,38 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 @pubsub_handler("enrich", lambda: deps.collection(topology.PARKED))
 def on_enrich(message: PubSubMessage) -> None:
     request = EnrichRequest.parse(message.data)
+    account = deps.account(deps.accounts.resolve(request.account))
+    name, database = account.account_id, account.db
     settings = deps.settings
     # The claims' owner: the message id is the same on every redelivery, so a redelivery after a crash takes
     # over the claims its first delivery left behind.
     owner = message.message_id or uuid.uuid4().hex
     attempts = record_failures.Attempts()
-    bling = deps.account().client
+    bling = account.client
     max_age = settings.enrich_max_age_days
     claims = deps.collection(topology.ENRICH_CLAIMS)
-    with log.bind(run_id=request.run_id), count_calls() as calls:
+    with log.bind(account=name, run_id=request.run_id), count_calls() as calls:
         # The claims end with this block, before anything is republished: a record retried in a message of its own
         # must find no claim of ours in its way.
-        with enrichment.claimed(claims, CONTACT, enrichment.stale_contacts(request.contact_ids, max_age),
-                                owner) as contacts, \
-                enrichment.claimed(claims, SKU, enrichment.stale_skus(request.skus, max_age), owner) as skus:
-            found_contacts = sum(bool(attempts.run(functools.partial(enrichment.load_contact, bling, c), (CONTACT, c)))
+        with enrichment.claimed(claims, name, CONTACT,
+                                enrichment.stale_contacts(database, request.contact_ids, max_age), owner) as contacts, \
+                enrichment.claimed(claims, name, SKU, enrichment.stale_skus(database, request.skus, max_age),
+                                   owner) as skus:
+            found_contacts = sum(bool(attempts.run(functools.partial(enrichment.load_contact, bling, database, c),
+                                                   (CONTACT, c)))
                                  for c in contacts)
             products = enrichment.find_products_by_sku(bling, skus, attempts)
             found_products = sum(bool(attempts.run(
-                functools.partial(enrichment.load_product, bling, s, products.found.get(s)), (SKU, s)))
+                functools.partial(enrichment.load_product, bling, database, s, products.found.get(s)), (SKU, s)))
                                  for s in skus if attempts.settled((SKU, s)) and products.decided(s))
 
         def republish(groups: list[list[tuple[EntityKind, Any]]]) -> None:
             deps.publish_json(topology.ENRICH.topic, [EnrichRequest(
                 request.run_id, tuple(k for kind, k in g if kind == CONTACT),
-                tuple(k for kind, k in g if kind == SKU)).to_json() for g in groups])
+                tuple(k for kind, k in g if kind == SKU), name).to_json() for g in groups], account=name)
 
         record_failures.settle(attempts, len(request.contact_ids) + len(request.skus),
-                               record_failures.last_attempt(message, topology.ENRICH), republish, _give_up)
+                               record_failures.last_attempt(message, topology.ENRICH, database), republish, _give_up)
         log.info("enrichment done", event="enrich_done", contacts_fetched=len(contacts),
                  contacts_found=found_contacts, skus_checked=len(skus), skus_found=found_products,
                  retried=len(attempts.failed), untried=len(attempts.untried), api_calls=calls.requests)

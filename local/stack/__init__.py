@@ -26,7 +26,15 @@ Every process is stopped by its PID on exit, on exceptions, on Ctrl-C and on SIG
 start. Run directories live in .stack/<run>/ (logs/<name>.log for every process, pgdata/ for the cluster).
 """
 from local.stack.auth import auth_status, authorize_through_auth_function
-from local.stack.base import DEFAULT_PROJECT, HOST, REPO_ROOT, STACK_DIR, MissingDependency, new_run_dir
+from local.stack.base import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_PROJECT,
+    HOST,
+    REPO_ROOT,
+    STACK_DIR,
+    MissingDependency,
+    new_run_dir,
+)
 from local.stack.emulators import (
     FIRESTORE_JAR,
     GCLOUD_SDK_ROOT,
@@ -46,6 +54,7 @@ from local.stack.sandbox import Sandbox, load_dataset
 from local.stack.stack import LocalStack
 
 __all__ = [
+    "DEFAULT_ACCOUNT",
     "DEFAULT_PROJECT",
     "FIRESTORE_JAR",
     "GCLOUD_SDK_ROOT",

@@ -15,6 +15,9 @@ from local.processes import ManagedProcess
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 STACK_DIR = REPO_ROOT / ".stack"
 DEFAULT_PROJECT = "demo-local"
+# The pipeline account the local stack and the tests connect when they name none (issue 14: every deployment serves
+# accounts; a single-account test runs against this one, its schema shared.accounts.schema_for(DEFAULT_ACCOUNT)).
+DEFAULT_ACCOUNT = "loja-teste"
 HOST = "127.0.0.1"
 
 

@@ -54,6 +54,9 @@ class PostgresCluster:
         self.user = user
         self.database = database
         self.password = password or secrets.token_urlsafe(18)
+        # The search_path of connect() when it names none: the schema of the account a stack or a test session
+        # runs as (set once that schema exists), so unqualified queries read that account's tables.
+        self.default_schema: str | None = None
         self.bin_dir = postgres_bin_dir()
         self.socket_dir: Path | None = None
         self._pids: set[int] = set()
@@ -197,14 +200,27 @@ class PostgresCluster:
         return run([python or sys.executable, "-m", "shared.migrate"], env=env, cwd=REPO_ROOT,
                    what="python -m shared.migrate")
 
-    def connect(self) -> pg8000.dbapi.Connection:
-        """A new pg8000 connection as the application user over TCP."""
+    def accounts_db(self, command: str, account: str, python: str | None = None) -> str:
+        """`python -m shared.ops.accounts_db <command> <account>` (create: a new account's schema; adopt: move a
+        single-account install from public into the account's schema), as an operator runs it."""
+        env = {**os.environ, **self.env(), "PYTHONPATH": str(REPO_ROOT)}
+        env.pop("CLOUD_SQL_INSTANCE", None)
+        return run([python or sys.executable, "-m", "shared.ops.accounts_db", command, account], env=env,
+                   cwd=REPO_ROOT, what=f"python -m shared.ops.accounts_db {command}")
+
+    def connect(self, schema: str | None = None) -> pg8000.dbapi.Connection:
+        """A new pg8000 connection as the application user over TCP. Its search_path: `schema` (an account's
+        schema, so unqualified table names are that account's), else `default_schema` (the account the stack or
+        the tests run as), else the server's default (public)."""
         import pg8000.dbapi
 
+        path = schema or self.default_schema
         return pg8000.dbapi.connect(host=HOST, port=self.port, database=self.database, user=self.user,
-                                    password=self.password, timeout=30)
+                                    password=self.password, timeout=30,
+                                    startup_params={"search_path": path} if path else None)
 
     def tables(self) -> list[str]:
+        """The application's tables: `schema.table` outside public (every account schema), `table` in public."""
         conn = self.connect()
         try:
             return _table_names(conn.cursor())
@@ -212,20 +228,29 @@ class PostgresCluster:
             conn.close()
 
     def truncate_all(self, keep: Iterable[str] = ("schema_migrations",)) -> None:
+        """Empty every application table (public's and every account schema's) but those in `keep` (names as
+        tables() gives them, or bare table names, which keep that table in every schema)."""
         conn = self.connect()
         try:
             cur = conn.cursor()
-            names = [name for name in _table_names(cur) if name not in set(keep)]
+            kept = set(keep)
+            names = [name for name in _table_names(cur) if name not in kept and name.rsplit(".", 1)[-1] not in kept]
             if names:
-                cur.execute("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE")
+                cur.execute("TRUNCATE " + ", ".join(quote_table(n) for n in names) + " RESTART IDENTITY CASCADE")
             conn.commit()
         finally:
             conn.close()
 
 
 
+def quote_table(name: str) -> str:
+    """A name as tables() gives it (`table` or `schema.table`), quoted for SQL text."""
+    return ".".join(f'"{part}"' for part in name.split("."))
+
+
 def _table_names(cur: pg8000.dbapi.Cursor) -> list[str]:
-    """The application's tables (schema public), by name."""
-    cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
-                "AND table_type = 'BASE TABLE' ORDER BY table_name")
-    return [r[0] for r in cur.fetchall()]
+    """The application's tables, by name: public's bare, each account schema's (bling_<slug>) qualified."""
+    cur.execute(r"SELECT table_schema, table_name FROM information_schema.tables "
+                r"WHERE (table_schema = 'public' OR table_schema LIKE 'bling\_%') AND table_type = 'BASE TABLE' "
+                "ORDER BY table_schema <> 'public', table_schema, table_name")
+    return [name if schema == "public" else f"{schema}.{name}" for schema, name in cur.fetchall()]

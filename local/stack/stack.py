@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from local.processes import StopAtExit, pid_alive, port_is_free
 from local.stack import logs
 from local.stack.auth import auth_status, authorize_through_auth_function
-from local.stack.base import DEFAULT_PROJECT, REPO_ROOT, ChildProcessComponent, new_run_dir
+from local.stack.base import DEFAULT_ACCOUNT, DEFAULT_PROJECT, REPO_ROOT, ChildProcessComponent, new_run_dir
 from local.stack.emulators import FirestoreEmulator, PubSubEmulator
 from local.stack.functions import FunctionServer, function_servers
 from local.stack.postgres import PostgresCluster
 from local.stack.pubsub import create_topology, publish_json, pull_all
 from local.stack.sandbox import AccountSpec, Sandbox
+from shared.accounts import schema_for
 
 if TYPE_CHECKING:
     import pg8000.dbapi
@@ -145,6 +146,10 @@ class LocalStack:
                                             accounts=self.sandbox_accounts).launch()
             self._track()
         postgres.migrate()
+        # The stack's first account, as an upgraded deployment has it (the tables in its schema, public empty);
+        # connect() reads it unless told otherwise.
+        postgres.accounts_db("adopt", DEFAULT_ACCOUNT)
+        postgres.default_schema = schema_for(DEFAULT_ACCOUNT)
         pubsub.wait_ready()
         firestore.wait_ready()
         if self.sandbox:
@@ -232,9 +237,10 @@ class LocalStack:
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous_handlers.clear()
 
-    def connect(self) -> pg8000.dbapi.Connection:
-        """A new connection to the stack's database as the application user."""
-        return _started(self.postgres, "PostgreSQL").connect()
+    def connect(self, account: str | None = None) -> pg8000.dbapi.Connection:
+        """A new connection to the stack's database as the application user, reading `account`'s tables
+        (default: DEFAULT_ACCOUNT's)."""
+        return _started(self.postgres, "PostgreSQL").connect(schema_for(account) if account else None)
 
     def _pubsub(self) -> PubSubEmulator:
         return _started(self.pubsub, "Pub/Sub emulator")
@@ -373,8 +379,9 @@ class LocalStack:
                   bling_account: str | None = None) -> dict[str, Any]:
         """Do the consent like the operator: <auth>/start with the admin key → Bling authorize → <auth>/callback,
         in one browser session; return /status. replace=True confirms replacing a working authorization.
-        account: the pipeline account to connect; bling_account: the sandbox company that approves (default: the
-        one named `account` when the sandbox has it, else the sandbox's default company)."""
+        account: the pipeline account to connect (default: DEFAULT_ACCOUNT); bling_account: the sandbox company that
+        approves (default: the one named `account` when the sandbox has it, else the sandbox's default company)."""
+        account = account or DEFAULT_ACCOUNT
         if bling_account is None and any(spec.name == account for spec in self.sandbox_accounts):
             bling_account = account
         return authorize_through_auth_function(self.auth_url, self.auth_admin_key, replace=replace,

@@ -6,8 +6,8 @@ path without query string, status, duration_ms, attempt). Bodies are parsed with
 stay exact. Errors are raised as the classes of shared.bling.errors; which ones are retried here, how often and how
 long is the table in shared.bling.retry_policy.
 
-A 429 with period "day" is remembered in Firestore (`<prefix>_rate_state/daily_limit`, DailyLimit) until the next
-midnight in São Paulo, so every instance stops without calling Bling; count_calls() counts the requests of a unit
+A 429 with period "day" is remembered in Firestore (`<prefix>_rate_state/<account>|daily_limit`, DailyLimit) until the
+next midnight in São Paulo, so every instance stops without calling Bling; count_calls() counts the requests of a unit
 of work.
 """
 from __future__ import annotations
@@ -103,11 +103,12 @@ _DAILY_RECHECK_S = 30.0  # how long an instance trusts its last read of the dail
 
 
 class DailyLimit:
-    """One account's spent daily quota: the Firestore document `<prefix>_rate_state/daily_limit` (every instance
-    stops), and this process's last read of it (trusted for _DAILY_RECHECK_S, so a call costs no read)."""
+    """One account's spent daily quota (Bling's 120,000 requests/day are per account): the Firestore document
+    `<prefix>_rate_state/<account>|daily_limit` (every instance stops calling for that account), and this
+    process's last read of it (trusted for _DAILY_RECHECK_S, so a call costs no read)."""
 
-    def __init__(self, rate_state: Any, timezone: str):
-        self._ref = rate_state.document(_DAILY_DOC)
+    def __init__(self, rate_state: Any, timezone: str, account: str):
+        self._ref = rate_state.document(f"{account}|{_DAILY_DOC}")
         self._tz = zoneinfo.ZoneInfo(timezone)
         self._lock = threading.Lock()
         self._until, self._read_at = 0.0, -1e9

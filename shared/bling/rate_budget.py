@@ -18,7 +18,9 @@ claim sleeps longer than that cap: beyond it the account is oversubscribed and t
 Tick documents carry `expire_at` (now + 1 h) for the Firestore TTL policy on collection group `bling_rate_ticks`.
 There is no other mode: code that must not touch Firestore gives BlingClient another budget (shared.bling.client).
 A `RateLedger` is one account's (shared.deps.Account): it owns what it learned (the clock offset, the highest
-tick it knows taken, its claim latency) and its stats; nothing here is process-global.
+tick it knows taken, its claim latency) and its stats; nothing here is process-global. Bling's 3 requests/s is
+per account, so the ledger is keyed by it: tick n of account `a` is the document `<a>|<n, 12 digits>`, and its
+highest tick is one query on a field only its documents carry (no composite index).
 """
 from __future__ import annotations
 
@@ -56,11 +58,17 @@ class LedgerStats:
 
 
 class RateLedger:
-    """The tick ledger of one account. `ticks`: its Firestore collection (`<prefix>_rate_ticks`); `wall_clock`:
-    the local clock (Firestore's time is this plus the learned offset; a seam for tests that skew it)."""
+    """The tick ledger of one account. `ticks`: the Firestore collection (`<prefix>_rate_ticks`); `key`: whose
+    ticks (the account id); `wall_clock`: the local clock (Firestore's time is this plus the learned offset; a seam
+    for tests that skew it)."""
 
-    def __init__(self, ticks: Any, settings: Settings, wall_clock: Callable[[], float] = time.time):
+    def __init__(self, ticks: Any, settings: Settings, key: str, wall_clock: Callable[[], float] = time.time):
         self._ticks = ticks
+        self._key = key
+        # The tick again under a field only this ledger's documents have: ordering by it reads this ledger's ticks
+        # alone through Firestore's automatic single-field index (a filter on `ledger` plus an order on `tick`
+        # would need a composite index, and document ids cannot be scanned in descending order).
+        self.ledger_field = "tick_" + key.replace("-", "_")
         self._tick_s = 1.0 / settings.rate_budget_per_s
         self._slack_s = settings.rate_tick_slack * self._tick_s
         self._max_wait_s = settings.rate_max_wait_s
@@ -137,8 +145,9 @@ class RateLedger:
             expire_at = topology.RATE_TICKS.expire_at(datetime.datetime.now(tz=datetime.UTC))
             sent_at = self._wall_clock()
             try:
-                result = ticks.document(str(candidate)).create({"tick": candidate, "expire_at": expire_at,
-                                                                 "holder": _HOLDER})
+                result = ticks.document(self.tick_id(candidate)).create({
+                    "tick": candidate, self.ledger_field: candidate, "ledger": self._key, "expire_at": expire_at,
+                    "holder": _HOLDER})
             except (gexc.Conflict, gexc.AlreadyExists):
                 conflicts_here += 1
                 highest = candidate
@@ -180,11 +189,16 @@ class RateLedger:
                             event="rate_budget_wait", waited_ms=round(waited * 1000), tick=candidate)
             return
 
+    def tick_id(self, tick: int) -> str:
+        """The document id of tick `tick` in this ledger."""
+        return f"{self._key}|{tick:012d}"
+
     def _highest_tick_in_ledger(self, ticks: Any) -> int:
-        """The highest tick anyone holds: one indexed query, so a queue of instances skips ahead in one step."""
+        """The highest tick anyone holds in this ledger: one query on its own field (see _ledger_field), so a queue
+        of instances skips ahead in one step."""
         from google.cloud import firestore
 
-        docs = list(ticks.order_by("tick", direction=firestore.Query.DESCENDING).limit(1).stream())
+        docs = list(ticks.order_by(self.ledger_field, direction=firestore.Query.DESCENDING).limit(1).stream())
         return int(docs[0].get("tick")) if docs else 0
 
     def _count_late(self) -> None:

@@ -1,9 +1,11 @@
 """The Bling OAuth token pair in Firestore, refreshed by one instance at a time (docs/decisions/003).
 
-Document `<prefix>_oauth/bling`: access_token, refresh_token (AES-256-GCM ciphertext, shared.bling.token_crypto;
-JWTs are 1.5-3 kB), expires_at, version (int, bumped on every new pair and nothing else), lease_holder,
-lease_until, last_refresh_at, authorized_at, reauth_required, last_error, last_error_at, and the fleet-wide guards
-of docs/decisions/008: authorization_broken (+ _reason, _fingerprint, _at), token_failures, token_backoff_until.
+Document `<prefix>_oauth/<account>` (one per Bling account; a single-account install before issue 14 had
+`<prefix>_oauth/bling`, adopted by shared.account_upgrade): access_token, refresh_token (AES-256-GCM ciphertext,
+shared.bling.token_crypto; JWTs are 1.5-3 kB), expires_at, version (int, bumped on every new pair and nothing else),
+lease_holder, lease_until, last_refresh_at, authorized_at, reauth_required, last_error, last_error_at, and the
+fleet-wide guards of docs/decisions/008: authorization_broken (+ _reason, _fingerprint, _at), token_failures,
+token_backoff_until.
 
 Refresh tokens are single-use, so a refresh is serialized across every instance of every function:
 1. Take a lease with one compare-and-set write: the document is read, and the lease is written only if no live
@@ -36,6 +38,7 @@ import random
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +49,8 @@ from shared.bling import oauth, token_crypto, token_meter
 from shared.bling.errors import BlingAuthorizationBroken, BlingError, BlingReauthorizationRequired, BlingRetryableError
 from shared.config import Settings
 
-_DOC_ID = "bling"
+# The token document of a single-account install before issue 14 (shared.account_upgrade moves it to the account's).
+LEGACY_DOC_ID = "bling"
 _UTC = datetime.UTC
 # Compare-and-set attempts before giving up (each failure means another instance wrote in between).
 _CAS_ATTEMPTS = 8
@@ -60,15 +64,23 @@ _TOKEN_FIELDS = ("access_token", "refresh_token")
 _LOCAL_REFUSALS = ("token_call_guard", "token_fleet_cap")
 
 
-def _context(prefix: str, field: str) -> str:
-    """Associated data of a token field's ciphertext: its collection, document and field."""
-    return f"{prefix}_oauth/{_DOC_ID}#{field}"
+def _context(prefix: str, doc_id: str, field: str) -> str:
+    """Associated data of a token field's ciphertext: its collection, document and field (so a ciphertext copied
+    into another account's document does not decrypt there)."""
+    return f"{prefix}_oauth/{doc_id}#{field}"
 
 
-def decrypted_tokens(data: dict[str, Any], key_text: str, prefix: str) -> dict[str, str]:
+def decrypted_tokens(data: dict[str, Any], key_text: str, prefix: str, doc_id: str) -> dict[str, str]:
     """{access_token, refresh_token} of a token document's fields, decrypted (plain text from before passes);
-    key_text as in token_crypto.decrypt, prefix = Settings.firestore_prefix."""
-    return {name: token_crypto.decrypt(data.get(name) or "", _context(prefix, name), key_text)
+    key_text as in token_crypto.decrypt, prefix = Settings.firestore_prefix, doc_id = the account (or
+    LEGACY_DOC_ID)."""
+    return {name: token_crypto.decrypt(data.get(name) or "", _context(prefix, doc_id, name), key_text)
+            for name in _TOKEN_FIELDS}
+
+
+def encrypted_tokens(plain: dict[str, str], key_text: str, prefix: str, doc_id: str) -> dict[str, str]:
+    """The inverse of decrypted_tokens: the stored form of {access_token, refresh_token} in document doc_id."""
+    return {name: token_crypto.encrypt(plain[name], _context(prefix, doc_id, name), key_text)
             for name in _TOKEN_FIELDS}
 
 
@@ -79,12 +91,13 @@ class _Doc:
     data: dict[str, Any]
     update_time: Any
     settings: Settings = field(compare=False, repr=False)
+    doc_id: str = field(compare=False)
     _plain: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def _token(self, name: str) -> str:
         if name not in self._plain:
             self._plain[name] = token_crypto.decrypt(self.data.get(name) or "",
-                                                     _context(self.settings.firestore_prefix, name),
+                                                     _context(self.settings.firestore_prefix, self.doc_id, name),
                                                      self.settings.bling_token_key)
         return self._plain[name]
 
@@ -137,13 +150,15 @@ def _iso(value: Any) -> str | None:
 
 
 class TokenStore:
-    """One account's token document. `firestore` and `endpoint`: the process's Firestore client and token-endpoint
-    client (shared.deps.Deps); `on_restored`: what to do when a valid pair clears a flag (Deps passes the release of
-    the parked work)."""
+    """One account's token document (`<prefix>_oauth/<account>`): its pair, refresh lease, flags and backoff are
+    that account's; the token meter (shared.bling.token_meter) stays fleet-wide, it is the IP's rule. `firestore`
+    and `endpoint`: the process's Firestore client and token-endpoint client (shared.deps.Deps); `on_restored`:
+    what to do when a valid pair clears a flag (Deps passes the release of the account's parked work)."""
 
-    def __init__(self, firestore: Any, settings: Settings, endpoint: oauth.OAuthClient,
+    def __init__(self, firestore: Any, settings: Settings, endpoint: oauth.OAuthClient, account: str,
                  on_restored: Callable[[], object] = lambda: None, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
+        self.account = account
         self._firestore = firestore
         self._settings = settings
         self._endpoint = endpoint
@@ -256,7 +271,9 @@ class TokenStore:
     # ------------------------------------------------------------------------------------------------ internals
 
     def _start_url(self) -> str:
-        return self._settings.auth_public_url.rstrip("/") + "/start"
+        """The auth function's start page for this account (what an operator opens to re-authorize it)."""
+        query = urllib.parse.urlencode({"account": self.account})
+        return f"{self._settings.auth_public_url.rstrip('/')}/start?{query}"
 
     def _log_missing_authorization_once(self) -> None:
         if not self._missing_logged:
@@ -266,12 +283,12 @@ class TokenStore:
 
     def _ref(self) -> Any:
         return firestore_client.collection_in(self._firestore, self._settings.firestore_prefix,
-                                           topology.OAUTH).document(_DOC_ID)
+                                           topology.OAUTH).document(self.account)
 
     def _read(self) -> _Doc:
         snap = self._ref().get()
         data = (snap.to_dict() or {}) if snap.exists else {}
-        return _Doc(snap.exists, data, snap.update_time if snap.exists else None, self._settings)
+        return _Doc(snap.exists, data, snap.update_time if snap.exists else None, self._settings, self.account)
 
     def _update(self, ref: Any, fields: dict[str, Any], option: Any) -> None:
         """The one write of the token document (a seam: tests make it fail like Firestore can)."""
@@ -317,10 +334,8 @@ class TokenStore:
 
     def _pair_fields(self, token: dict[str, Any], requested_at: float) -> dict[str, Any]:
         now = self._clock()
-        prefix, key = self._settings.firestore_prefix, self._settings.bling_token_key
-        return {"access_token": token_crypto.encrypt(token["access_token"], _context(prefix, "access_token"), key),
-                "refresh_token": token_crypto.encrypt(token["refresh_token"], _context(prefix, "refresh_token"),
-                                                      key),
+        return {**encrypted_tokens(token, self._settings.bling_token_key, self._settings.firestore_prefix,
+                                   self.account),
                 "expires_at": _ts(requested_at + token["expires_in"]), "last_refresh_at": _ts(now),
                 "lease_holder": None, "lease_until": None, "reauth_required": False, "last_error": None,
                 "last_error_at": None, "authorization_broken": False, "authorization_broken_reason": None,

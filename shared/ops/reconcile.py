@@ -4,7 +4,7 @@
     python -m shared.ops.reconcile --start 2021-01-01 --end 2021-12-31 [--repair] [--json]
 
 Each account's schema is compared with that account's Bling (its own token): `--account` names one, the default
-is every active account (an install with no account registered yet: its public tables and its own token).
+is every active account.
 
 For each month window it lists Bling's ids (both passes, like the lister, costing list calls only) and compares
 them with the invoices stored with an emission date in that window: missing (listed, not stored), unexpected
@@ -27,10 +27,10 @@ import json
 import sys
 from typing import Any
 
-from shared import audit, db, listing, log, topology
+from shared import audit, listing, log, topology
 from shared.account_registry import AccountStatus
-from shared.accounts import schema_for
-from shared.deps import Deps
+from shared.db import SchemaDb
+from shared.deps import Account, Deps
 from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
 from shared.ops import account_arg
 from shared.schedule import parse_schedule_request, split_into_windows
@@ -39,7 +39,7 @@ from shared.schedule import parse_schedule_request, split_into_windows
 @dataclasses.dataclass
 class WindowReport:
     window: str
-    account: str | None = None  # None: the install with no account registered (public tables)
+    account: str = ""
     listed: int = 0
     stored: int = 0
     missing: list[int] = dataclasses.field(default_factory=list)
@@ -58,106 +58,95 @@ class WindowReport:
                 + len(self.unresolved_contacts) + len(self.unresolved_skus) + len(self.unresolved_payment_forms))
 
 
+def bling_ids(deps: Deps, account: Account, window: Window) -> dict[int, int]:
+    settings = deps.settings
+    pages = listing.WindowListing(window, listing.nfe_page_fetcher(account.client), listing.MemoryCheckpoints(),
+                                  settings.list_page_size, settings.list_page_cap)
+    return {n.id: n.situacao for notes in pages for n in notes}
+
+
+def stored_ids(database: SchemaDb, window: Window, tz: str) -> dict[int, int]:
+    rows = database.fetch_all("""SELECT id, situacao FROM nfe
+                           WHERE (data_emissao AT TIME ZONE %s)::date BETWEEN %s AND %s""",
+                        (tz, window.start, window.end))
+    return {r[0]: r[1] for r in rows}
+
+
+def quality(database: SchemaDb, report: WindowReport, ids: list[int]) -> None:
+    if not ids:
+        return
+    report.items_without_nfe = database.fetch_all(
+        "SELECT count(*) FROM nfe_item i WHERE i.nfe_id = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM nfe n WHERE n.id = i.nfe_id)", (ids,))[0][0]
+    report.unresolved_contacts = [r[0] for r in database.fetch_all(
+        "SELECT DISTINCT n.contato_id FROM nfe n LEFT JOIN contato c ON c.id = n.contato_id "
+        "WHERE n.id = ANY(%s) AND n.contato_id IS NOT NULL AND c.id IS NULL ORDER BY 1", (ids,))]
+    report.unresolved_skus = [r[0] for r in database.fetch_all(
+        "SELECT DISTINCT i.codigo FROM nfe_item i LEFT JOIN produto_sku s ON s.codigo = i.codigo "
+        "WHERE i.nfe_id = ANY(%s) AND i.codigo IS NOT NULL AND s.codigo IS NULL ORDER BY 1", (ids,))]
+    report.unresolved_payment_forms = [r[0] for r in database.fetch_all(
+        "SELECT DISTINCT p.forma_pagamento_id FROM nfe_parcela p JOIN forma_pagamento f "
+        "ON f.id = p.forma_pagamento_id WHERE p.nfe_id = ANY(%s) AND NOT f.encontrada ORDER BY 1", (ids,))]
+    report.payments_differ_from_total = [
+        {"nfe_id": r[0], "valor_nota": str(r[1]), "soma_parcelas": str(r[2])} for r in database.fetch_all(
+            "SELECT n.id, n.valor_nota, sum(p.valor) FROM nfe n JOIN nfe_parcela p ON p.nfe_id = n.id "
+            "WHERE n.id = ANY(%s) GROUP BY n.id, n.valor_nota HAVING sum(p.valor) <> n.valor_nota ORDER BY 1",
+            (ids,))]
+
+
+def reconcile_window(deps: Deps, account: Account, window: Window) -> tuple[WindowReport, dict[int, int]]:
+    in_bling, in_db = bling_ids(deps, account, window), stored_ids(account.db, window, deps.settings.timezone)
+    report = WindowReport(window=window.key, account=account.account_id, listed=len(in_bling), stored=len(in_db))
+    report.missing = sorted(set(in_bling) - set(in_db))
+    report.unexpected = sorted(set(in_db) - set(in_bling))
+    report.situacao_differs = [{"nfe_id": i, "bling": in_bling[i], "stored": in_db[i]}
+                               for i in sorted(set(in_bling) & set(in_db)) if in_bling[i] != in_db[i]]
+    quality(account.db, report, sorted(set(in_db) | set(in_bling)))
+    report.failed_in_audit = failed_in_audit(account.db, report.missing)
+    return report, in_bling
+
+
+def failed_in_audit(database: SchemaDb, nfe_ids: list[int]) -> list[dict[str, Any]]:
+    """The latest audit row of each id whose latest outcome is 'failed': which run gave up on it, and why."""
+    if not nfe_ids:
+        return []
+    rows = database.fetch_all("""SELECT nfe_id, run_id, detalhe, atualizado_em FROM (
+                               SELECT DISTINCT ON (nfe_id) nfe_id, run_id, resultado, detalhe, atualizado_em
+                               FROM etl_window_nfe WHERE nfe_id = ANY(%s)
+                               ORDER BY nfe_id, atualizado_em DESC) latest
+                           WHERE resultado = 'failed' ORDER BY nfe_id""", (nfe_ids,))
+    return [{"nfe_id": r[0], "run_id": r[1], "detalhe": r[2], "em": r[3].isoformat()} for r in rows]
+
+
+def repair(deps: Deps, account: Account, window: Window, report: WindowReport, in_bling: dict[int, int]) -> int:
+    settings = deps.settings
+    name = account.account_id
+    to_load = [NoteRef(i, in_bling[i]) for i in report.missing] + [
+        NoteRef(d["nfe_id"], d["bling"]) for d in report.situacao_differs]
+    published = 0
+    if to_load:
+        audit.ensure_window(account.db, window)
+        audit.record_listed(account.db, window, to_load)
+        payloads = [NfeBatch(window.run_id, window.key, tuple(b), name).to_json()
+                    for b in listing.batches(to_load, settings.ids_per_message)]
+        published += len(deps.publish_json(topology.NFE.topic, payloads, account=name))
+    if report.unresolved_contacts or report.unresolved_skus:
+        request = EnrichRequest(window.run_id, tuple(report.unresolved_contacts), tuple(report.unresolved_skus), name)
+        published += len(deps.publish_json(topology.ENRICH.topic, [request.to_json()], account=name))
+    return published
+
+
 def accounts_to_reconcile(deps: Deps, requested: str | None) -> list[str]:
-    """`requested`, or every active account; [""] when no account is registered (a single-account install)."""
+    """`requested` (any registered account, paused ones too), or every active account."""
     records = deps.accounts.all(fresh=True)
     if requested:
         if requested not in records:
             raise SystemExit(f"account {requested!r} is not connected to this deployment")
         return [requested]
-    if not records:
-        return [""]
     active = sorted(a for a, r in records.items() if r.status is AccountStatus.ACTIVE)
     if not active:
         raise SystemExit("no account is active: nothing to reconcile (python -m shared.ops.accounts list)")
     return active
-
-
-def schema_of(account: str) -> str | None:
-    """The account's schema; None (public) for the install with no account registered."""
-    return schema_for(account) if account else None
-
-
-def bling_ids(deps: Deps, window: Window, account: str = "") -> dict[int, int]:
-    settings = deps.settings
-    pages = listing.WindowListing(window, listing.nfe_page_fetcher(deps.account(account).client),
-                                  listing.MemoryCheckpoints(), settings.list_page_size, settings.list_page_cap)
-    return {n.id: n.situacao for notes in pages for n in notes}
-
-
-def stored_ids(window: Window, tz: str, schema: str | None = None) -> dict[int, int]:
-    rows = db.fetch_all("""SELECT id, situacao FROM nfe
-                           WHERE (data_emissao AT TIME ZONE %s)::date BETWEEN %s AND %s""",
-                        (tz, window.start, window.end), schema=schema)
-    return {r[0]: r[1] for r in rows}
-
-
-def quality(report: WindowReport, ids: list[int], schema: str | None = None) -> None:
-    if not ids:
-        return
-
-    def rows(sql: str) -> list[tuple[Any, ...]]:
-        return db.fetch_all(sql, (ids,), schema=schema)
-
-    report.items_without_nfe = rows(
-        "SELECT count(*) FROM nfe_item i WHERE i.nfe_id = ANY(%s) AND NOT EXISTS "
-        "(SELECT 1 FROM nfe n WHERE n.id = i.nfe_id)")[0][0]
-    report.unresolved_contacts = [r[0] for r in rows(
-        "SELECT DISTINCT n.contato_id FROM nfe n LEFT JOIN contato c ON c.id = n.contato_id "
-        "WHERE n.id = ANY(%s) AND n.contato_id IS NOT NULL AND c.id IS NULL ORDER BY 1")]
-    report.unresolved_skus = [r[0] for r in rows(
-        "SELECT DISTINCT i.codigo FROM nfe_item i LEFT JOIN produto_sku s ON s.codigo = i.codigo "
-        "WHERE i.nfe_id = ANY(%s) AND i.codigo IS NOT NULL AND s.codigo IS NULL ORDER BY 1")]
-    report.unresolved_payment_forms = [r[0] for r in rows(
-        "SELECT DISTINCT p.forma_pagamento_id FROM nfe_parcela p JOIN forma_pagamento f "
-        "ON f.id = p.forma_pagamento_id WHERE p.nfe_id = ANY(%s) AND NOT f.encontrada ORDER BY 1")]
-    report.payments_differ_from_total = [
-        {"nfe_id": r[0], "valor_nota": str(r[1]), "soma_parcelas": str(r[2])} for r in rows(
-            "SELECT n.id, n.valor_nota, sum(p.valor) FROM nfe n JOIN nfe_parcela p ON p.nfe_id = n.id "
-            "WHERE n.id = ANY(%s) GROUP BY n.id, n.valor_nota HAVING sum(p.valor) <> n.valor_nota ORDER BY 1")]
-
-
-def reconcile_window(deps: Deps, window: Window, account: str = "") -> tuple[WindowReport, dict[int, int]]:
-    """One window of one account: its Bling (its token) against its schema."""
-    schema = schema_of(account)
-    in_bling, in_db = bling_ids(deps, window, account), stored_ids(window, deps.settings.timezone, schema)
-    report = WindowReport(window=window.key, account=account or None, listed=len(in_bling), stored=len(in_db))
-    report.missing = sorted(set(in_bling) - set(in_db))
-    report.unexpected = sorted(set(in_db) - set(in_bling))
-    report.situacao_differs = [{"nfe_id": i, "bling": in_bling[i], "stored": in_db[i]}
-                               for i in sorted(set(in_bling) & set(in_db)) if in_bling[i] != in_db[i]]
-    quality(report, sorted(set(in_db) | set(in_bling)), schema)
-    report.failed_in_audit = failed_in_audit(report.missing, schema)
-    return report, in_bling
-
-
-def failed_in_audit(nfe_ids: list[int], schema: str | None = None) -> list[dict[str, Any]]:
-    """The latest audit row of each id whose latest outcome is 'failed': which run gave up on it, and why."""
-    if not nfe_ids:
-        return []
-    rows = db.fetch_all("""SELECT nfe_id, run_id, detalhe, atualizado_em FROM (
-                               SELECT DISTINCT ON (nfe_id) nfe_id, run_id, resultado, detalhe, atualizado_em
-                               FROM etl_window_nfe WHERE nfe_id = ANY(%s)
-                               ORDER BY nfe_id, atualizado_em DESC) latest
-                           WHERE resultado = 'failed' ORDER BY nfe_id""", (nfe_ids,), schema=schema)
-    return [{"nfe_id": r[0], "run_id": r[1], "detalhe": r[2], "em": r[3].isoformat()} for r in rows]
-
-
-def repair(deps: Deps, window: Window, report: WindowReport, in_bling: dict[int, int]) -> int:
-    settings = deps.settings
-    to_load = [NoteRef(i, in_bling[i]) for i in report.missing] + [
-        NoteRef(d["nfe_id"], d["bling"]) for d in report.situacao_differs]
-    published = 0
-    if to_load:
-        audit.ensure_window(window)
-        audit.record_listed(window, to_load)
-        payloads = [NfeBatch(window.run_id, window.key, tuple(b)).to_json()
-                    for b in listing.batches(to_load, settings.ids_per_message)]
-        published += len(deps.publish_json(topology.NFE.topic, payloads))
-    if report.unresolved_contacts or report.unresolved_skus:
-        request = EnrichRequest(window.run_id, tuple(report.unresolved_contacts), tuple(report.unresolved_skus))
-        published += len(deps.publish_json(topology.ENRICH.topic, [request.to_json()]))
-    return published
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,24 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     request = parse_schedule_request(json.dumps(body).encode(), deps.settings)
     run_id = f"reconcile-{datetime.datetime.now(tz=datetime.UTC):%Y%m%dT%H%M%S}"
     reports = []
-    with log.bind(function="reconcile", run_id=run_id):
-        for account in accounts_to_reconcile(deps, args.account):
-            with log.bind(account=account or None):
-                for window in split_into_windows(request, run_id):
-                    with log.bind(window=window.key):
-                        report, in_bling = reconcile_window(deps, window, account)
-                        if args.repair and report.gaps:
-                            log.info("repair published", messages=repair(deps, window, report, in_bling))
-                        reports.append(report)
+    for account_id in accounts_to_reconcile(deps, args.account):
+        account = deps.account(account_id)
+        with log.bind(function="reconcile", run_id=run_id, account=account_id):
+            for window in split_into_windows(request, run_id, account_id):
+                with log.bind(window=window.key):
+                    report, in_bling = reconcile_window(deps, account, window)
+                    if args.repair and report.gaps:
+                        log.info("repair published", messages=repair(deps, account, window, report, in_bling))
+                    reports.append(report)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) | {"gaps": r.gaps} for r in reports], indent=2))
     else:
         print(f"{'account':<22}{'window':<24}{'bling':>7}{'stored':>8}{'missing':>9}{'unexpected':>11}"
               f"{'situacao':>9}{'contacts?':>10}{'skus?':>7}{'pay≠total':>10}{'failed':>8}")
         for r in reports:
-            print(f"{r.account or '-':<22}{r.window:<24}{r.listed:>7}{r.stored:>8}{len(r.missing):>9}"
-                  f"{len(r.unexpected):>11}"
-                  f"{len(r.situacao_differs):>9}{len(r.unresolved_contacts):>10}{len(r.unresolved_skus):>7}"
+            print(f"{r.account:<22}{r.window:<24}{r.listed:>7}{r.stored:>8}{len(r.missing):>9}"
+                  f"{len(r.unexpected):>11}{len(r.situacao_differs):>9}{len(r.unresolved_contacts):>10}{len(r.unresolved_skus):>7}"
                   f"{len(r.payments_differ_from_total):>10}{len(r.failed_in_audit):>8}")
     return 1 if any(r.gaps for r in reports) else 0
 

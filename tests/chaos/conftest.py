@@ -20,7 +20,8 @@ import pytest
 
 from local import stack as local_stack
 from local import verify
-from local.stack import LocalStack, MissingDependency
+from local.stack import DEFAULT_ACCOUNT, LocalStack, MissingDependency
+from local.stack.postgres import quote_table
 from shared.bling import token_store
 
 SCALED_RATE = 30.0
@@ -48,9 +49,9 @@ class Chaos:
             cur = conn.cursor()
             seeded = {"schema_migrations"}
             for table in self.stack.postgres.tables():
-                cur.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")')  # names from information_schema
+                cur.execute(f"SELECT EXISTS (SELECT 1 FROM {quote_table(table)})")  # names from information_schema
                 if cur.fetchone()[0]:
-                    seeded.add(table)
+                    seeded.add(table.rsplit(".", 1)[-1])  # bare: kept in every account schema
             return seeded
         finally:
             conn.close()
@@ -126,10 +127,10 @@ class Chaos:
 
     def remember_tokens(self) -> None:
         """Every token pair the store ever held, for the no-secret-in-logs check at the end of the module."""
-        doc = self.stack.firestore.client().collection("bling_oauth").document("bling").get()
+        doc = self.stack.firestore.client().collection("bling_oauth").document(DEFAULT_ACCOUNT).get()
         data = doc.to_dict() or {} if doc.exists else {}
         # Stored encrypted (ADR 008): what a leak would show is the plain token, so that is what is looked for.
-        plain = token_store.decrypted_tokens(data, self.stack.token_key, "bling") if data else {}
+        plain = token_store.decrypted_tokens(data, self.stack.token_key, "bling", DEFAULT_ACCOUNT) if data else {}
         self.secrets_seen |= {value for value in plain.values() if value}
 
     def parked(self) -> list[dict[str, Any]]:

@@ -214,7 +214,7 @@ def test_refresh_token_revoked_mid_run_parks_the_work_until_reauthorized(chaos: 
     dead_while_parked = {t: m for t, m in chaos.stack.dead_letters(timeout_s=0.3).items() if m}
     assert parked, "nothing was parked"
     assert dead_while_parked == {}, dead_while_parked
-    assert status["reauth_required"] is True and status["reauthorize_url"].endswith("/start"), status
+    assert status["reauth_required"] is True and status["reauthorize_url"].endswith("/start?account=loja-teste"), status
     assert len(errors) == 1 and errors[0].get("event") == "bling_reauthorization_required", errors
     assert "re-authorization is required" in errors[0]["message"]
     stored_while_parked = chaos.sql("SELECT count(*) FROM nfe")[0][0]

@@ -7,14 +7,14 @@ import pytest
 
 from shared.deps import Deps
 from tests.integration.data.pipeline_driver import envelope, handler
-from tests.integration.process_deps import current_deps
+from tests.integration.process_deps import authorize
 
 
 def test_a_batch_redelivered_after_its_enrich_publish_was_lost_still_enriches(
         sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "28")
     server = sandbox("small", rate_per_s=30.0)
-    current_deps().account().token_store.store_authorization(server.issue_tokens())
+    authorize(server.issue_tokens())
     truth = server.truth()
     nfe_id = min(i for i, n in truth["nfe"].items() if n["tipo"] == 1 and n["contato"]["id"] and n["itens"])
     note = truth["nfe"][nfe_id]

@@ -2,16 +2,22 @@
 
 The in-process functions (pipeline_driver) and the tests' own Bling calls, token store and Firestore reads use the
 same Deps, so they share one account's parts as the code of one instance does. It is built again when the settings
-it was built from are not today's, or after forget_deps() (tests/conftest.py, between tests)."""
+it was built from are not today's, or after forget_deps() (tests/conftest.py, between tests).
+
+The tests run as one account, DEFAULT_ACCOUNT (local.stack), unless they name another: `authorize()` stores its
+pair and makes it active in the registry, as the auth function's callback does."""
 from __future__ import annotations
 
 from typing import Any
 
+from local.stack.base import DEFAULT_ACCOUNT
 from shared import config, topology
+from shared.accounts import schema_for
 from shared.bling.client import BlingClient
 from shared.bling.rate_budget import RateLedger
 from shared.bling.token_store import TokenStore
-from shared.deps import Deps
+from shared.db import SchemaDb
+from shared.deps import Account, Deps
 
 _deps: Deps | None = None
 
@@ -35,21 +41,44 @@ def forget_deps() -> None:
     _deps = None
 
 
+def account(account_id: str = DEFAULT_ACCOUNT) -> Account:
+    """One account's parts in the test process's Deps (default: the tests' account)."""
+    return current_deps().account(account_id)
+
+
+def account_db(account_id: str = DEFAULT_ACCOUNT) -> SchemaDb:
+    """The account's database as the store functions take it (no Firestore needed: for tests with db_env only)."""
+    return SchemaDb(schema_for(account_id))
+
+
+def authorize(pair: dict[str, Any], account_id: str = DEFAULT_ACCOUNT) -> None:
+    """Connect the account as the auth function's callback does: its pair stored, the account active."""
+    deps = current_deps()
+    deps.accounts.register(account_id)
+    deps.account(account_id).token_store.store_authorization(pair)
+    deps.accounts.mark_authorized(account_id)
+
+
+def token_document(account_id: str = DEFAULT_ACCOUNT) -> Any:
+    """The account's token document (`<prefix>_oauth/<account>`)."""
+    return current_deps().collection(topology.OAUTH).document(account_id)
+
+
 def account_client() -> BlingClient:
-    """The single account's client, as the functions use it."""
-    return current_deps().account().client
+    """The tests' account's client, as the functions use it."""
+    return account().client
 
 
 def new_client(token_store: TokenStore | None = None, **parts) -> BlingClient:
-    """A BlingClient of its own over the single account's parts; `token_store`, `budget`, `policy` replace one."""
-    account = current_deps().account()
-    return current_deps().new_client(token_store or account.token_store, parts.pop("budget", account.rate_ledger),
-                                     account.daily_limit, **parts)
+    """A BlingClient of its own over the tests' account's parts; `token_store`, `budget`, `policy` replace one."""
+    parts_of = account()
+    return current_deps().new_client(token_store or parts_of.token_store, parts.pop("budget", parts_of.rate_ledger),
+                                     parts_of.daily_limit, **parts)
 
 
-def new_token_store() -> TokenStore:
+def new_token_store(account_id: str = DEFAULT_ACCOUNT) -> TokenStore:
     """A token store of its own (another instance of the same account), over the same Firestore client."""
-    return current_deps().new_token_store()
+    return current_deps().new_token_store(account_id)
 
 
 def parked_collection() -> Any:
@@ -58,5 +87,5 @@ def parked_collection() -> Any:
 
 
 def rate_ledger() -> RateLedger:
-    """The single account's rate ledger, as the functions use it."""
-    return current_deps().account().rate_ledger
+    """The tests' account's rate ledger, as the functions use it."""
+    return account().rate_ledger

@@ -20,8 +20,8 @@ def test_the_account_is_built_once_from_the_deps_own_settings(monkeypatch):
     monkeypatch.setenv("BLING_API_BASE", "http://bling.invalid/api/")
     monkeypatch.setenv("BLING_HTTP_TIMEOUT_S", "7.5")
     deps = Deps(read_settings())
-    account = deps.account()
-    assert deps.account() is account and deps.http_session is deps.http_session
+    account = deps.account("loja-a")
+    assert deps.account("loja-a") is account and deps.http_session is deps.http_session
     client = account.client
     assert (client._base, client._timeout, client._http, client._tokens, client._budget, client._daily) == (
         "http://bling.invalid/api", 7.5, deps.http_session, account.token_store, account.rate_ledger,
@@ -31,16 +31,27 @@ def test_the_account_is_built_once_from_the_deps_own_settings(monkeypatch):
 
 def test_each_account_id_gets_parts_of_its_own():
     deps = Deps(read_settings())
-    single, other = deps.account(), deps.account("acme")
-    assert deps.account("") is single and deps.account("acme") is other
-    assert (other.account_id, single.account_id) == ("acme", "")
-    for part in ("token_store", "rate_ledger", "daily_limit", "client"):
+    single, other = deps.account("loja-a"), deps.account("acme")
+    assert deps.account("loja-a") is single and deps.account("acme") is other
+    assert (other.account_id, single.account_id) == ("acme", "loja-a")
+    assert (other.schema, single.schema) == ("bling_acme", "bling_loja_a")
+    for part in ("token_store", "rate_ledger", "daily_limit", "client", "db"):
         assert getattr(single, part) is not getattr(other, part), part
+    # Each keys its Firestore documents by its account: the token document, the daily-limit state, the ticks.
+    assert (single.token_store.account, other.token_store.account) == ("loja-a", "acme")
+    assert single.daily_limit._ref.id == "loja-a|daily_limit" and other.daily_limit._ref.id == "acme|daily_limit"
+    assert single.rate_ledger.tick_id(7) == "loja-a|000000000007"
+
+
+@pytest.mark.parametrize("bad", ["", "Loja", "lo", "loja_a", "-loja", "loja--a"])
+def test_an_account_id_that_is_not_a_slug_is_refused(bad):
+    with pytest.raises(ValueError):
+        Deps(read_settings()).account(bad)
 
 
 def test_two_processes_share_nothing():
     first, second = Deps(read_settings()), Deps(read_settings())
-    assert first.account() is not second.account() and first.oauth is not second.oauth
+    assert first.account("loja-a") is not second.account("loja-a") and first.oauth is not second.oauth
 
 
 def test_deps_cannot_be_changed_after_it_is_built():

@@ -162,7 +162,7 @@ def test_reconcile_compares_each_active_account_with_its_own_schema(env, sandbox
         current_deps().accounts.mark_authorized(account)
     current_deps().accounts.set_status(paused, AccountStatus.PAUSED)
     window = Window("r", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
-    listed = reconcile.bling_ids(current_deps(), window, a)
+    listed = reconcile.bling_ids(current_deps(), current_deps().account(a), window)
     nfe_id, situacao = sorted(listed.items())[0]
     db.execute("INSERT INTO nfe (id, tipo, situacao, data_emissao, raw) VALUES (%s, 1, %s, '2026-01-15', '{}')",
                (nfe_id, situacao), schema=schema_for(a))

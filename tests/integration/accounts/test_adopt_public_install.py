@@ -39,8 +39,9 @@ def _load_single_account_install() -> dict[str, int]:
         cur.execute("INSERT INTO produto_sku (codigo, produto_id, encontrado) VALUES ('SKU-1', 5, true)")
         cur.execute("INSERT INTO etl_message_failures (topic, message_id, falhas) VALUES ('detail', 'm-1', 2)")
     window = _window("run-1")
-    audit.record_run("run-1", "month", {"month": "2024-03"}, window.start, window.end, [window])
-    audit.record_listed(window, [nfe_store_ref(11), nfe_store_ref(12)])
+    public = db.SchemaDb("public")  # the single-account layout before the upgrade
+    audit.record_run(public, "run-1", "month", {"month": "2024-03"}, window.start, window.end, [window])
+    audit.record_listed(public, window, [nfe_store_ref(11), nfe_store_ref(12)])
     return {t: db.fetch_all(f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import requests
 
+from local.stack.base import DEFAULT_ACCOUNT
+
 # The operator's admin key in these tests (production: Secret Manager `bling-auth-admin-key` → env AUTH_ADMIN_KEY).
 ADMIN_KEY = "operator-admin-key-for-tests-7f3a9c01d2"
 
@@ -15,9 +17,10 @@ def bearer(key: str = ADMIN_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def operator_start(browser: Any, *, confirm: bool = False, key: str = ADMIN_KEY, account: str | None = None) -> Any:
+def operator_start(browser: Any, *, confirm: bool = False, key: str = ADMIN_KEY,
+                   account: str | None = DEFAULT_ACCOUNT) -> Any:
     """The operator submits the /start form with the admin key (and, when asked, the replace confirmation), for
-    `account` (None: no account field, as with a single-account deployment)."""
+    `account` (default: the tests' account; None: no account field, as today's single-account commands)."""
     form = {"admin_key": key}
     if confirm:
         form["confirm"] = "replace"
@@ -26,7 +29,7 @@ def operator_start(browser: Any, *, confirm: bool = False, key: str = ADMIN_KEY,
     return browser.post("/start", data=form)
 
 
-def authorize_url(browser: Any, *, confirm: bool = False, account: str | None = None) -> str:
+def authorize_url(browser: Any, *, confirm: bool = False, account: str | None = DEFAULT_ACCOUNT) -> str:
     """operator_start, which must redirect to Bling's consent page; that URL."""
     response = operator_start(browser, confirm=confirm, account=account)
     assert response.status_code == 302, (response.status_code, response.data[:300])
@@ -44,7 +47,7 @@ def consent(url: str) -> str:
     return urllib.parse.urlsplit(answer.headers["Location"]).query
 
 
-def authorize(browser: Any, *, confirm: bool = False, account: str | None = None) -> Any:
+def authorize(browser: Any, *, confirm: bool = False, account: str | None = DEFAULT_ACCOUNT) -> Any:
     """The whole flow in one browser: /start as the operator, Bling's consent, /callback; the callback's answer."""
     return browser.get("/callback?" + consent(authorize_url(browser, confirm=confirm, account=account)))
 

@@ -24,7 +24,7 @@ from tests.integration.auth.flow import (
 )
 from tests.integration.auth.test_auth_function import auth, auth_app, bling_server, new_auth_app
 from tests.integration.bling.helpers import log_lines, reset_bling_state, store_pair, token_doc
-from tests.integration.process_deps import account_client, current_deps
+from tests.integration.process_deps import account_client, current_deps, token_document
 
 STATUS_FIELDS = (b"expires_at", b"version", b"last_error", b"authorized_at", b"token_stored", b"accounts",
                  b"parked", b"status_reason")
@@ -57,8 +57,7 @@ def test_an_anonymous_caller_cannot_start_a_flow(auth_app, bling_server, capsys)
 
 def test_an_anonymous_caller_cannot_read_status(auth_app, bling_server):
     pair = store_pair(bling_server)
-    current_deps().collection(topology.OAUTH).document("bling").update(
-        {"last_error": "invalid_grant: internal detail"})
+    token_document().update({"last_error": "invalid_grant: internal detail"})
     attacker = auth_app.test_client()
 
     answers = [attacker.get("/status"), attacker.post("/status", data={"admin_key": "nope" * 8}),
@@ -71,13 +70,12 @@ def test_an_anonymous_caller_cannot_read_status(auth_app, bling_server):
     operator = auth_app.test_client()
     shown = status(operator)  # the operator still sees everything
     assert shown["token_stored"] is True and shown["version"] == 1 and "internal detail" in shown["last_error"]
-    assert [e["status"] for e in shown["accounts"]] == ["unregistered"]  # no account connected yet: the install's
+    assert [(e["account"], e["status"]) for e in shown["accounts"]] == [("loja-teste", "active")]
     form = operator.post("/status", data={"admin_key": ADMIN_KEY})
     assert form.status_code == 200 and form.get_json()["version"] == 1
     for response in (form, operator.get("/status", headers=bearer())):  # ...and never a token or a secret
         for secret in (pair["access_token"], pair["refresh_token"], ADMIN_KEY, "test-client-secret-0123456789",
-                       token_doc()["refresh_token"], current_deps().collection(topology.OAUTH).document("bling")
-                       .get().get("refresh_token")):
+                       token_doc()["refresh_token"], token_document().get().get("refresh_token")):
             assert secret.encode() not in response.data
 
 
@@ -129,7 +127,7 @@ def test_replacing_a_working_authorization_needs_an_explicit_confirmation(auth, 
 
 def test_no_confirmation_is_asked_when_the_stored_authorization_no_longer_works(auth, bling_server):
     store_pair(bling_server)
-    current_deps().collection(topology.OAUTH).document("bling").update({"reauth_required": True})
+    token_document().update({"reauth_required": True})
 
     assert operator_start(auth).status_code == 302
 

@@ -65,21 +65,30 @@ def test_the_key_form_carries_the_account_it_was_opened_for(auth, bling_server):
 
 def test_with_several_accounts_start_requires_the_slug(auth, bling_server):
     for account in ("loja-a", "loja-b"):
-        assert authorize(auth, account=account, confirm=True).status_code == 200
+        assert authorize(auth, account=account).status_code == 200  # each its own pair: no confirmation asked
 
-    response = operator_start(auth)
+    response = operator_start(auth, account=None)
 
     assert response.status_code == 400 and b"loja-a" in response.data and b"loja-b" in response.data
     assert "Location" not in response.headers
 
 
+def test_with_no_account_start_without_a_slug_asks_for_one(auth, bling_server):
+    response = operator_start(auth, account=None)
+
+    assert response.status_code == 400 and b"no account yet" in response.data and b"account=" in response.data
+    assert _state_docs() == [] and current_deps().accounts.all(fresh=True) == {}
+    shown = status(auth)
+    assert shown["accounts"] == [] and shown["token_stored"] is False and shown["reauth_required"] is True
+
+
 def test_with_one_account_start_without_a_slug_is_that_account(auth, bling_server):
     assert authorize(auth, account="loja-a").status_code == 200
 
-    asked = operator_start(auth)  # today's single-account command, no slug
+    asked = operator_start(auth, account=None)  # today's single-account command, no slug
 
     assert asked.status_code == 409 and b"loja-a" in asked.data  # that account's working authorization
-    assert authorize(auth, confirm=True).status_code == 200
+    assert authorize(auth, confirm=True, account=None).status_code == 200
     assert status(auth, "loja-a")["version"] == 2
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from local.stack.base import DEFAULT_ACCOUNT
 from shared import firestore_client, operator_auth, topology
 from shared.bling.errors import BlingReauthorizationRequired
 from tests.integration.auth.flow import ADMIN_KEY, authorize, authorize_url, consent, state_of, status
@@ -159,7 +160,7 @@ def test_a_revoked_refresh_token_shows_in_status_with_exactly_one_error_line(aut
 
     assert all(isinstance(r, BlingReauthorizationRequired) for r in results), results
     shown = status(auth)
-    assert shown["reauth_required"] is True and shown["reauthorize_url"].endswith("/start")
+    assert shown["reauth_required"] is True and shown["reauthorize_url"].endswith("/start?account=loja-teste")
     errors = [line for line in log_lines(capsys.readouterr().out) if line["severity"] == "ERROR"]
     assert len(errors) == 1 and "re-authorization is required" in errors[0]["message"]
 
@@ -200,7 +201,8 @@ def test_the_flow_cookie_is_httponly_lax_scoped_and_secure_except_on_plain_local
     deployed = new_auth_app()
 
     def set_cookie(base_url: str) -> str:
-        response = deployed.test_client().post("/start", data={"admin_key": ADMIN_KEY}, base_url=base_url)
+        response = deployed.test_client().post("/start", data={"admin_key": ADMIN_KEY, "account": DEFAULT_ACCOUNT},
+                                               base_url=base_url)
         assert response.status_code == 302
         return response.headers["Set-Cookie"]
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from local.stack.postgres import quote_table
 from tests.integration.data.pipeline_driver import envelope, handler
 
 
 def snapshot(postgres) -> dict[str, list[str]]:
-    """Every row of every table, as sorted text: equal snapshots mean nothing stored changed."""
+    """Every row of every table (of every schema), as sorted text: equal snapshots mean nothing stored changed.
+    Keyed by table name, qualified except for the tests' account's tables."""
     conn = postgres.connect()
     try:
         cur = conn.cursor()
         out = {}
         for table in postgres.tables():
-            cur.execute(f'SELECT * FROM "{table}"')  # table names come from information_schema
-            out[table] = sorted(repr(row) for row in cur.fetchall())
+            cur.execute(f"SELECT * FROM {quote_table(table)}")  # table names come from information_schema
+            out[table.removeprefix(f"{postgres.default_schema}.")] = sorted(repr(row) for row in cur.fetchall())
         return out
     finally:
         conn.close()

@@ -11,6 +11,7 @@ import base64
 from tests.chaos.reliability import record
 from tests.integration.badinput.helpers import deliver, errors, log_lines, one_clear_error, snapshot
 from tests.integration.data.pipeline_driver import envelope, handler
+from tests.integration.process_deps import account_db
 
 # -------------------------------------------------------------------------------------------- scheduler
 
@@ -142,7 +143,7 @@ def test_an_unknown_nfe_id_is_recorded_failed_after_one_call_and_not_retried(sto
     from shared.messages import NoteRef
     from tests.integration.badinput.conftest import SEED_WINDOW
 
-    audit.record_listed(SEED_WINDOW, [NoteRef(id=987654321, situacao=5)])
+    audit.record_listed(account_db(), SEED_WINDOW, [NoteRef(id=987654321, situacao=5)])
     before = snapshot(postgres)
     lines = deliver(capsys, "detail", {"run_id": SEED_WINDOW.run_id, "window": SEED_WINDOW.key,
                                        "notes": [{"id": 987654321, "situacao": 5}]})
@@ -153,7 +154,7 @@ def test_an_unknown_nfe_id_is_recorded_failed_after_one_call_and_not_retried(sto
     assert {t: r for t, r in after.items() if t != "etl_window_nfe"} == \
         {t: r for t, r in before.items() if t != "etl_window_nfe"}
     from shared import db
-    assert [tuple(r) for r in db.fetch_all("SELECT resultado, chamadas_api FROM etl_window_nfe "
+    assert [tuple(r) for r in account_db().fetch_all("SELECT resultado, chamadas_api FROM etl_window_nfe "
                                            "WHERE nfe_id = 987654321")] == [("failed", 1)]
     record("bad input: unknown NF-e id", fault="an NF-e batch naming an id Bling does not have (404)",
            outcome="1 detail call, 1 ERROR, audit row 'failed', message acknowledged (no retry loop), "
@@ -185,9 +186,9 @@ def test_enrich_for_a_contact_and_a_sku_bling_does_not_have(stored, bling, postg
     assert errors(lines) == []
     kinds = bling.stats()["requests_by_kind"]
     assert kinds.get("contato") == 1
-    from shared import db
-    assert [tuple(r) for r in db.fetch_all("SELECT encontrado FROM contato WHERE id = 99999901")] == [(False,)]
-    assert [tuple(r) for r in db.fetch_all("SELECT encontrado, produto_id FROM produto_sku "
+    database = account_db()
+    assert [tuple(r) for r in database.fetch_all("SELECT encontrado FROM contato WHERE id = 99999901")] == [(False,)]
+    assert [tuple(r) for r in account_db().fetch_all("SELECT encontrado, produto_id FROM produto_sku "
                                            "WHERE codigo = 'NO-SUCH-SKU'")] == [(False, None)]
     after = snapshot(postgres)
     assert {t: r for t, r in after.items() if t not in ("contato", "produto_sku")} == \

@@ -8,8 +8,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from local.stack.base import DEFAULT_ACCOUNT
 from shared import config, topology
-from tests.integration.process_deps import current_deps, forget_deps, new_token_store
+from tests.integration.process_deps import authorize, current_deps, forget_deps, new_token_store, token_document
 
 
 def reset_bling_state() -> None:
@@ -24,17 +25,18 @@ def set_env(**values: Any) -> None:
 
 
 def store_pair(server: Any, expires_in: int | None = None) -> dict[str, Any]:
-    """A fresh pair from the sandbox (JWT-sized), saved through the token store like the auth callback does."""
+    """A fresh pair from the sandbox (JWT-sized), saved through the token store like the auth callback does (the
+    tests' account then active)."""
     pair = server.issue_tokens(jwt=True)
     if expires_in is not None:
         pair = {**pair, "expires_in": expires_in}
-    new_token_store().store_authorization(pair)
+    authorize(pair)
     return pair
 
 
 def raw_token_doc() -> dict[str, Any]:
     """The token document exactly as Firestore holds it (token fields encrypted)."""
-    snap = current_deps().collection(topology.OAUTH).document("bling").get()
+    snap = token_document().get()
     return snap.to_dict() or {}
 
 
@@ -45,7 +47,8 @@ def token_doc() -> dict[str, Any]:
     doc, settings = raw_token_doc(), current_deps().settings
     if not doc:
         return doc
-    return {**doc, **token_store.decrypted_tokens(doc, settings.bling_token_key, settings.firestore_prefix)}
+    return {**doc, **token_store.decrypted_tokens(doc, settings.bling_token_key, settings.firestore_prefix,
+                                                  DEFAULT_ACCOUNT)}
 
 
 def log_lines(captured: str) -> list[dict[str, Any]]:
@@ -82,7 +85,7 @@ def _refresh_in_process(barrier: Any, queue: Any) -> None:
     """A separate "instance": its own Firestore client, token store and token-call guard."""
     from shared.deps import Deps
 
-    store = Deps.from_environment().account().token_store
+    store = Deps.from_environment().account(DEFAULT_ACCOUNT).token_store
     store._read()  # open the Firestore channel before the race starts
     barrier.wait()
     try:

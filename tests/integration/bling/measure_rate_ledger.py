@@ -22,8 +22,9 @@ def _worker(prefix: str, budget: float, requests: int, start_at: float, queue) -
     from shared.deps import Deps
 
     deps = Deps.from_environment()  # this worker's composition root: a process of its own
-    deps.account().rate_ledger.acquire()  # warm the client (channel set-up) before the measured part
-    ledger = RateLedger(deps.collection(topology.RATE_TICKS), deps.settings)  # a fresh ledger: stats from zero
+    deps.account("measure").rate_ledger.acquire()  # warm the client (channel set-up) before the measured part
+    # A fresh ledger of the same account: stats from zero.
+    ledger = RateLedger(deps.collection(topology.RATE_TICKS), deps.settings, "measure")
     while time.time() < start_at:
         time.sleep(0.005)
     sends, overheads = [], []

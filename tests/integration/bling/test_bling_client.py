@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from local.stack.base import DEFAULT_ACCOUNT
 from shared import firestore_client, topology
 from shared.bling import client as bling_client
 from shared.bling.client import BlingClient, count_calls
@@ -130,7 +131,7 @@ def test_429_per_day_raises_without_retry_and_stops_every_instance_until_midnigh
         client.get(f"/nfe/{_some_nfe_id(bling)}")
     assert calls.requests == 1
 
-    remembered = current_deps().collection(topology.RATE_STATE).document("daily_limit").get()
+    remembered = current_deps().collection(topology.RATE_STATE).document(f"{DEFAULT_ACCOUNT}|daily_limit").get()
     assert remembered.exists and remembered.get("until").timestamp() > time.time()
     reset_bling_state()  # another instance: nothing cached in this process
     before = bling.stats()["requests_total"]

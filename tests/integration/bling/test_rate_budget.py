@@ -26,7 +26,7 @@ def test_sends_are_spaced_by_the_budget_and_start_inside_their_tick(firestore_en
     docs = list(current_deps().collection(topology.RATE_TICKS).stream())
     assert len(docs) == 6 + rate_ledger().stats().dropped_late  # a claim that came back too late is abandoned
     assert all(d.get("expire_at") > datetime.datetime.now(tz=datetime.UTC) for d in docs)
-    assert all(int(d.id) == d.get("tick") for d in docs)
+    assert all(d.id == rate_ledger().tick_id(d.get("tick")) for d in docs)  # keyed by the account
 
 
 def test_ticks_held_by_another_instance_are_skipped(firestore_env):
@@ -34,7 +34,7 @@ def test_ticks_held_by_another_instance_are_skipped(firestore_env):
     first_free = math.ceil(time.time() / 0.2) + 1
     ticks = current_deps().collection(topology.RATE_TICKS)
     for n in range(first_free - 1, first_free + 5):  # another instance queued 6 sends (1.2 s)
-        ticks.document(str(n)).create({"tick": n, "holder": "other"})
+        ticks.document(rate_ledger().tick_id(n)).create({"tick": n, rate_ledger().ledger_field: n, "holder": "other"})
 
     rate_ledger().acquire()
     sent = time.time()
@@ -42,7 +42,7 @@ def test_ticks_held_by_another_instance_are_skipped(firestore_env):
     assert sent >= (first_free + 5) * 0.2 - 0.01
     assert rate_ledger().stats().conflicts >= 1
     mine = [d for d in ticks.stream() if d.get("holder") != "other"]
-    assert len(mine) == 1 and int(mine[0].id) > first_free + 4
+    assert len(mine) == 1 and mine[0].get("tick") > first_free + 4
 
 
 def test_separate_processes_share_one_budget(firestore_env):

@@ -33,7 +33,8 @@ def _acquire_within(seconds: float) -> tuple[bool, object]:
 def test_a_far_future_tick_from_a_skewed_clock_does_not_make_the_fleet_sleep(firestore_env):
     set_env(BLING_RATE_BUDGET_PER_S=5)
     skewed = math.ceil((time.time() + 3600) * 5)  # a laptop one hour ahead ran reconcile
-    current_deps().collection(topology.RATE_TICKS).document(str(skewed)).create({"tick": skewed, "holder": "laptop"})
+    current_deps().collection(topology.RATE_TICKS).document(rate_ledger().tick_id(skewed)).create(
+        {"tick": skewed, rate_ledger().ledger_field: skewed, "holder": "laptop"})
     rate_ledger().acquire()  # our first claim: the next ones ask the ledger for its highest tick after conflicts
     from google.api_core import exceptions as gexc
 
@@ -41,7 +42,8 @@ def test_a_far_future_tick_from_a_skewed_clock_does_not_make_the_fleet_sleep(fir
     ticks = current_deps().collection(topology.RATE_TICKS)
     for n in range(now_tick - 1, now_tick + 6):  # our next claim conflicts, so it asks the ledger
         with contextlib.suppress(gexc.Conflict, gexc.AlreadyExists):  # our own first claim
-            ticks.document(str(n)).create({"tick": n, "holder": "other"})
+            ticks.document(rate_ledger().tick_id(n)).create(
+                {"tick": n, rate_ledger().ledger_field: n, "holder": "other"})
 
     done, error = _acquire_within(5.0)
 
@@ -54,7 +56,7 @@ def test_a_process_whose_clock_runs_ahead_claims_ticks_at_the_real_time(firestor
 
     rate_ledger().acquire()
 
-    claimed = [int(d.id) for d in current_deps().collection(topology.RATE_TICKS).stream()]
+    claimed = [d.get("tick") for d in current_deps().collection(topology.RATE_TICKS).stream()]
     assert claimed and all(abs(n / 5 - time.time()) < 10 for n in claimed), claimed
 
 
@@ -64,7 +66,8 @@ def test_waits_are_capped(firestore_env):
     ticks = current_deps().collection(topology.RATE_TICKS)
     batch = current_deps().firestore.batch()
     for n in range(first - 1, first + 25):  # the next 5 s are taken
-        batch.create(ticks.document(str(n)), {"tick": n, "holder": "other"})
+        batch.create(ticks.document(rate_ledger().tick_id(n)),
+                     {"tick": n, rate_ledger().ledger_field: n, "holder": "other"})
     batch.commit()
 
     started = time.monotonic()

@@ -15,7 +15,7 @@ from shared.errors import AuthorizationBroken, PermanentError, RetryableError
 from shared.handler import pubsub_handler
 from tests.chaos.reliability import record
 from tests.integration.bling.helpers import FakeApi, log_lines, run_concurrently, set_env, store_pair, token_doc
-from tests.integration.process_deps import current_deps, new_client, new_token_store, parked_collection
+from tests.integration.process_deps import account_db, current_deps, new_client, new_token_store, parked_collection
 
 
 def _errors(out: str) -> list[dict]:
@@ -178,8 +178,8 @@ def test_detail_and_lister_park_their_messages_when_the_client_secret_is_refused
     january = sorted(i for i, n in truth["nfe"].items() if n["tipo"] == 1 and n["dataEmissao"].startswith("2026-01"))
     notes = [NoteRef(id=i, situacao=truth["nfe"][i]["situacao"]) for i in january[:3]]
     window = Window("r-broken", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
-    audit.ensure_window(window)
-    audit.record_listed(window, notes)
+    audit.ensure_window(account_db(), window)
+    audit.record_listed(account_db(), window, notes)
     set_env(BLING_CLIENT_SECRET="the-secret-before-it-was-regenerated")
     server.reset_stats()
 

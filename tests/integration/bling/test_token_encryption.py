@@ -10,7 +10,7 @@ import pytest
 from shared import firestore_client, topology
 from shared.errors import PermanentError
 from tests.integration.bling.helpers import raw_token_doc, set_env, store_pair, token_doc
-from tests.integration.process_deps import current_deps, new_token_store
+from tests.integration.process_deps import new_token_store, token_document
 
 
 def test_the_stored_document_holds_no_token_in_clear_text(bling_server):
@@ -44,7 +44,7 @@ def test_a_wrong_key_cannot_decrypt_and_is_a_configuration_error(bling_server):
 def test_a_ciphertext_moved_to_the_other_field_does_not_decrypt(bling_server):
     store_pair(bling_server)
     raw = raw_token_doc()
-    current_deps().collection(topology.OAUTH).document("bling").update({"access_token": raw["refresh_token"]})
+    token_document().update({"access_token": raw["refresh_token"]})
 
     from shared.errors import ConfigurationError
 
@@ -71,7 +71,7 @@ def test_a_plain_text_document_from_before_is_used_and_rewritten_encrypted(bling
 
     pair = bling_server.issue_tokens(jwt=True)
     now = datetime.datetime.now(tz=datetime.UTC)
-    current_deps().collection(topology.OAUTH).document("bling").set({  # as the previous release stored it
+    token_document().set({  # as the previous release stored it
         "access_token": pair["access_token"], "refresh_token": pair["refresh_token"],
         "expires_at": now + datetime.timedelta(seconds=300), "version": 1, "lease_holder": None,
         "lease_until": None, "reauth_required": False, "last_error": None, "authorized_at": now})

@@ -14,13 +14,14 @@ import time
 import pytest
 from google.api_core import exceptions as gexc
 
+from local.stack.base import DEFAULT_ACCOUNT
 from shared import parking, topology
 from shared.bling import oauth
 from shared.bling.errors import BlingReauthorizationRequired
 from shared.bling.token_store import TokenStore
 from tests.chaos.reliability import record
 from tests.integration.bling.helpers import TokenEndpoint, log_lines, run_concurrently, set_env, store_pair, token_doc
-from tests.integration.process_deps import current_deps, new_token_store, parked_collection
+from tests.integration.process_deps import current_deps, new_token_store, parked_collection, token_document
 
 # ------------------------------------------------------------------------------------------------ item 4
 
@@ -30,7 +31,7 @@ class _FlakyPairWrites(TokenStore):
 
     def __init__(self, failures: list[Exception]):
         deps = current_deps()
-        super().__init__(deps.firestore, deps.settings, deps.oauth)
+        super().__init__(deps.firestore, deps.settings, deps.oauth, DEFAULT_ACCOUNT)
         self.failures = list(failures)
 
     def _update(self, ref, fields, option):
@@ -193,7 +194,7 @@ def test_invalid_grant_after_taking_over_an_expired_lease_waits_for_the_slow_hol
     slow = new_token_store()
     seen = slow._read()
     # The slow holder's call reached Bling (the refresh token is spent) but its write is still to come.
-    ref = current_deps().collection(topology.OAUTH).document("bling")
+    ref = token_document()
     ref.update({"lease_holder": "slow-instance",
                 "lease_until": datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(seconds=1)})
     pair = current_deps().oauth.request_token({"grant_type": "refresh_token", "refresh_token": seen.refresh_token})
@@ -219,7 +220,7 @@ def test_a_valid_pair_that_clears_reauth_required_releases_the_parked_work_at_on
     store_pair(bling_server, expires_in=300)
     store = new_token_store()
     seen = store._read()
-    current_deps().collection(topology.OAUTH).document("bling").update({"reauth_required": True})
+    token_document().update({"reauth_required": True})
     parking.park(parked_collection(), "bling-nfe",
                  PubSubMessage(data=b'{"x": 1}', attributes={}, message_id="parked-1"), "BlingReauthorizationRequired")
     with pytest.raises(BlingReauthorizationRequired):

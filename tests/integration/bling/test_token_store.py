@@ -18,7 +18,7 @@ from tests.integration.bling.helpers import (
     store_pair,
     token_doc,
 )
-from tests.integration.process_deps import current_deps, new_token_store
+from tests.integration.process_deps import new_token_store, token_document
 
 UTC = datetime.UTC
 
@@ -64,7 +64,7 @@ def test_separate_processes_with_an_expiring_token_cause_exactly_one_refresh(bli
 def test_a_worker_waits_for_a_live_lease_and_takes_over_when_its_holder_dies(bling_server):
     set_env(BLING_TOKEN_LEASE_S=2)
     store_pair(bling_server, expires_in=300)
-    ref = current_deps().collection(topology.OAUTH).document("bling")
+    ref = token_document()
     ref.update({"lease_holder": "dead-instance",
                 "lease_until": datetime.datetime.now(tz=UTC) + datetime.timedelta(seconds=1.5)})
     bling_server.reset_stats()
@@ -126,7 +126,7 @@ def test_invalid_grant_marks_reauthorization_once_and_stops_calling_the_token_en
 
 def test_a_new_authorization_clears_reauth_required(bling_server):
     store_pair(bling_server, expires_in=300)
-    current_deps().collection(topology.OAUTH).document("bling").update({"reauth_required": True})
+    token_document().update({"reauth_required": True})
 
     pair = store_pair(bling_server)
 
@@ -140,7 +140,7 @@ def test_no_stored_authorization_asks_for_one(bling_server):
         new_token_store().get_valid_access_token()
     status = new_token_store().status()
     assert status["token_stored"] is False and status["reauth_required"] is True
-    assert status["reauthorize_url"].endswith("/start")
+    assert status["reauthorize_url"].endswith("/start?account=loja-teste")
     assert bling_server.stats()["token_calls"] == 0
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from local.demo import EXAMPLE_QUERIES
-from shared import db
+from tests.integration.process_deps import account_db
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 AUTHORIZED = (5, 6)
@@ -28,15 +28,15 @@ def readme_queries() -> dict[str, str]:
 
 def seed_one_invoice_per_situacao() -> None:
     """Invoice id = situação code * 100, valor 10 × code; one item (SKU A, quantity 1) and one parcela each."""
-    db.execute("INSERT INTO forma_pagamento (id, descricao, tipo_pagamento, tipo_pagamento_descricao) "
+    account_db().execute("INSERT INTO forma_pagamento (id, descricao, tipo_pagamento, tipo_pagamento_descricao) "
                "VALUES (1, 'PIX', 17, 'PIX')")
     for code in range(1, 12):
         nfe_id, valor = code * 100, Decimal(10 * code)
-        db.execute("INSERT INTO nfe (id, tipo, situacao, data_emissao, valor_nota, raw) "
+        account_db().execute("INSERT INTO nfe (id, tipo, situacao, data_emissao, valor_nota, raw) "
                    "VALUES (%s, 1, %s, '2026-01-15 12:00:00-03', %s, '{}'::jsonb)", (nfe_id, code, valor))
-        db.execute("INSERT INTO nfe_item (nfe_id, linha, codigo, descricao, quantidade, valor, valor_total) "
+        account_db().execute("INSERT INTO nfe_item (nfe_id, linha, codigo, descricao, quantidade, valor, valor_total) "
                    "VALUES (%s, 1, 'A', 'Produto A', 1, %s, %s)", (nfe_id, valor, valor))
-        db.execute("INSERT INTO nfe_parcela (nfe_id, linha, valor, forma_pagamento_id) "
+        account_db().execute("INSERT INTO nfe_parcela (nfe_id, linha, valor, forma_pagamento_id) "
                    "VALUES (%s, 1, %s, 1)", (nfe_id, valor))
 
 
@@ -48,28 +48,30 @@ def test_readme_revenue_queries_count_authorized_invoices_only(db_env):
     queries = readme_queries()
     assert len(queries) == 3, queries.keys()
     (per_month,) = [q for t, q in queries.items() if t.startswith("Revenue per month")]
-    (_mes, notas, faturamento), = db.fetch_all(per_month)
+    (_mes, notas, faturamento), = account_db().fetch_all(per_month)
     assert (notas, faturamento) == (len(AUTHORIZED), EXPECTED_REVENUE)
 
     (top,) = [q for t, q in queries.items() if t.startswith("Top 10 products")]
-    (_codigo, _nome, quantidade, total), = db.fetch_all(top)
+    (_codigo, _nome, quantidade, total), = account_db().fetch_all(top)
     assert (quantidade, total) == (len(AUTHORIZED), EXPECTED_REVENUE)
 
     (by_payment,) = [q for t, q in queries.items() if t.startswith("Revenue by payment")]
-    (_tipo, notas, valor), = db.fetch_all(by_payment)
+    (_tipo, notas, valor), = account_db().fetch_all(by_payment)
     assert (notas, valor) == (len(AUTHORIZED), EXPECTED_REVENUE)
 
 
 def test_demo_best_sellers_count_authorized_invoices_only(db_env):
     seed_one_invoice_per_situacao()
     (query,) = [q for title, q in EXAMPLE_QUERIES if title.startswith("Best-selling")]
-    (_codigo, _nome, qtd, total), = db.fetch_all(query)
+    (_codigo, _nome, qtd, total), = account_db().fetch_all(query)
     assert (qtd, total) == (len(AUTHORIZED), EXPECTED_REVENUE)
 
 
 def test_the_revenue_rule_lives_in_the_database(db_env):
     """One definition for every BI tool: nfe_situacao.conta_como_receita and the view nfe_autorizada."""
-    flagged = [row[0] for row in db.fetch_all("SELECT codigo FROM nfe_situacao WHERE conta_como_receita ORDER BY 1")]
+    database = account_db()
+    flagged = [row[0] for row in database.fetch_all(
+        "SELECT codigo FROM nfe_situacao WHERE conta_como_receita ORDER BY 1")]
     assert tuple(flagged) == AUTHORIZED
     seed_one_invoice_per_situacao()
-    assert [row[0] for row in db.fetch_all("SELECT situacao FROM nfe_autorizada ORDER BY 1")] == list(AUTHORIZED)
+    assert [row[0] for row in database.fetch_all("SELECT situacao FROM nfe_autorizada ORDER BY 1")] == list(AUTHORIZED)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from local.stack.base import DEFAULT_ACCOUNT
 from shared import enrichment, topology
 from tests.integration.data.pipeline_driver import envelope, handler, rows
-from tests.integration.process_deps import current_deps
+from tests.integration.process_deps import authorize, current_deps
 
 
 class Killed(BaseException):
@@ -18,7 +19,7 @@ class Killed(BaseException):
 def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "28")
     server = sandbox("small", rate_per_s=30.0)
-    current_deps().account().token_store.store_authorization(server.issue_tokens())
+    authorize(server.issue_tokens())
     return server
 
 
@@ -30,14 +31,15 @@ def test_the_redelivery_of_a_killed_enrich_message_takes_its_claims_over_and_doe
     message = envelope({"run_id": "r", "contact_ids": contacts, "skus": skus}, "enrich-killed", 1)
     real_load = enrichment.load_contact
 
-    def killed_after_first(client, contact_id):
+    def killed_after_first(client, database, contact_id):
         if contact_id != contacts[0]:
             raise Killed()
-        return real_load(client, contact_id)
+        return real_load(client, database, contact_id)
 
     with monkeypatch.context() as dying:
         dying.setattr(enrichment, "load_contact", killed_after_first)
-        dying.setattr(enrichment, "release", lambda claims, kind, key: None)  # the process is gone: nothing releases
+        # The process is gone: nothing releases.
+        dying.setattr(enrichment, "release", lambda claims, account, kind, key: None)
         with pytest.raises(Killed):
             handler("enrich")(message)
     assert {r[0] for r in rows(postgres, "SELECT id FROM contato")} == {contacts[0]}
@@ -52,8 +54,8 @@ def test_the_redelivery_of_a_killed_enrich_message_takes_its_claims_over_and_doe
 
 def test_a_live_claim_of_another_message_is_not_taken(firestore_env):
     claims = current_deps().collection(topology.ENRICH_CLAIMS)
-    assert enrichment.claim(claims, "contato", "7", "message-a") is True
-    assert enrichment.claim(claims, "contato", "7", "message-a") is True  # its own redelivery
-    assert enrichment.claim(claims, "contato", "7", "message-b") is False  # someone else's live fetch
-    enrichment.release(claims, "contato", "7")
-    assert enrichment.claim(claims, "contato", "7", "message-b") is True
+    assert enrichment.claim(claims, DEFAULT_ACCOUNT, "contato", "7", "message-a") is True
+    assert enrichment.claim(claims, DEFAULT_ACCOUNT, "contato", "7", "message-a") is True  # its own redelivery
+    assert enrichment.claim(claims, DEFAULT_ACCOUNT, "contato", "7", "message-b") is False  # someone else's live fetch
+    enrichment.release(claims, DEFAULT_ACCOUNT, "contato", "7")
+    assert enrichment.claim(claims, DEFAULT_ACCOUNT, "contato", "7", "message-b") is True

@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from shared import audit, db, nfe_detail, payment_forms
+from shared import audit, nfe_detail, payment_forms
 from shared.messages import NfeBatch, NoteRef, Window
 from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows
 from tests.integration.data.test_pipeline import bling
-from tests.integration.process_deps import account_client, current_deps
+from tests.integration.process_deps import account_client, account_db, current_deps
 
 MONTH = "2026-01"
 
@@ -78,22 +78,22 @@ def test_an_older_fetch_committing_last_never_reverts_a_cancellation(bling, post
     nfe_id = next(i for i in january(bling) if dataset.nfe[i]["parcelas"] and dataset.nfe[i]["situacao"] != 2)
     authorized = dataset.nfe[nfe_id]["situacao"]
     window = Window("race", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
-    audit.ensure_window(window)
-    audit.record_listed(window, [NoteRef(nfe_id, authorized)])
+    audit.ensure_window(account_db(), window)
+    audit.record_listed(account_db(), window, [NoteRef(nfe_id, authorized)])
     real_ensure_known, raced = payment_forms.ensure_known, []
 
-    def lookups_while_cancelled(client, form_ids, max_age_days):
+    def lookups_while_cancelled(client, database, form_ids, max_age_days):
         if not raced:
             raced.append(True)
             bling.cancel(nfe_id)
-            audit.record_listed(window, [NoteRef(nfe_id, 2)])
-            nfe_detail.process_batch(account_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)),
-                                     settings())
+            audit.record_listed(account_db(), window, [NoteRef(nfe_id, 2)])
+            nfe_detail.process_batch(account_client(), account_db(),
+                                     NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)), settings())
             assert rows(postgres, "SELECT situacao FROM nfe WHERE id = %s", (nfe_id,)) == [(2,)]
-        return real_ensure_known(client, form_ids, max_age_days)
+        return real_ensure_known(client, database, form_ids, max_age_days)
 
     monkeypatch.setattr(payment_forms, "ensure_known", lookups_while_cancelled)
-    outcomes = nfe_detail.process_batch(account_client(),
+    outcomes = nfe_detail.process_batch(account_client(), account_db(),
                                         NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)), settings())
     assert raced
     assert rows(postgres, "SELECT situacao, (raw->>'situacao')::int FROM nfe WHERE id = %s", (nfe_id,)) == [(2, 2)]
@@ -105,14 +105,14 @@ def test_a_later_fetch_never_turns_a_cancelled_invoice_back_to_authorized(bling,
     nfe_id = next(i for i in january(bling) if bling.app.dataset.nfe[i]["situacao"] != 2)
     authorized = bling.app.dataset.nfe[nfe_id]["situacao"]
     window = Window("final", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
-    audit.ensure_window(window)
+    audit.ensure_window(account_db(), window)
     bling.cancel(nfe_id)
-    audit.record_listed(window, [NoteRef(nfe_id, 2)])
-    nfe_detail.process_batch(account_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)),
+    audit.record_listed(account_db(), window, [NoteRef(nfe_id, 2)])
+    nfe_detail.process_batch(account_client(), account_db(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, 2),)),
                                      settings())
     bling.set_situacao(nfe_id, authorized)
-    nfe_detail.process_batch(account_client(), NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)),
-                             settings())
+    nfe_detail.process_batch(account_client(), account_db(),
+                             NfeBatch(window.run_id, window.key, (NoteRef(nfe_id, authorized),)), settings())
     assert rows(postgres, "SELECT situacao FROM nfe WHERE id = %s", (nfe_id,)) == [(2,)]
 
 
@@ -124,11 +124,11 @@ def test_a_payment_form_recorded_not_found_is_checked_again_after_an_age(bling, 
     config.reset_settings_cache()
     old, fresh = sorted(bling.app.dataset.payment_forms)[:2]
     for form_id, age in ((old, "31 days"), (fresh, "1 day")):
-        db.execute("INSERT INTO forma_pagamento (id, encontrada, atualizado_em) "
+        account_db().execute("INSERT INTO forma_pagamento (id, encontrada, atualizado_em) "
                    "VALUES (%s, false, now() - %s::interval)",
                    (form_id, age))
     bling.reset_stats()
-    assert payment_forms.ensure_known(account_client(), [old, fresh], settings().enrich_max_age_days) == 1
+    assert payment_forms.ensure_known(account_client(), account_db(), [old, fresh], settings().enrich_max_age_days) == 1
     assert bling.stats()["requests_by_kind"].get("forma_pagamento") == 1
     assert rows(postgres, "SELECT id, encontrada, descricao IS NOT NULL FROM forma_pagamento ORDER BY id") == sorted(
         [(old, True, True), (fresh, False, False)])
@@ -155,13 +155,14 @@ def test_run_completed_is_logged_once_per_run_even_when_every_message_is_deliver
 def test_run_completed_counts_failed_windows_and_waits_for_the_last_one(db_env, capsys):
     windows = [Window("two-windows", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31)),
                Window("two-windows", datetime.date(2026, 2, 1), datetime.date(2026, 2, 28))]
-    audit.record_run("two-windows", "month", {"start": "2026-01-01"}, windows[0].start, windows[1].end, windows)
-    audit.window_listing_progress(windows[0], "listed", 1, 1, 0)
-    assert audit.complete_run_if_done("two-windows") is None  # February still pending
-    audit.window_listing_progress(windows[1], "failed", 0, 1, 0, "page cap")
-    done = audit.complete_run_if_done("two-windows")
+    audit.record_run(account_db(), "two-windows", "month", {"start": "2026-01-01"}, windows[0].start, windows[1].end,
+                     windows)
+    audit.window_listing_progress(account_db(), windows[0], "listed", 1, 1, 0)
+    assert audit.complete_run_if_done(account_db(), "two-windows") is None  # February still pending
+    audit.window_listing_progress(account_db(), windows[1], "failed", 0, 1, 0, "page cap")
+    done = audit.complete_run_if_done(account_db(), "two-windows")
     assert done is not None and (done.kind, done.windows, done.windows_failed) == ("month", 2, 1)
-    assert audit.complete_run_if_done("two-windows") is None  # a redelivery: never twice
+    assert audit.complete_run_if_done(account_db(), "two-windows") is None  # a redelivery: never twice
 
 
 def test_a_redelivered_window_of_a_completed_run_does_not_log_run_completed_again(

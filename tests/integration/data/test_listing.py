@@ -8,7 +8,7 @@ import pytest
 
 from shared import listing
 from shared.messages import Window
-from tests.integration.process_deps import account_client, current_deps
+from tests.integration.process_deps import account_client, authorize
 
 WINDOW = Window("r", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
 
@@ -17,7 +17,7 @@ WINDOW = Window("r", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
 def client(sandbox, firestore_env, monkeypatch):
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "28")
     server = sandbox("small", rate_per_s=30.0)
-    current_deps().account().token_store.store_authorization(server.issue_tokens())
+    authorize(server.issue_tokens())
     return server
 
 

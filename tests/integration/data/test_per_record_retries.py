@@ -23,7 +23,7 @@ from shared.ops import reconcile
 from tests.chaos.reliability import record
 from tests.integration.data.failing_bling import running
 from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows, use_deps
-from tests.integration.process_deps import current_deps
+from tests.integration.process_deps import account_db, authorize
 
 MONTH = "2026-01"
 WINDOW = "2026-01-01..2026-01-31"
@@ -33,7 +33,7 @@ WINDOW = "2026-01-01..2026-01-31"
 def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", "28")
     server = sandbox("small", rate_per_s=30.0)
-    current_deps().account().token_store.store_authorization(server.issue_tokens())
+    authorize(server.issue_tokens())
     for proxy in running(server.api_base):
         config.reset_settings_cache()
         use_deps(Deps(config.read_settings(), bling_policy=scaled(POLICY, 0.01)))
@@ -50,8 +50,8 @@ def listed(server, run_id: str, ids: list[int]) -> dict:
     """The detail message of these ids, listed in the audit of a January window of run_id."""
     truth = server.truth()["nfe"]
     window = Window(run_id, datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
-    audit.ensure_window(window)
-    audit.record_listed(window, [NoteRef(i, truth[i]["situacao"]) for i in ids])
+    audit.ensure_window(account_db(), window)
+    audit.record_listed(account_db(), window, [NoteRef(i, truth[i]["situacao"]) for i in ids])
     return {"run_id": run_id, "window": window.key, "notes": [{"id": i, "situacao": truth[i]["situacao"]} for i in ids]}
 
 

@@ -10,7 +10,7 @@ import pytest
 from local import verify
 from local.sandbox.dataset import generate_dataset
 from tests.integration.data.pipeline_driver import Pipeline, envelope, handler, rows
-from tests.integration.process_deps import current_deps
+from tests.integration.process_deps import account_db, authorize
 
 MONTHS = ("2026-01", "2026-02")
 
@@ -25,7 +25,7 @@ def bling(sandbox, db_env, firestore_env, pubsub_topology, monkeypatch):
     """The small sandbox, authorized (a token pair stored as the auth callback would)."""
     monkeypatch.setenv("BLING_RATE_BUDGET_PER_S", SCALED_BUDGET)
     server = sandbox("small", rate_per_s=SCALED_RATE)
-    current_deps().account().token_store.store_authorization(server.issue_tokens())
+    authorize(server.issue_tokens())
     return server
 
 
@@ -92,7 +92,7 @@ def test_invoice_cancelled_after_loading_shows_cancelled_after_the_next_daily_ru
     months = {f"{today:%Y-%m}": 40}
     server = sandbox(dataset=generate_dataset(11, months, contacts=20, products=20, cancelled_share=0.0,
                                               today=f"{today:%Y-%m-%d}"), rate_per_s=SCALED_RATE)
-    current_deps().account().token_store.store_authorization(server.issue_tokens())
+    authorize(server.issue_tokens())
     Pipeline(pubsub_topology).run({"daily": True})
     recent = rows(postgres, "SELECT id FROM nfe WHERE situacao <> 2 ORDER BY data_emissao DESC LIMIT 1")
     assert recent, "the daily window found no invoice to cancel"
@@ -122,7 +122,7 @@ def test_bad_scheduler_input_is_logged_once_and_dropped(bad, db_env, pubsub_topo
 
 def rows_from_env(sql):
     from shared import db
-    return db.fetch_all(sql)[0][0]
+    return account_db().fetch_all(sql)[0][0]
 
 
 def test_listing_survives_pages_that_repeat_and_overflow(bling, postgres, pubsub_topology, monkeypatch):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from shared import db
 from shared.ops import reconcile
 from tests.integration.data.pipeline_driver import Pipeline
 from tests.integration.data.test_pipeline import bling, db_report
+from tests.integration.process_deps import account_db
 
 
 def run_reconcile(capsys, *args):
@@ -30,16 +30,16 @@ def test_a_loaded_month_reconciles_without_gaps(bling, postgres, pubsub_topology
 
 def test_missing_and_stale_invoices_are_reported_and_repaired(bling, postgres, pubsub_topology, capsys):
     Pipeline(pubsub_topology).run({"month": "2026-01"})
-    (lost_id,), (stale_id,) = db.fetch_all("SELECT id FROM nfe WHERE situacao <> 2 ORDER BY id LIMIT 2")
-    db.execute("DELETE FROM nfe WHERE id = %s", (lost_id,))
+    (lost_id,), (stale_id,) = account_db().fetch_all("SELECT id FROM nfe WHERE situacao <> 2 ORDER BY id LIMIT 2")
+    account_db().execute("DELETE FROM nfe WHERE id = %s", (lost_id,))
     bling.cancel(stale_id)  # cancelled in Bling after it was loaded
-    contact = db.fetch_all("SELECT contato_id FROM nfe WHERE contato_id IS NOT NULL LIMIT 1")[0][0]
-    db.execute("DELETE FROM contato WHERE id = %s", (contact,))
+    contact = account_db().fetch_all("SELECT contato_id FROM nfe WHERE contato_id IS NOT NULL LIMIT 1")[0][0]
+    account_db().execute("DELETE FROM contato WHERE id = %s", (contact,))
 
     status, report = run_reconcile(capsys)
     assert status == 1
     assert report["missing"] == [lost_id]
-    assert report["situacao_differs"] == [{"nfe_id": stale_id, "bling": 2, "stored": db.fetch_all(
+    assert report["situacao_differs"] == [{"nfe_id": stale_id, "bling": 2, "stored": account_db().fetch_all(
         "SELECT situacao FROM nfe WHERE id = %s", (stale_id,))[0][0]}]
     assert report["unresolved_contacts"] == [contact]
 

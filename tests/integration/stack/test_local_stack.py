@@ -16,7 +16,7 @@ import requests
 from local.processes import pid_alive, port_is_free
 from local.stack import REPO_ROOT, FunctionServer, PostgresCluster, create_topology, new_run_dir, publish_json, pull_all
 from shared.topology import Route
-from tests.integration.process_deps import current_deps
+from tests.integration.process_deps import account_db, current_deps
 
 HERE = Path(__file__).resolve().parent
 TEST_FUNCTIONS = HERE / "fn_testing.py"
@@ -29,8 +29,8 @@ def test_postgres_cluster_migrated_scram_and_restart(postgres, db_env):
 
     from shared import db
 
-    tables = set(postgres.tables())
-    assert {"schema_migrations"} <= tables
+    tables = {name.rsplit(".", 1)[-1] for name in postgres.tables()}
+    assert {"schema_migrations", "nfe", "etl_run"} <= tables
     # The application user logs in over TCP with its password, and only with it (scram-sha-256).
     with pytest.raises(pg8000.dbapi.DatabaseError):
         pg8000.dbapi.connect(host="127.0.0.1", port=postgres.port, database=postgres.database, user=postgres.user,
@@ -42,7 +42,7 @@ def test_postgres_cluster_migrated_scram_and_restart(postgres, db_env):
     assert postgres.port == int(db_env["DB_PORT"])
     assert postgres.pid != old_pid and not pid_alive(old_pid)
     db.reset_connection()
-    assert db.fetch_all("SELECT count(*) FROM schema_migrations")[0][0] == len(
+    assert account_db().fetch_all("SELECT count(*) FROM schema_migrations")[0][0] == len(
         list((REPO_ROOT / "migrations").glob("*.sql")))
 
 
@@ -59,7 +59,7 @@ def test_db_env_truncates_between_tests_part2(db_env, postgres):
 
     assert db.fetch_all("SELECT count(*) FROM stack_probe")[0][0] == 0
     for table in postgres.seed_tables - {"schema_migrations"}:  # lookup tables filled by migrations are kept
-        assert db.fetch_all(f'SELECT count(*) FROM "{table}"')[0][0] > 0
+        assert account_db().fetch_all(f'SELECT count(*) FROM "{table}"')[0][0] > 0
     db.execute("DROP TABLE stack_probe")
 
 
