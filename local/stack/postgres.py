@@ -220,7 +220,7 @@ class PostgresCluster:
                                     startup_params={"search_path": path} if path else None)
 
     def tables(self) -> list[str]:
-        """The application's tables: `schema.table` outside public (every account schema), `table` in public."""
+        """The application's tables, `schema.table`: public's and every account schema's."""
         conn = self.connect()
         try:
             return _table_names(conn.cursor())
@@ -229,7 +229,7 @@ class PostgresCluster:
 
     def truncate_all(self, keep: Iterable[str] = ("schema_migrations",)) -> None:
         """Empty every application table (public's and every account schema's) but those in `keep` (names as
-        tables() gives them, or bare table names, which keep that table in every schema)."""
+        tables() gives them, or bare table names: that table in every schema)."""
         conn = self.connect()
         try:
             cur = conn.cursor()
@@ -249,8 +249,8 @@ def quote_table(name: str) -> str:
 
 
 def _table_names(cur: pg8000.dbapi.Cursor) -> list[str]:
-    """The application's tables, by name: public's bare, each account schema's (bling_<slug>) qualified."""
+    """The application's tables (public's and each account schema's, bling_<slug>), as `schema.table`."""
     cur.execute(r"SELECT table_schema, table_name FROM information_schema.tables "
                 r"WHERE (table_schema = 'public' OR table_schema LIKE 'bling\_%') AND table_type = 'BASE TABLE' "
                 "ORDER BY table_schema <> 'public', table_schema, table_name")
-    return [name if schema == "public" else f"{schema}.{name}" for schema, name in cur.fetchall()]
+    return [f"{schema}.{name}" for schema, name in cur.fetchall()]

@@ -98,7 +98,7 @@ def _raise_for(outcome: Outcome, status: int, parsed: Any, path: str) -> BlingEr
 
 # ---------------------------------------------------------------------------------------------------- daily limit
 
-_DAILY_DOC = "daily_limit"
+DAILY_LIMIT_DOC = "daily_limit"  # <account>|daily_limit; a single-account install wrote it bare
 _DAILY_RECHECK_S = 30.0  # how long an instance trusts its last read of the daily-limit document
 
 
@@ -108,7 +108,7 @@ class DailyLimit:
     process's last read of it (trusted for _DAILY_RECHECK_S, so a call costs no read)."""
 
     def __init__(self, rate_state: Any, timezone: str, account: str):
-        self._ref = rate_state.document(f"{account}|{_DAILY_DOC}")
+        self._ref = rate_state.document(f"{account}|{DAILY_LIMIT_DOC}")
         self._tz = zoneinfo.ZoneInfo(timezone)
         self._lock = threading.Lock()
         self._until, self._read_at = 0.0, -1e9
