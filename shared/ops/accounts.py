@@ -76,24 +76,27 @@ def drop_statements(account: str) -> str:
 
 
 def adopt(deps: Deps, account: str) -> None:
-    """The upgrade of a single-account install: its tables (public), its Firestore documents (token, checkpoints,
-    claims, parked work) become `account`'s, which is registered active. Refused when another account exists:
-    adopting is for the first account only. Idempotent."""
+    """The upgrade of a single-account install: its tables (public) and its Firestore documents (token, checkpoints,
+    daily-limit stop, parked work) become `account`'s, which is registered (active when it has a token). Refused
+    when another account exists: adopting is for the first account only. Idempotent."""
     from shared import account_upgrade
 
     others = sorted(a for a in deps.accounts.all(fresh=True) if a != account)
     if others:
         raise SystemExit(f"refusing to adopt {account}: this deployment already has accounts ({', '.join(others)}); "
                          "adopt upgrades a single-account install into its first account only")
-    adoption = accounts_db.adopt_public_schema(account)
-    moved = account_upgrade.adopt_firestore(deps, account)
-    deps.accounts.register(account)
-    if deps.account(account).token_store.status()["token_stored"]:
-        deps.accounts.mark_authorized(account)  # pending -> active; a paused account stays paused
-    record = deps.accounts.get(account, fresh=True)
-    log.info("single-account install adopted" if adoption.moved else "already adopted: nothing to move",
-             account=account, schema=adoption.schema, moved_relations=len(adoption.moved),
-             firestore=moved, status=str(record.status) if record else None)
+    tables = accounts_db.adopt_public_schema(account)  # first: it refuses (and changes nothing) on a bad database
+    try:
+        firestore = account_upgrade.adopt_firestore(deps, account)
+    except account_upgrade.AdoptionRefused as exc:
+        raise SystemExit(f"the database is adopted; the Firestore half was refused: {exc}") from exc
+    done = tables.already_adopted and not firestore.moved_anything
+    log.info("already adopted: nothing to do" if done else "single-account install adopted", account=account,
+             schema=tables.schema, moved_relations=len(tables.moved), token=firestore.token,
+             checkpoints=firestore.checkpoints, parked=firestore.parked, status=firestore.status)
+    print(f"account {account}: {firestore.status}; tables in {tables.schema} ({len(tables.moved)} moved now), "
+          f"token {firestore.token}, {firestore.checkpoints} checkpoint(s) and {firestore.parked} parked "
+          "message(s) moved now")
 
 
 def _parser() -> argparse.ArgumentParser:

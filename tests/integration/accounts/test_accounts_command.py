@@ -130,22 +130,35 @@ def test_grant_reader_gives_the_accounts_role_a_login_that_reads_its_schema(env,
 
 
 def test_adopt_makes_the_single_account_install_the_first_account_once(env, capsys):
-    migrate.apply_all()  # today's install: tables in public, the token in the install's own document
+    from shared.bling import token_store
+
+    migrate.apply_all()  # today's install: tables in public, the token in <prefix>_oauth/bling
     db.execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (7, 1, 5, '{}')")
-    current_deps().account().token_store.store_authorization(_pair())
+    pair = _pair()
+    current_deps().account(token_store.LEGACY_DOC_ID).token_store.store_authorization(pair)
     account = env.account("lojas")
 
     assert accounts.main(["adopt", account]) == 0
+    assert "active" in capsys.readouterr().out
     assert accounts.main(["adopt", account]) == 0  # idempotent
+    assert "(0 moved now), token already moved" in capsys.readouterr().out
 
     assert _status(account) is AccountStatus.ACTIVE
     assert db.fetch_all("SELECT id FROM nfe", schema=schema_for(account)) == [[7]]
     assert not migrate.public_holds_install()
     assert current_deps().account(account).token_store.status()["token_stored"] is True
-    other = env.account("outra")
-    current_deps().accounts.register(other)
+    assert not current_deps().collection(topology.OAUTH).document(token_store.LEGACY_DOC_ID).get().exists
+
+
+def test_adopt_is_refused_when_another_account_exists_and_changes_nothing(env):
+    migrate.apply_all()
+    current_deps().accounts.register(env.account("outra"))
+
     with pytest.raises(SystemExit, match="already has accounts"):
-        accounts.main(["adopt", env.account("terceira")])
+        accounts.main(["adopt", env.account("lojas")])
+
+    assert migrate.public_holds_install() and migrate.account_schemas() == []
+    assert sorted(current_deps().accounts.all(fresh=True)) == [env.account("outra")]
 
 
 def test_reconcile_compares_each_active_account_with_its_own_schema(env, sandbox, monkeypatch, capsys):
