@@ -123,15 +123,18 @@ def test_a_state_edited_to_another_account_is_refused_before_the_token_endpoint(
     assert _record("loja-b").status is AccountStatus.PENDING
 
 
-def test_the_callback_releases_the_parked_work_after_the_account_is_active(auth, pubsub_topology):
+def test_the_callback_releases_that_accounts_parked_work_after_it_is_active(auth, pubsub_topology):
     parking.park(parked_collection(), topology.NFE.topic,
                  PubSubMessage(data=b'{"account": "loja-a", "ids": [1]}', attributes={"account": "loja-a"},
-                               message_id="m-1"), reason="NoAccountConnected")
+                               message_id="m-1"), reason="ReauthorizationRequired", account="loja-a")
+    parking.park(parked_collection(), topology.NFE.topic,
+                 PubSubMessage(data=b'{"account": "loja-b", "ids": [2]}', attributes={"account": "loja-b"},
+                               message_id="m-2"), reason="DailyLimitReached", account="loja-b")
 
     assert authorize(auth, account="loja-a").status_code == 200
 
     assert pubsub_topology.pull_data(topology.NFE.topic) == [{"account": "loja-a", "ids": [1]}]
-    assert list(parked_collection().stream()) == []
+    assert [s.id for s in parked_collection().stream()] == ["m-2"]  # another account's reason still holds
 
 
 def test_status_lists_every_account_and_never_a_token(auth, bling_server):
