@@ -74,6 +74,9 @@ def adopt_firestore(deps: Deps, account: str) -> FirestoreAdoption:
 def _move_token(deps: Deps, account: str) -> str:
     from google.cloud import firestore
 
+    if account == token_store.LEGACY_DOC_ID:
+        return "already moved"  # the account named like the legacy document: its pair is where it belongs
+
     oauth = deps.collection(topology.OAUTH)
     legacy_ref, target_ref = oauth.document(token_store.LEGACY_DOC_ID), oauth.document(account)
     settings = deps.settings

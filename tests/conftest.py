@@ -260,7 +260,9 @@ def sandbox() -> Iterator[Callable[..., Any]]:
                 client_secret: str = "test-client-secret-0123456789",
                 redirect_uri: str = "http://127.0.0.1:9/callback", rate_per_s: float = 3.0,
                 latency_s: float = 0.0, dataset: Any = None, **kwargs: Any) -> Any:
-        server = SandboxServer(dataset if dataset is not None else load_dataset(profile, seed),
+        if dataset is None and not kwargs.get("accounts"):  # accounts=[SandboxAccount(...)]: several companies
+            dataset = load_dataset(profile, seed)
+        server = SandboxServer(dataset,
                                client_id=client_id, client_secret=client_secret, redirect_uri=redirect_uri,
                                rate_per_s=rate_per_s, latency_s=latency_s, **kwargs)
         server.start()

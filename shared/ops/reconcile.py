@@ -137,15 +137,15 @@ def repair(deps: Deps, account: Account, window: Window, report: WindowReport, i
 
 
 def accounts_to_reconcile(deps: Deps, requested: str | None) -> list[str]:
-    """`requested` (any registered account, paused ones too), or every active account."""
+    """`requested` (any registered account, paused ones too), or every active account; ValueError if none."""
     records = deps.accounts.all(fresh=True)
     if requested:
         if requested not in records:
-            raise SystemExit(f"account {requested!r} is not connected to this deployment")
+            raise ValueError(f"account {requested!r} is not connected to this deployment")
         return [requested]
     active = sorted(a for a, r in records.items() if r.status is AccountStatus.ACTIVE)
     if not active:
-        raise SystemExit("no account is active: nothing to reconcile (python -m shared.ops.accounts list)")
+        raise ValueError("no account is active: nothing to reconcile (python -m shared.ops.accounts list)")
     return active
 
 
@@ -162,8 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     body = {"month": args.month} if args.month else {"start": args.start, "end": args.end}
     request = parse_schedule_request(json.dumps(body).encode(), deps.settings)
     run_id = f"reconcile-{datetime.datetime.now(tz=datetime.UTC):%Y%m%dT%H%M%S}"
+    try:
+        account_ids = accounts_to_reconcile(deps, args.account)
+    except ValueError as exc:  # exit 2: not a gap (1), a command that cannot run
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return 2
     reports = []
-    for account_id in accounts_to_reconcile(deps, args.account):
+    for account_id in account_ids:
         account = deps.account(account_id)
         with log.bind(function="reconcile", run_id=run_id, account=account_id):
             for window in split_into_windows(request, run_id, account_id):

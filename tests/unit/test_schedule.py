@@ -83,3 +83,15 @@ def test_run_id_is_stable_for_a_redelivered_message_and_differs_between_messages
 def test_bad_requests_are_refused_with_a_reason(text, reason):
     with pytest.raises(BadMessage, match=reason):
         parse(text)
+
+
+def test_a_request_may_name_its_account_and_each_account_gets_a_run_of_its_own():
+    request = parse('{"month": "2024-02", "account": "loja-a"}')
+    assert request.account == "loja-a" and parse('{"month": "2024-02"}').account is None
+    daily = parse('{"daily": true, "account": "loja-a"}')
+    assert daily.account == "loja-a"
+    assert run_id_for(daily, "m-1", "loja-a") != run_id_for(daily, "m-1", "loja-b")
+    assert run_id_for(daily, "m-1", "loja-a") == run_id_for(daily, "m-1", "loja-a")  # a redelivery: the same run
+    assert {w.account for w in split_into_windows(request, "r", "loja-a")} == {"loja-a"}
+    with pytest.raises(BadMessage, match="account"):
+        parse('{"month": "2024-02", "account": "Loja A"}')

@@ -102,3 +102,14 @@ def test_adoption_never_overwrites_another_authorization_of_the_account(bling):
         adopt_firestore(deps, DEFAULT_ACCOUNT)
 
     assert deps.collection(topology.OAUTH).document(token_store.LEGACY_DOC_ID).get().exists  # left as it was
+
+
+def test_an_account_named_like_the_legacy_document_keeps_its_pair(bling):
+    deps = current_deps()
+    pair = bling.issue_tokens()
+    deps.account(token_store.LEGACY_DOC_ID).token_store.store_authorization(pair)
+
+    adoption = adopt_firestore(deps, token_store.LEGACY_DOC_ID)
+
+    assert (adoption.token, adoption.status) == ("already moved", "active")
+    assert deps.account(token_store.LEGACY_DOC_ID).token_store.get_valid_access_token() == pair["access_token"]
