@@ -190,6 +190,8 @@ def test_reconcile_compares_each_active_account_with_its_own_schema(env, sandbox
     assert reports[a]["listed"] == reports[b]["listed"] == len(listed)
     assert reconcile.main(["--month", "2026-01", "--json", "--account", b]) == 1
     assert [r["account"] for r in _report(capsys.readouterr().out)] == [b]
+    assert reconcile.main(["--month", "2026-01", "--account", env.account("nobody")]) == 2  # not a gap: refused
+    assert "not connected" in capsys.readouterr().err
 
 
 def _report(out: str) -> list[dict]:
