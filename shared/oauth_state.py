@@ -12,9 +12,13 @@ replays a seen state with their own code neither reaches the token endpoint nor 
 Bling revokes the user when a code is exchanged twice (API-NOTES §4.17), so an accepted callback consumes the
 state and records the code in ONE atomic commit (state marked used + `<prefix>_oauth_codes/<sha256(code)>`
 created; it fails as a whole if either was already there); only then may the caller call the token endpoint.
+
+The state also carries the account it authorizes (issue 14): the pair a callback obtains is stored for the
+account saved with the state at /start, never for one named in the callback's URL, which anyone can edit.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -23,6 +27,7 @@ import secrets
 from typing import Any
 
 from shared import topology
+from shared.accounts import parse_account_id
 
 COOKIE_NAME = "bling_auth_flow"
 NOT_THIS_BROWSER = "not started in this browser"
@@ -31,9 +36,18 @@ _STATE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _COOKIE_MAX_CHARS = 128
 
 
+@dataclasses.dataclass(frozen=True)
+class Consumed:
+    """What consume() decided: `refusal` "" (accepted) or why not; `account`: the slug the state was issued for
+    (set when accepted)."""
+    refusal: str
+    account: str = ""
+
+
 def issue(states: Any, ttl_s: int, account: str) -> tuple[str, str]:
-    """A new state and the browser secret to set as the COOKIE_NAME cookie; the state is saved for ttl_s seconds
-    in `states` (the collection topology.OAUTH_STATES) with the account it authorizes."""
+    """A new state for `account` (a slug) and the browser secret to set as the COOKIE_NAME cookie; the state is
+    saved for ttl_s seconds in `states` (the collection topology.OAUTH_STATES)."""
+    parse_account_id(account)
     state, browser_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = datetime.datetime.now(tz=_UTC)
     states.document(state).create({
@@ -43,38 +57,33 @@ def issue(states: Any, ttl_s: int, account: str) -> tuple[str, str]:
     return state, browser_secret
 
 
-def account_of(states: Any, state: str) -> str | None:
-    """The account a state (consumed or not) authorizes; None for an unknown state or one issued before accounts."""
-    if not _STATE_PATTERN.match(state):
-        return None
-    snap = states.document(state).get()
-    account = (snap.to_dict() or {}).get("account") if snap.exists else None
-    return account if isinstance(account, str) else None
-
-
-def consume(firestore: Any, states: Any, codes: Any, state: str, code: str, browser_secret: str) -> str:
-    """"" when the state is live, unused and was issued to this browser, and is now consumed with the code
-    recorded; otherwise why not (and nothing was written). `firestore`: the client; `states`, `codes`: the
-    collections topology.OAUTH_STATES and OAUTH_CODES."""
+def consume(firestore: Any, states: Any, codes: Any, state: str, code: str, browser_secret: str) -> Consumed:
+    """Accepted (refusal "") when the state is live, unused and was issued to this browser, and is now consumed
+    with the code recorded; otherwise why not (and nothing was written). `firestore`: the client; `states`,
+    `codes`: the collections topology.OAUTH_STATES and OAUTH_CODES."""
     from google.api_core import exceptions as gexc
 
     if not _STATE_PATTERN.match(state):
-        return "unknown state"
+        return Consumed("unknown state")
     ref = states.document(state)
     snap = ref.get()
     if not snap.exists:
-        return "unknown state"
+        return Consumed("unknown state")
     data = snap.to_dict() or {}
     if data.get("used"):
-        return "state already used"
+        return Consumed("state already used")
     expire_at = data.get("expire_at")
     now = datetime.datetime.now(tz=_UTC)
     if not isinstance(expire_at, datetime.datetime) or expire_at <= now:
-        return "state expired"
+        return Consumed("state expired")
     expected = data.get("browser_sha256")
     if (not browser_secret or len(browser_secret) > _COOKIE_MAX_CHARS or not isinstance(expected, str)
             or not hmac.compare_digest(_sha256(browser_secret), expected)):
-        return NOT_THIS_BROWSER
+        return Consumed(NOT_THIS_BROWSER)
+    try:
+        account = parse_account_id(data.get("account"))
+    except ValueError:  # a state issued before accounts existed, or a hand-edited one: store the pair for nobody
+        return Consumed("state names no valid account")
     code_id = _sha256(code)
     batch = firestore.batch()
     batch.update(ref, {"used": True, "used_at": now, "code_sha256": code_id},
@@ -83,8 +92,8 @@ def consume(firestore: Any, states: Any, codes: Any, state: str, code: str, brow
     try:
         batch.commit()
     except (gexc.FailedPrecondition, gexc.Conflict, gexc.AlreadyExists):
-        return "state or code already used"
-    return ""
+        return Consumed("state or code already used")
+    return Consumed("", account)
 
 
 def _sha256(value: str) -> str:

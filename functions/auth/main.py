@@ -5,15 +5,21 @@ It must be publicly invocable (Bling sends the user's browser to /callback), so 
 in an `Authorization: Bearer` header or a POSTed form field `admin_key`, never in the URL.
 
   GET  /start (or / with no parameters)  no key: 401 with the operator's form; no AUTH_ADMIN_KEY: 503
-  POST /start  admin_key=…               a working authorization exists and no confirm=replace: 409 showing what
-                                         would be replaced; otherwise a new single-use state, saved for
-                                         OAUTH_STATE_TTL_S and bound to this browser by an HttpOnly cookie
-                                         (shared.oauth_state) → 302 to Bling's authorize URL
-  GET  /callback?code&state              only with that browser's cookie: exchange the code once, store the pair,
-                                         publish the parked messages again (shared.parking) → a success page;
-                                         anything else is refused before the token endpoint is called
+  POST /start  admin_key=… account=…     account: the slug of the Bling company to connect (issue 14; form field or
+                                         query, validated by shared.accounts: a bad one is a 400 page); a new slug
+                                         is registered `pending`. Without it: the one account of the deployment;
+                                         with none or several it is required (400).
+                                         A working authorization exists for it and no confirm=replace: 409 showing
+                                         what would be replaced; otherwise a new single-use state for that
+                                         account, saved for OAUTH_STATE_TTL_S and bound to this browser by an
+                                         HttpOnly cookie (shared.oauth_state) → 302 to Bling's authorize URL
+  GET  /callback?code&state              only with that browser's cookie: exchange the code once, store the pair
+                                         for the account saved with the state (never one named in the URL), make
+                                         it active, publish the parked messages again (shared.parking) → a
+                                         success page; anything else is refused before the token endpoint is called
   GET  /callback?error&error_description Bling's refusal (e.g. access_denied) → a plain error page, 400
-  GET  /status (Bearer) or POST /status  the token store's status as JSON (never a token)
+  GET  /status (Bearer) or POST /status  every account as JSON (shared.account_status: the keys; never a token);
+                                         with account=…: that account's entry only
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from typing import Any
 
 import functions_framework
 
-from shared import log, oauth_state, operator_auth, parking, topology
+from shared import account_status, log, oauth_state, operator_auth, parking, topology
 from shared.account_registry import AccountStatus
 from shared.accounts import parse_account_id
 from shared.bling.errors import BlingError
@@ -34,6 +40,7 @@ from shared.deps import Deps
 
 FUNCTION = "auth"
 CONFIRM_FIELD, CONFIRM_VALUE = "confirm", "replace"
+ACCOUNT_FIELD = "account"
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 deps = Deps.from_environment()  # the composition root: once per process (ADR 010)
@@ -79,7 +86,11 @@ def _operator_only(request: Any, route: str, handler: Callable[[Any], Any]) -> A
                      form=route)
     verdict = key_guard.check(operator_auth.presented_key(request))
     if verdict.ok:
-        return handler(request)
+        try:
+            return handler(request)
+        except _AccountRefused as exc:
+            log.warning(f"auth /{route} refused: {exc}", event="auth_account_refused", route=route)
+            return _page(400, "Which account?", str(exc), form=route)
     if verdict.reason == "not_configured":
         problem = key_guard.problem()
         log.error(f"auth /{route} refused: {problem}; set the Secret Manager secret bling-auth-admin-key",
@@ -96,55 +107,94 @@ def _operator_only(request: Any, route: str, handler: Callable[[Any], Any]) -> A
                     reason="wrong_key")
     text = ("That is not the admin key." if verdict.reason == "wrong_key" else
             "Only the operator may do this: enter the admin key (Secret Manager secret bling-auth-admin-key).")
-    body, status, headers = _page(401, "Admin key required", text, form=route)
+    body, status, headers = _page(401, "Admin key required", text, form=route, account=_form_account(request))
     return body, status, {**headers, "WWW-Authenticate": 'Bearer realm="bling-auth"'}
+
+
+# ---------------------------------------------------------------------------------------------------- accounts
+
+
+class _AccountRefused(ValueError):
+    """The request names no usable account: a 400 page saying what to send."""
+
+
+def _named_account(request: Any) -> str | None:
+    """The account the request names (POSTed field or query `account`), validated; None when it names none."""
+    value = request.form.get(ACCOUNT_FIELD) or request.args.get(ACCOUNT_FIELD) or ""
+    if not value:
+        return None
+    try:
+        return parse_account_id(value)
+    except ValueError as exc:
+        raise _AccountRefused(f"{exc}.") from exc
+
+
+def _form_account(request: Any) -> str:
+    """The account to repeat in a key form (a browser's GET /start?account=…), or "" if it is not a slug."""
+    try:
+        return _named_account(request) or ""
+    except _AccountRefused:
+        return ""
+
+
+def _start_account(request: Any) -> str:
+    """The account /start authorizes: the named one (registered pending if new), else the deployment's only one."""
+    named = _named_account(request)
+    if named:
+        deps.accounts.register(named)
+        return named
+    known = sorted(a for a, r in deps.accounts.all(fresh=True).items() if r.status is not AccountStatus.REMOVED)
+    if len(known) == 1:
+        return known[0]
+    served = f"serves {len(known)} accounts ({', '.join(known)})" if known else "has no account yet"
+    raise _AccountRefused(f"This deployment {served}: name the account this authorization connects (field or "
+                          f"query parameter {ACCOUNT_FIELD}, e.g. /start?{ACCOUNT_FIELD}=lojas-stilli: lowercase "
+                          "letters, digits and hyphens).")
+
+
+def _status(request: Any) -> Any:
+    named = _named_account(request)
+    listed, unattributed = account_status.entries(deps)
+    if named:
+        match = [e for e in listed if e["account"] == named]
+        if not match:
+            return _page(404, "Unknown account", f"No account {named} is connected to this deployment.")
+        return _json(match[0])
+    payload: dict[str, Any] = {"accounts": listed, "account_count": len(listed),
+                               "parked_total": sum(e["parked"] for e in listed) + unattributed,
+                               "parked_without_account": unattributed}
+    if len(listed) == 1:  # one account: its fields at the top level too, as before accounts (stable keys)
+        payload = {**listed[0], **payload}
+    elif not listed:  # nothing connected: what a single-account deployment without a token showed, and what to do
+        payload.update(token_stored=False, reauth_required=True, authorized=False,
+                       reauthorize_url=account_status.start_url(deps, ""),
+                       action_required=f"connect an account: /start?{ACCOUNT_FIELD}=<slug>")
+    return _json(payload)
 
 
 # ---------------------------------------------------------------------------------------------------- /start
 
 
-def _account_of(request: Any) -> str | None:
-    """The account a page is for: the one it names (`account`, query or form), else the only one the registry
-    knows (a single-account deployment), else None. (The multi-account start and status pages replace this.)"""
-    named = request.values.get("account")
-    if named:
-        return parse_account_id(named)
-    known = [a for a, r in deps.accounts.all(fresh=True).items() if r.status is not AccountStatus.REMOVED]
-    return known[0] if len(known) == 1 else None
-
-
-def _status(request: Any) -> Any:
-    try:
-        account = _account_of(request)
-    except ValueError as exc:
-        return _page(400, "Not an account id", str(exc))
-    if account is None:
-        return _json({"accounts": sorted(deps.accounts.all(fresh=True)), "token_stored": False,
-                      "reauth_required": True, "action_required": "name the account: /status?account=<slug>"})
-    return _json({"account": account, **deps.account(account).token_store.status()})
-
-
 def _start(request: Any) -> Any:
-    try:
-        account = _account_of(request)
-    except ValueError as exc:
-        return _page(400, "Not an account id", str(exc), form="start")
-    if account is None:
-        return _page(400, "Which account?", "Name the account this authorization connects: open "
-                     "/start?account=<slug> (lowercase letters, digits and hyphens, e.g. lojas-stilli).")
+    account = _start_account(request)
+    with log.bind(account=account):
+        return _start_for(request, account)
+
+
+def _start_for(request: Any, account: str) -> Any:
     status = deps.account(account).token_store.status()
     if not status["reauth_required"] and request.form.get(CONFIRM_FIELD) != CONFIRM_VALUE:
         log.info("a working authorization exists: asked for confirmation", event="auth_start_needs_confirmation",
                  token_version=status["version"])
         return _page(409, "Bling is already authorized",
-                     f"A working authorization is stored (authorized at {status['authorized_at']}, last refreshed "
-                     f"at {status['last_refresh_at']}, access token valid until {status['expires_at']}, version "
-                     f"{status['version']}). A new authorization replaces it: the pipeline then reads the company "
-                     "of whoever approves at Bling. To replace it, enter the admin key and confirm (curl: POST "
-                     f"again with {CONFIRM_FIELD}={CONFIRM_VALUE}).", form="start", confirm=True)
+                     f"A working authorization is stored for account {account} (authorized at "
+                     f"{status['authorized_at']}, last refreshed at {status['last_refresh_at']}, access token valid "
+                     f"until {status['expires_at']}, version {status['version']}). A new authorization replaces it: "
+                     "the pipeline then reads the company of whoever approves at Bling. To replace it, enter the admin "
+                     f"key and confirm (curl: POST again with {CONFIRM_FIELD}={CONFIRM_VALUE}).", form="start",
+                     confirm=True, account=account)
     settings = deps.settings
     client_id, _ = deps.oauth.client_credentials()
-    deps.accounts.register(account)  # pending until its pair is stored
     state, browser_secret = oauth_state.issue(deps.collection(topology.OAUTH_STATES), settings.oauth_state_ttl_s,
                                               account)
     query = urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "state": state})
@@ -185,19 +235,22 @@ def _callback(request: Any) -> Any:
         log.warning("callback without code or state", event="auth_callback_refused", reason="missing_parameters")
         return _page(400, "Authorization failed", "The callback is missing its code or state.",
                      link=("start", "Start again"))
-    refusal = oauth_state.consume(deps.firestore, deps.collection(topology.OAUTH_STATES),
-                                  deps.collection(topology.OAUTH_CODES), state, code,
-                                  request.cookies.get(oauth_state.COOKIE_NAME, ""))
+    consumed = oauth_state.consume(deps.firestore, deps.collection(topology.OAUTH_STATES),
+                                   deps.collection(topology.OAUTH_CODES), state, code,
+                                   request.cookies.get(oauth_state.COOKIE_NAME, ""))
+    refusal = consumed.refusal
     if refusal:
         log.warning(f"callback refused: {refusal}", event="auth_callback_refused", reason=refusal)
         text = (f"This authorization link cannot be used: {refusal}." if refusal != oauth_state.NOT_THIS_BROWSER else
                 "This authorization was not started in this browser (or its cookie expired); the operator must "
                 "open /start in the browser that then approves at Bling.")
         return _page(400, "Authorization failed", text, link=("start", "Start again"))
-    account = oauth_state.account_of(deps.collection(topology.OAUTH_STATES), state)
-    if account is None:
-        return _page(400, "Authorization failed", "This authorization names no account; start again.",
-                     link=("start", "Start again"))
+    with log.bind(account=consumed.account):
+        return _exchange(code, consumed.account)
+
+
+def _exchange(code: str, account: str) -> Any:
+    """The state was accepted for `account`: exchange the code once and store the pair for that account only."""
     requested_at = time.time()
     try:
         token_response = deps.oauth.request_token({"grant_type": "authorization_code", "code": code})
@@ -209,13 +262,14 @@ def _callback(request: Any) -> Any:
                      f"{exc.description or exc.error_message}). Codes are valid for one minute and only once.",
                      link=("start", "Start again"))
     deps.account(account).token_store.store_authorization(token_response, requested_at=requested_at)
-    deps.accounts.mark_authorized(account)
-    log.info("Bling authorization stored", event="auth_authorized", account=account)
-    # Work parked while the authorization was missing or revoked (or no account was connected) resumes now.
+    deps.accounts.mark_authorized(account)  # pending -> active (a paused account stays paused)
+    log.info("Bling authorization stored", event="auth_authorized")
+    # Work parked while this account's authorization was missing or revoked (or no account was connected) resumes
+    # now, after the account is active, so the released messages find it served; other accounts' work stays.
     parking.release_after_fix(deps, account)
     response = _response(*_page(200, "Bling is authorized",
-                                "The pipeline can now read invoices, contacts and products. You may close this page.",
-                                link=("status", "Status")))
+                                f"Bling is authorized for account {account}: it can now read invoices, contacts and "
+                                "products. You may close this page.", link=("status", "Status")))
     response.delete_cookie(oauth_state.COOKIE_NAME, path=_cookie_path())  # its state is spent
     return response
 
@@ -240,13 +294,16 @@ def _link(route: str) -> str:
 
 
 def _page(status: int, title: str, text: str, link: tuple[str, str] | None = None, form: str = "",
-          confirm: bool = False) -> tuple[str, int, dict[str, str]]:
+          confirm: bool = False, account: str = "") -> tuple[str, int, dict[str, str]]:
     """A plain HTML page; `form` adds the operator's admin-key form posting to that route (password field, so the
-    key never goes into a URL); `confirm` makes it the form that confirms replacing a working authorization."""
+    key never goes into a URL); `confirm` makes it the form that confirms replacing a working authorization;
+    `account` (a validated slug) is posted with it, so the form names the account it was opened for."""
     link_html = f'<p><a href="{html.escape(_link(link[0]))}">{html.escape(link[1])}</a></p>' if link else ""
     form_html = ""
     if form:
         hidden = f'<input type="hidden" name="{CONFIRM_FIELD}" value="{CONFIRM_VALUE}">' if confirm else ""
+        if account:
+            hidden += f'<input type="hidden" name="{ACCOUNT_FIELD}" value="{html.escape(account)}">'
         button = "Replace the authorization" if confirm else "Continue"
         form_html = (f'<form method="post" action="{html.escape(_link(form))}"><p><label>Admin key '
                      f'<input type="password" name="{operator_auth.FORM_FIELD}" autocomplete="current-password" '

@@ -3,7 +3,8 @@
     python -m shared.ops.reconcile --month 2026-01 [--account lojas-stilli]
     python -m shared.ops.reconcile --start 2021-01-01 --end 2021-12-31 [--repair] [--json]
 
-One account at a time (its Bling client, its schema); --account may be left out when exactly one is active.
+Each account's schema is compared with that account's Bling (its own token): `--account` names one, the default
+is every active account.
 
 For each month window it lists Bling's ids (both passes, like the lister, costing list calls only) and compares
 them with the invoices stored with an emission date in that window: missing (listed, not stored), unexpected
@@ -27,16 +28,18 @@ import sys
 from typing import Any
 
 from shared import audit, listing, log, topology
-from shared.account_registry import AccountNotServed, NoAccountConnected
+from shared.account_registry import AccountStatus
 from shared.db import SchemaDb
 from shared.deps import Account, Deps
 from shared.messages import EnrichRequest, NfeBatch, NoteRef, Window
+from shared.ops import account_arg
 from shared.schedule import parse_schedule_request, split_into_windows
 
 
 @dataclasses.dataclass
 class WindowReport:
     window: str
+    account: str = ""
     listed: int = 0
     stored: int = 0
     missing: list[int] = dataclasses.field(default_factory=list)
@@ -93,7 +96,7 @@ def quality(database: SchemaDb, report: WindowReport, ids: list[int]) -> None:
 
 def reconcile_window(deps: Deps, account: Account, window: Window) -> tuple[WindowReport, dict[int, int]]:
     in_bling, in_db = bling_ids(deps, account, window), stored_ids(account.db, window, deps.settings.timezone)
-    report = WindowReport(window=window.key, listed=len(in_bling), stored=len(in_db))
+    report = WindowReport(window=window.key, account=account.account_id, listed=len(in_bling), stored=len(in_db))
     report.missing = sorted(set(in_bling) - set(in_db))
     report.unexpected = sorted(set(in_db) - set(in_bling))
     report.situacao_differs = [{"nfe_id": i, "bling": in_bling[i], "stored": in_db[i]}
@@ -133,6 +136,19 @@ def repair(deps: Deps, account: Account, window: Window, report: WindowReport, i
     return published
 
 
+def accounts_to_reconcile(deps: Deps, requested: str | None) -> list[str]:
+    """`requested` (any registered account, paused ones too), or every active account; ValueError if none."""
+    records = deps.accounts.all(fresh=True)
+    if requested:
+        if requested not in records:
+            raise ValueError(f"account {requested!r} is not connected to this deployment")
+        return [requested]
+    active = sorted(a for a, r in records.items() if r.status is AccountStatus.ACTIVE)
+    if not active:
+        raise ValueError("no account is active: nothing to reconcile (python -m shared.ops.accounts list)")
+    return active
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--month")
@@ -140,33 +156,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end")
     parser.add_argument("--repair", action="store_true", help="publish what is missing to the pipeline")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--account", help="the account to reconcile (default: the only active one)")
+    parser.add_argument("--account", type=account_arg, help="one account (default: every active account)")
     args = parser.parse_args(argv)
     deps = Deps.from_environment()  # the composition root of this command
-    try:
-        account = deps.account(deps.accounts.resolve(args.account))
-    except (AccountNotServed, NoAccountConnected, ValueError) as exc:
-        print(f"reconcile: {exc}", file=sys.stderr)
-        return 2
     body = {"month": args.month} if args.month else {"start": args.start, "end": args.end}
     request = parse_schedule_request(json.dumps(body).encode(), deps.settings)
     run_id = f"reconcile-{datetime.datetime.now(tz=datetime.UTC):%Y%m%dT%H%M%S}"
+    try:
+        account_ids = accounts_to_reconcile(deps, args.account)
+    except ValueError as exc:  # exit 2: not a gap (1), a command that cannot run
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return 2
     reports = []
-    with log.bind(function="reconcile", run_id=run_id, account=account.account_id):
-        for window in split_into_windows(request, run_id, account.account_id):
-            with log.bind(window=window.key):
-                report, in_bling = reconcile_window(deps, account, window)
-                if args.repair and report.gaps:
-                    log.info("repair published", messages=repair(deps, account, window, report, in_bling))
-                reports.append(report)
+    for account_id in account_ids:
+        account = deps.account(account_id)
+        with log.bind(function="reconcile", run_id=run_id, account=account_id):
+            for window in split_into_windows(request, run_id, account_id):
+                with log.bind(window=window.key):
+                    report, in_bling = reconcile_window(deps, account, window)
+                    if args.repair and report.gaps:
+                        log.info("repair published", messages=repair(deps, account, window, report, in_bling))
+                    reports.append(report)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) | {"gaps": r.gaps} for r in reports], indent=2))
     else:
-        print(f"{'window':<24}{'bling':>7}{'stored':>8}{'missing':>9}{'unexpected':>11}{'situacao':>9}"
-              f"{'contacts?':>10}{'skus?':>7}{'pay≠total':>10}{'failed':>8}")
+        print(f"{'account':<22}{'window':<24}{'bling':>7}{'stored':>8}{'missing':>9}{'unexpected':>11}"
+              f"{'situacao':>9}{'contacts?':>10}{'skus?':>7}{'pay≠total':>10}{'failed':>8}")
         for r in reports:
-            print(f"{r.window:<24}{r.listed:>7}{r.stored:>8}{len(r.missing):>9}{len(r.unexpected):>11}"
-                  f"{len(r.situacao_differs):>9}{len(r.unresolved_contacts):>10}{len(r.unresolved_skus):>7}"
+            print(f"{r.account:<22}{r.window:<24}{r.listed:>7}{r.stored:>8}{len(r.missing):>9}"
+                  f"{len(r.unexpected):>11}{len(r.situacao_differs):>9}{len(r.unresolved_contacts):>10}{len(r.unresolved_skus):>7}"
                   f"{len(r.payments_differ_from_total):>10}{len(r.failed_in_audit):>8}")
     return 1 if any(r.gaps for r in reports) else 0
 

@@ -18,18 +18,20 @@ def bearer(key: str = ADMIN_KEY) -> dict[str, str]:
 
 
 def operator_start(browser: Any, *, confirm: bool = False, key: str = ADMIN_KEY,
-                   account: str = DEFAULT_ACCOUNT) -> Any:
-    """The operator submits the /start form with the admin key and the account it connects (and, when asked, the
-    replace confirmation)."""
-    form = {"admin_key": key, "account": account}
+                   account: str | None = DEFAULT_ACCOUNT) -> Any:
+    """The operator submits the /start form with the admin key (and, when asked, the replace confirmation), for
+    `account` (default: the tests' account; None: no account field, as today's single-account commands)."""
+    form = {"admin_key": key}
     if confirm:
         form["confirm"] = "replace"
+    if account is not None:
+        form["account"] = account
     return browser.post("/start", data=form)
 
 
-def authorize_url(browser: Any, *, confirm: bool = False) -> str:
+def authorize_url(browser: Any, *, confirm: bool = False, account: str | None = DEFAULT_ACCOUNT) -> str:
     """operator_start, which must redirect to Bling's consent page; that URL."""
-    response = operator_start(browser, confirm=confirm)
+    response = operator_start(browser, confirm=confirm, account=account)
     assert response.status_code == 302, (response.status_code, response.data[:300])
     return response.headers["Location"]
 
@@ -45,12 +47,15 @@ def consent(url: str) -> str:
     return urllib.parse.urlsplit(answer.headers["Location"]).query
 
 
-def authorize(browser: Any, *, confirm: bool = False) -> Any:
+def authorize(browser: Any, *, confirm: bool = False, account: str | None = DEFAULT_ACCOUNT) -> Any:
     """The whole flow in one browser: /start as the operator, Bling's consent, /callback; the callback's answer."""
-    return browser.get("/callback?" + consent(authorize_url(browser, confirm=confirm)))
+    return browser.get("/callback?" + consent(authorize_url(browser, confirm=confirm, account=account)))
 
 
-def status(browser: Any) -> dict[str, Any]:
-    response = browser.get("/status", headers=bearer())
+def status(browser: Any, account: str | None = None) -> dict[str, Any]:
+    """/status as the operator: every account (and, with one account, its fields at the top level too), or the
+    entry of `account`."""
+    query = "?" + urllib.parse.urlencode({"account": account}) if account else ""
+    response = browser.get("/status" + query, headers=bearer())
     assert response.status_code == 200, (response.status_code, response.data[:300])
     return response.get_json()

@@ -26,7 +26,8 @@ from tests.integration.auth.test_auth_function import auth, auth_app, bling_serv
 from tests.integration.bling.helpers import log_lines, reset_bling_state, store_pair, token_doc
 from tests.integration.process_deps import account_client, current_deps, token_document
 
-STATUS_FIELDS = (b"expires_at", b"version", b"last_error", b"authorized_at", b"token_stored")
+STATUS_FIELDS = (b"expires_at", b"version", b"last_error", b"authorized_at", b"token_stored", b"accounts",
+                 b"parked", b"status_reason")
 
 
 def _states() -> list[dict[str, Any]]:
@@ -55,9 +56,8 @@ def test_an_anonymous_caller_cannot_start_a_flow(auth_app, bling_server, capsys)
 
 
 def test_an_anonymous_caller_cannot_read_status(auth_app, bling_server):
-    store_pair(bling_server)
-    token_document().update(
-        {"last_error": "invalid_grant: internal detail"})
+    pair = store_pair(bling_server)
+    token_document().update({"last_error": "invalid_grant: internal detail"})
     attacker = auth_app.test_client()
 
     answers = [attacker.get("/status"), attacker.post("/status", data={"admin_key": "nope" * 8}),
@@ -70,8 +70,13 @@ def test_an_anonymous_caller_cannot_read_status(auth_app, bling_server):
     operator = auth_app.test_client()
     shown = status(operator)  # the operator still sees everything
     assert shown["token_stored"] is True and shown["version"] == 1 and "internal detail" in shown["last_error"]
+    assert [(e["account"], e["status"]) for e in shown["accounts"]] == [("loja-teste", "active")]
     form = operator.post("/status", data={"admin_key": ADMIN_KEY})
     assert form.status_code == 200 and form.get_json()["version"] == 1
+    for response in (form, operator.get("/status", headers=bearer())):  # ...and never a token or a secret
+        for secret in (pair["access_token"], pair["refresh_token"], ADMIN_KEY, "test-client-secret-0123456789",
+                       token_doc()["refresh_token"], token_document().get().get("refresh_token")):
+            assert secret.encode() not in response.data
 
 
 def test_a_callback_from_another_browser_completes_nothing(auth_app, bling_server, capsys):
