@@ -219,11 +219,12 @@ def in_schema(conn: Connection, schema: str | None) -> Connection:
 
 
 def _rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-    cur = conn.cursor()
-    cur.execute(sql, params)
-    rows = list(cur.fetchall()) if cur.description else []
-    conn.rollback()  # read-only; never leave a transaction open
-    return rows
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        conn.rollback()  # read-only; never leave a transaction open (nor an aborted one after an error)
 
 
 def db_counts(conn: Connection, schema: str | None = None) -> dict[str, int]:
