@@ -23,6 +23,7 @@ from local.stack import LocalStack
 from local.stack.sandbox import AccountSpec
 from shared import firestore_client, topology
 from shared.accounts import schema_for
+from tests.log_checks import json_lines
 
 ACCOUNT_A, ACCOUNT_B = "loja-a", "loja-b"
 ACCOUNTS = (ACCOUNT_A, ACCOUNT_B)
@@ -172,15 +173,7 @@ class LogMark:
                 continue
             with open(path, "rb") as handle:
                 handle.seek(self.sizes.get(name, 0))
-                text = handle.read().decode("utf-8", errors="replace")
-            for line in text.splitlines():
-                if line.startswith("{"):
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    entry["_function"] = name
-                    out.append(entry)
+                out += json_lines(name, handle.read().decode("utf-8", errors="replace"))
         return out
 
     def errors(self) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from local.stack import LocalStack, MissingDependency
 from shared.accounts import schema_for
 from shared.bling import token_store
 from tests import two_accounts
+from tests.log_checks import json_lines
 
 SCALED_RATE = 30.0
 FUNCTION_ENV = {"BLING_RATE_BUDGET_PER_S": "28", "IDS_PER_MESSAGE": "3", "LIST_PAGE_SIZE": "5"}
@@ -112,19 +113,9 @@ class Chaos:
 
     def lines(self, functions: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """JSON log lines the functions wrote since begin()."""
-        out = []
-        for name, path in self.stack.log_paths().items():
-            if functions is not None and name not in functions:
-                continue
-            for line in self._text_since_begin(name, path).splitlines():
-                if line.startswith("{"):
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    entry["_function"] = name
-                    out.append(entry)
-        return out
+        return [entry for name, path in self.stack.log_paths().items()
+                if functions is None or name in functions
+                for entry in json_lines(name, self._text_since_begin(name, path))]
 
     def remember_tokens(self) -> None:
         """Every token pair the store ever held, for the no-secret-in-logs check at the end of the module."""

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from local import verify
+from tests.log_checks import leaked_secrets
 from tests.two_accounts import (
     ACCOUNT_A,
     ACCOUNT_B,
@@ -285,7 +286,5 @@ def test_one_account_at_its_daily_limit_parks_only_its_work_and_does_not_slow_th
 def test_no_secret_in_any_function_log(stack, loaded, seen_tokens):
     text = stack.log_text(include_infra=False)
     assert text and len(seen_tokens) >= 4, "fewer than two token pairs collected: the check would prove nothing"
-    secrets = {"client secret": [stack.sandbox.client_secret], "DB password": [stack.postgres.password],
-               "auth admin key": [stack.auth_admin_key], "token": sorted(seen_tokens)}
-    found = [name for name, values in secrets.items() for value in values if value and value in text]
+    found = leaked_secrets(stack, text, seen_tokens)
     assert found == [], f"secrets in logs: {found}"
