@@ -9,6 +9,7 @@ they read is in tests/two_accounts.py.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -48,14 +49,14 @@ def loaded(stack):
     schemas to settle; keep what the load looked like from the sandbox's side."""
     mark = LogMark(stack)
     connected = {account: stack.authorize(account=account) for account in ACCOUNTS}
+    approvals = {account: stack.sandbox.stats(account=account)["authorize_calls"] for account in ACCOUNTS}
     truth_of = truths(stack)
     stack.sandbox.reset_stats()
-    started = time.monotonic()
     for month in MONTHS:
         for account in ACCOUNTS:
             stack.publish("bling-schedule", {"month": month, "account": account})
     verify.wait_for_accounts(stack, by_schema(truth_of), MONTHS, **SETTLE)
-    return {"connected": connected, "truth": truth_of, "seconds": time.monotonic() - started, "mark": mark,
+    return {"connected": connected, "approvals": approvals, "truth": truth_of, "mark": mark,
             "stats": {account: stack.sandbox.stats(account=account) for account in ACCOUNTS},
             "ip_stats": stack.sandbox.stats(), "token_problems": token_problems(stack, truth_of),
             "tokens": stored_tokens(stack)}
@@ -69,6 +70,11 @@ def seen_tokens(loaded):
 
 def connect(stack):
     return stack.postgres.connect()
+
+
+def wait_for_parked(stack) -> None:
+    with contextlib.suppress(TimeoutError):  # nothing parked: the assertions after it say so
+        stack.wait_for_quiet(quiet_s=3, timeout_s=30, predicate=lambda: bool(parked(stack)))
 
 
 def dead_letters(stack) -> dict:
@@ -87,8 +93,9 @@ def test_both_accounts_are_connected_through_the_auth_function(stack, loaded):
             assert verify.schema_tables(conn, SCHEMAS[account]) == public_tables, SCHEMAS[account]
     finally:
         conn.close()
-    for account in ACCOUNTS:
-        assert stack.sandbox.stats(account=account)["authorize_calls"] >= 1, f"{account}'s user never approved"
+    assert loaded["approvals"] == {ACCOUNT_A: 1, ACCOUNT_B: 1}, "each company's user approves once, for itself"
+    for account, status in loaded["connected"].items():  # /status as the callback left it
+        assert account_status(status, account)["token_stored"] is True, status
 
 
 def test_status_lists_every_account_and_never_a_token(stack, loaded):
@@ -178,7 +185,8 @@ def test_messages_for_an_unknown_or_paused_account_or_for_none_are_dropped_with_
     stack.publish("bling-schedule", {"month": "2026-01", "account": "loja-x"})
     stack.publish("bling-schedule", {"month": "2026-01", "account": "loja-p"})
     stack.publish("bling-schedule", {"month": "2026-01"})  # names none while two accounts are active
-    stack.wait_for_quiet(quiet_s=3, timeout_s=60, predicate=lambda: len(mark.errors()) >= 3)
+    with contextlib.suppress(TimeoutError):  # fewer than 3 ERRORs: the assertions below say what happened
+        stack.wait_for_quiet(quiet_s=3, timeout_s=30, predicate=lambda: len(mark.errors()) >= 3)
     time.sleep(2)  # anything run by mistake would show up as calls and lines by now
     errors = mark.errors()
     assert len(errors) == 3, errors
@@ -207,7 +215,10 @@ def test_the_daily_message_runs_every_active_account(stack, loaded):
         status = stack.auth_status()
         return all(account_status(status, a).get("last_daily_run_ok_at") for a in ACCOUNTS)
 
-    stack.wait_for_quiet(quiet_s=3, timeout_s=90, predicate=every_account_ran)
+    with contextlib.suppress(TimeoutError):  # the assertions below say which account did not run
+        stack.wait_for_quiet(quiet_s=3, timeout_s=45, predicate=every_account_ran)
+    status = stack.auth_status()
+    assert [a for a in ACCOUNTS if not account_status(status, a).get("last_daily_run_ok_at")] == [], status
     for account in ACCOUNTS:
         assert stack.sandbox.stats(account=account)["requests_by_kind"]["nfe_list"] >= 1, account
     assert mark.errors() == []
@@ -228,7 +239,7 @@ def test_a_revoked_refresh_token_parks_only_that_accounts_work(stack, loaded, se
         stack.publish("bling-schedule", {"month": "2026-01", "account": account})
     truth_b = {SCHEMAS[ACCOUNT_B]: loaded["truth"][ACCOUNT_B]}
     verify.wait_for_accounts(stack, truth_b, MONTHS, **SETTLE)
-    stack.wait_for_quiet(quiet_s=3, timeout_s=60, predicate=lambda: bool(parked(stack)))
+    wait_for_parked(stack)
     held = parked(stack)
     assert held and {p.get("account") for p in held} == {ACCOUNT_A}, held
     status = stack.auth_status()
@@ -269,14 +280,14 @@ def test_one_account_at_its_daily_limit_parks_only_its_work_and_does_not_slow_th
         for account in ACCOUNTS:
             stack.publish("bling-schedule", {"month": "2026-02", "account": account})
         verify.wait_for_accounts(stack, {SCHEMAS[ACCOUNT_B]: loaded["truth"][ACCOUNT_B]}, MONTHS, **SETTLE)
-        stack.wait_for_quiet(quiet_s=3, timeout_s=60, predicate=lambda: bool(parked(stack)))
+        wait_for_parked(stack)
         held = parked(stack)
         a, b = (stack.sandbox.stats(account=account) for account in ACCOUNTS)
     finally:
         stack.sandbox.reset_daily_limit(account=ACCOUNT_A)
     assert held and {p.get("account") for p in held} == {ACCOUNT_A}, held
     assert a["requests_by_kind"]["nfe_detail"] == 0 and a["requests_total"] <= 5, a
-    assert b["responses_429"] == 0 and b["max_requests_in_any_1s"] <= 3, b
+    assert b["max_requests_in_any_1s"] <= 3, b
     baseline = throughput(loaded["stats"][ACCOUNT_B])
     assert throughput(b) >= 0.5 * baseline, (throughput(b), baseline, b)
     assert account_status(stack.auth_status(), ACCOUNT_B)["parked"] == 0
