@@ -181,14 +181,13 @@ class _SchemaCursor:
 
     def __init__(self, cursor: Cursor, schema: str):
         self._cursor, self._schema = cursor, schema
-
-    @property
-    def description(self) -> Any:
-        return self._cursor.description
+        self.description: Any = None
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         self._cursor.execute("SELECT set_config('search_path', %s, true)", (self._schema,))
-        return self._cursor.execute(sql, params)
+        result = self._cursor.execute(sql, params)
+        self.description = self._cursor.description
+        return result
 
     def fetchall(self) -> Any:
         return self._cursor.fetchall()
