@@ -11,7 +11,13 @@ Written independently of the pipeline's own mapping code (it does not import sha
                unknown (encontrado=false) when no product has it; produto rows right
 Text comparisons treat '' and NULL as the same (an empty Bling field may be stored as NULL).
 
+Several accounts (docs/decisions/011): every function that reads the database takes `schema=`, the account's
+PostgreSQL schema (`bling_<slug with _>`); None reads whatever the connection's search_path finds (today's
+`public`). The truth of one account comes from `fetch_truth(url, account=...)`; `foreign_rows` says whether a
+schema holds rows of another account's truth (the sandbox gives every account its own id range).
+
     python -m local.verify --truth-url http://127.0.0.1:PORT --months 2026-01 2026-02   (DB_* from the env)
+    python -m local.verify --truth-url ... --account loja-b --schema bling_loja_b --months 2026-01
 """
 from __future__ import annotations
 
@@ -21,9 +27,11 @@ import datetime
 import decimal
 import json
 import os
+import re
 import sys
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -52,13 +60,19 @@ class Connection(Protocol):
 
 
 TABLES = ("nfe", "nfe_item", "nfe_parcela", "forma_pagamento", "contato", "produto", "produto_sku")
+# A schema name the checks accept: a plain lowercase identifier (what shared.accounts.schema_for makes, and
+# `public`). It travels as a bind parameter anyway; the pattern turns a typo into a clear error instead of a
+# search_path that silently finds nothing (or finds a second schema after a comma).
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 # ------------------------------------------------------------------------------------------------ truth
 
-def fetch_truth(sandbox_url: str, timeout_s: float = 60) -> dict[str, Any]:
-    """GET <sandbox>/__admin/truth with exact decimals and int keys."""
-    with urllib.request.urlopen(sandbox_url.rstrip("/") + "/__admin/truth", timeout=timeout_s) as response:
+def fetch_truth(sandbox_url: str, timeout_s: float = 60, account: str | None = None) -> dict[str, Any]:
+    """GET <sandbox>/__admin/truth (with `account`: /__admin/accounts/<account>/truth, that company's) with exact
+    decimals and int keys."""
+    path = "/__admin/truth" if account is None else f"/__admin/accounts/{urllib.parse.quote(account, safe='')}/truth"
+    with urllib.request.urlopen(sandbox_url.rstrip("/") + path, timeout=timeout_s) as response:
         return normalize_truth(json.loads(response.read(), parse_float=D))
 
 
@@ -153,20 +167,79 @@ def connect_from_env() -> Connection:
     return conn
 
 
+def checked_schema(schema: str) -> str:
+    if not isinstance(schema, str) or _SCHEMA_NAME.fullmatch(schema) is None:
+        raise ValueError(f"{schema!r} is not a schema name (a lowercase identifier such as bling_loja_a)")
+    return schema
+
+
+class _SchemaCursor:
+    """A cursor whose every statement runs with search_path = one schema. Transaction-local (set_config(..., true))
+    and set again before each statement, because _rows ends every read with a rollback, which would undo a
+    session-level setting made inside it anyway; the path is that schema alone (no public fallback), so a missing
+    table is an error, not a read of another schema's table."""
+
+    def __init__(self, cursor: Cursor, schema: str):
+        self._cursor, self._schema = cursor, schema
+        self.description: Any = None
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        self._cursor.execute("SELECT set_config('search_path', %s, true)", (self._schema,))
+        result = self._cursor.execute(sql, params)
+        self.description = self._cursor.description
+        return result
+
+    def fetchall(self) -> Any:
+        return self._cursor.fetchall()
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+
+class _SchemaConnection:
+    def __init__(self, conn: Connection, schema: str):
+        self._conn, self._schema = conn, schema
+
+    def cursor(self) -> Cursor:
+        return _SchemaCursor(self._conn.cursor(), self._schema)
+
+    def rollback(self) -> None:
+        self._conn.rollback()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def in_schema(conn: Connection, schema: str | None) -> Connection:
+    """`conn` reading the tables of `schema` (None: `conn` itself, today's behaviour)."""
+    if schema is None or isinstance(conn, _SchemaConnection):
+        return conn
+    return _SchemaConnection(conn, checked_schema(schema))
+
+
 def _rows(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-    cur = conn.cursor()
-    cur.execute(sql, params)
-    rows = list(cur.fetchall()) if cur.description else []
-    conn.rollback()  # read-only; never leave a transaction open
-    return rows
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, params)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        conn.rollback()  # read-only; never leave a transaction open (nor an aborted one after an error)
 
 
-def db_counts(conn: Connection) -> dict[str, int]:
+def db_counts(conn: Connection, schema: str | None = None) -> dict[str, int]:
+    conn = in_schema(conn, schema)
     return {t: _rows(conn, f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
 
 
-def progress(conn: Connection) -> dict[str, Any]:
+def schema_tables(conn: Connection, schema: str = "public") -> set[str]:
+    """The names of the tables in `schema` (empty when it does not exist)."""
+    return {r[0] for r in _rows(conn, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                                      "AND table_type = 'BASE TABLE'", (checked_schema(schema),))}
+
+
+def progress(conn: Connection, schema: str | None = None) -> dict[str, Any]:
     """Counts plus the audit state: used to decide that the pipeline has settled."""
+    conn = in_schema(conn, schema)
     out: dict[str, Any] = dict(db_counts(conn))
     try:
         out["windows_by_status"] = dict(_rows(conn, "SELECT status, count(*) FROM etl_window GROUP BY status"))
@@ -186,6 +259,7 @@ class Report:
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     expected_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     max_problems: int = 200
+    schema: str | None = None
     _dropped: int = 0
 
     @property
@@ -199,10 +273,11 @@ class Report:
             self._dropped += 1
 
     def summary(self) -> str:
+        where = f" (schema {self.schema})" if self.schema else ""
         if self.ok:
-            return f"OK: the database equals the sandbox truth for {', '.join(self.months)}"
+            return f"OK: the database{where} equals the sandbox truth for {', '.join(self.months)}"
         more = f"\n  ... and {self._dropped} more" if self._dropped else ""
-        return (f"MISMATCH: {len(self.problems) + self._dropped} problem(s) for {', '.join(self.months)}:\n  "
+        return (f"MISMATCH{where}: {len(self.problems) + self._dropped} problem(s) for {', '.join(self.months)}:\n  "
                 + "\n  ".join(self.problems) + more)
 
 
@@ -224,10 +299,12 @@ def _compare(report: Report, where: str, pairs: Iterable[tuple[str, Any, Any, st
             report.add(f"{where}: {name} is {got!r}, truth says {want!r}")
 
 
-def verify(conn: Connection, truth: dict[str, Any], months: Iterable[str]) -> Report:
+def verify(conn: Connection, truth: dict[str, Any], months: Iterable[str], schema: str | None = None) -> Report:
+    """The database (the tables of `schema`; None: the connection's search_path) against `truth` for `months`."""
+    conn = in_schema(conn, schema)
     truth = normalize_truth(truth)
     exp = expected_from_truth(truth, months)
-    report = Report(months=exp.months)
+    report = Report(months=exp.months, schema=schema)
     report.counts = db_counts(conn)
     report.expected_counts = {"nfe": len(exp.nfe), "nfe_item": exp.item_lines, "nfe_parcela": exp.parcelas,
                               "contato": len(exp.contact_ids), "produto_sku": len(exp.skus),
@@ -378,8 +455,9 @@ def _check_skus_and_products(conn: Connection, report: Report, truth: dict[str, 
             ("preco_custo", pr[5], _get(p, "fornecedor", "precoCusto"), "dec")])
 
 
-def is_complete(conn: Connection, truth: dict[str, Any], months: Iterable[str]) -> bool:
+def is_complete(conn: Connection, truth: dict[str, Any], months: Iterable[str], schema: str | None = None) -> bool:
     """Cheap "has everything arrived": every expected NF-e, contact, SKU and payment form has a row."""
+    conn = in_schema(conn, schema)
     exp = expected_from_truth(normalize_truth(truth), months)
     have_nfe = {r[0] for r in _rows(conn, "SELECT id FROM nfe")}
     have_contacts = {r[0] for r in _rows(conn, "SELECT id FROM contato")}
@@ -390,27 +468,36 @@ def is_complete(conn: Connection, truth: dict[str, Any], months: Iterable[str]) 
 
 
 def wait_for_pipeline(stack: LocalStack, truth: dict[str, Any], months: Iterable[str], quiet_s: float = 8.0,
-                      timeout_s: float = 600.0) -> float:
+                      timeout_s: float = 600.0, schema: str | None = None) -> float:
     """Block until a LocalStack's functions are quiet, every expected row is present, and the database did not
     change between two consecutive quiet checks. Returns seconds waited; TimeoutError otherwise."""
+    return wait_for_accounts(stack, {schema: truth}, months, quiet_s=quiet_s, timeout_s=timeout_s)
+
+
+def wait_for_accounts(stack: LocalStack, truths: Mapping[str | None, dict[str, Any]], months: Iterable[str],
+                      quiet_s: float = 8.0, timeout_s: float = 600.0) -> float:
+    """wait_for_pipeline for several accounts at once: `truths` maps each schema (None: the connection's
+    search_path) to its account's truth; settled when every schema is complete and none changed between two
+    consecutive quiet checks."""
     months = list(months)
     last: list[Any] = [None]
 
     def settled() -> bool:
         conn = stack.connect()  # a new connection each time: the database may have been restarted
         try:
-            snapshot = progress(conn)
+            snapshot = {schema: progress(conn, schema) for schema in truths}
             stable = snapshot == last[0]
             last[0] = snapshot
-            return stable and is_complete(conn, truth, months)
+            return stable and all(is_complete(conn, truth, months, schema) for schema, truth in truths.items())
         finally:
             conn.close()
 
     return stack.wait_for_quiet(quiet_s=quiet_s, timeout_s=timeout_s, predicate=settled, poll_s=1.0)
 
 
-def duplicate_report(conn: Connection) -> list[str]:
+def duplicate_report(conn: Connection, schema: str | None = None) -> list[str]:
     """Rows that share what should be unique (belt and braces on top of the primary keys)."""
+    conn = in_schema(conn, schema)
     problems = []
     checks = {"nfe": "id", "nfe_item": "nfe_id, linha", "nfe_parcela": "nfe_id, linha", "contato": "id",
               "produto": "id", "produto_sku": "codigo", "forma_pagamento": "id", "nfe (chave_acesso)": "chave_acesso"}
@@ -423,15 +510,35 @@ def duplicate_report(conn: Connection) -> list[str]:
     return problems
 
 
+def foreign_rows(conn: Connection, other_truth: dict[str, Any], schema: str | None = None) -> list[str]:
+    """Rows of `schema` that belong to another account, `other_truth` (its NF-e, contacts, products, payment forms
+    by id; ids are disjoint across the sandbox's accounts, as on Bling). Empty when the schema holds none."""
+    conn = in_schema(conn, schema)
+    other = normalize_truth(other_truth)
+    checks = (("nfe", "SELECT id FROM nfe", "nfe"), ("nfe_item", "SELECT DISTINCT nfe_id FROM nfe_item", "nfe"),
+              ("nfe_parcela", "SELECT DISTINCT nfe_id FROM nfe_parcela", "nfe"),
+              ("contato", "SELECT id FROM contato", "contacts"), ("produto", "SELECT id FROM produto", "products"),
+              ("produto_sku", "SELECT DISTINCT produto_id FROM produto_sku WHERE produto_id IS NOT NULL", "products"),
+              ("forma_pagamento", "SELECT id FROM forma_pagamento", "payment_forms"))
+    problems = []
+    for table, sql, key in checks:
+        found = sorted({r[0] for r in _rows(conn, sql)} & set(other[key]))
+        if found:
+            problems.append(f"{table}: {len(found)} id(s) of the other account, e.g. {found[:5]}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.verify", description=__doc__.split("\n")[0])
     parser.add_argument("--truth-url", required=True, help="the sandbox base URL (serves /__admin/truth)")
     parser.add_argument("--months", nargs="+", required=True, help="YYYY-MM ...")
+    parser.add_argument("--account", help="the sandbox account whose truth to check against (default: the first)")
+    parser.add_argument("--schema", help="the PostgreSQL schema to check (default: the connection's search_path)")
     args = parser.parse_args(argv)
     conn = connect_from_env()
     try:
-        report = verify(conn, fetch_truth(args.truth_url), args.months)
-        dups = duplicate_report(conn)
+        report = verify(conn, fetch_truth(args.truth_url, account=args.account), args.months, schema=args.schema)
+        dups = duplicate_report(conn, schema=args.schema)
     finally:
         conn.close()
     print(report.summary())

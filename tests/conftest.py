@@ -302,11 +302,12 @@ def _start_stack(**kwargs: Any) -> LocalStack:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     """The full pipeline: every function as a functions-framework process, the `small` sandbox profile (a
     subprocess), push subscriptions retrying a failed push after 1 s. One per test module. Not authorized yet: call
-    stack.authorize(). Use stack.env() for in-process clients."""
-    started = _start_stack(profile="small")
+    stack.authorize(). Use stack.env() for in-process clients. A module that sets SANDBOX_ACCOUNTS (a list of
+    local.stack.sandbox.AccountSpec) gets a sandbox serving those companies instead of one."""
+    started = _start_stack(profile="small", sandbox_accounts=getattr(request.module, "SANDBOX_ACCOUNTS", None))
     try:
         yield started
     finally:

@@ -22,7 +22,10 @@ from local import stack as local_stack
 from local import verify
 from local.stack import DEFAULT_ACCOUNT, LocalStack, MissingDependency
 from local.stack.postgres import quote_table
+from shared.accounts import schema_for
 from shared.bling import token_store
+from tests import two_accounts
+from tests.log_checks import json_lines
 
 SCALED_RATE = 30.0
 FUNCTION_ENV = {"BLING_RATE_BUDGET_PER_S": "28", "IDS_PER_MESSAGE": "3", "LIST_PAGE_SIZE": "5"}
@@ -111,19 +114,9 @@ class Chaos:
 
     def lines(self, functions: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """JSON log lines the functions wrote since begin()."""
-        out = []
-        for name, path in self.stack.log_paths().items():
-            if functions is not None and name not in functions:
-                continue
-            for line in self._text_since_begin(name, path).splitlines():
-                if line.startswith("{"):
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    entry["_function"] = name
-                    out.append(entry)
-        return out
+        return [entry for name, path in self.stack.log_paths().items()
+                if functions is None or name in functions
+                for entry in json_lines(name, self._text_since_begin(name, path))]
 
     def remember_tokens(self) -> None:
         """Every token pair the store ever held, for the no-secret-in-logs check at the end of the module."""
@@ -217,8 +210,118 @@ def _compact(line: str) -> str:
     return f"{str(entry.get('time', ''))[11:23]} {entry.get('severity')} {str(entry.get('message'))[:140]} {where}"
 
 
+class AccountsChaos(Chaos):
+    """Chaos on a stack whose sandbox serves several companies, each connected as its own pipeline account
+    (issue 14): begin() resets and connects every account, and the checks run per account schema against that
+    account's truth (tests/two_accounts.py holds the contract they read)."""
+
+    def __init__(self, stack: LocalStack, accounts: Iterable[str]):
+        super().__init__(stack)
+        self.accounts = list(accounts)
+        self.truths: dict[str, dict[str, Any]] = {}
+
+    def begin(self) -> Chaos:
+        sandbox = self.stack.sandbox
+        sandbox.admin("unblock", {})
+        for account in self.accounts:
+            sandbox.faults({}, account=account)
+            sandbox.configure({"latency_s": 0, "rate_per_s": SCALED_RATE}, account=account)
+        if not self.stack.postgres.is_running():
+            self.stack.postgres.start()
+        self.stack.wait_for_quiet(quiet_s=2, timeout_s=180)
+        self.stack.dead_letters(timeout_s=0.2)
+        self.stack.postgres.truncate_all(keep=self.seed_tables)
+        for account in self.accounts:
+            self._truncate_schema(schema_for(account))
+        self._drop_enrich_claims()
+        for account in self.accounts:
+            if self._needs_authorization(account):
+                self.stack.authorize(account=account)
+        self.remember_tokens()
+        sandbox.reset_stats()
+        self.truths = two_accounts.truths(self.stack, self.accounts)
+        self._marks = {name: self._size(path) for name, path in self.stack.log_paths().items()}
+        self.started = time.monotonic()
+        return self
+
+    def _needs_authorization(self, account: str) -> bool:
+        try:
+            return bool(self.account_status(account).get("reauth_required", True))
+        except AssertionError:  # not listed yet: never connected
+            return True
+
+    def _truncate_schema(self, schema: str) -> None:
+        conn = self.stack.postgres.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                        "AND table_type = 'BASE TABLE'", (schema,))
+            names = [r[0] for r in cur.fetchall() if r[0] not in self.seed_tables]
+            if names:
+                cur.execute("SELECT set_config('search_path', %s, true)", (schema,))
+                # names from information_schema, quoted
+                cur.execute("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE")
+            conn.commit()
+        finally:
+            conn.close()
+
+    def account_status(self, account: str) -> dict[str, Any]:
+        return two_accounts.account_status(self.stack.auth_status(), account)
+
+    def account_stats(self, account: str) -> dict[str, Any]:
+        return self.stack.sandbox.stats(account=account)
+
+    def account_calls(self, account: str, kind: str) -> int:
+        return int(self.account_stats(account)["requests_by_kind"].get(kind, 0))
+
+    def remember_tokens(self) -> None:
+        self.secrets_seen |= two_accounts.stored_tokens(self.stack)
+
+    def parked(self) -> list[dict[str, Any]]:
+        return two_accounts.parked(self.stack)
+
+    def publish_months(self, months: Iterable[str] = MONTHS, accounts: Iterable[str] | None = None) -> None:
+        for month in months:
+            for account in accounts or self.accounts:
+                self.stack.publish("bling-schedule", {"month": month, "account": account})
+
+    def settle(self, months: Iterable[str] = MONTHS, timeout_s: float = 240,
+               accounts: Iterable[str] | None = None) -> float:
+        start = time.monotonic()
+        wanted = list(accounts or self.accounts)
+        try:
+            verify.wait_for_accounts(self.stack, two_accounts.by_schema({a: self.truths[a] for a in wanted}),
+                                     list(months), quiet_s=3, timeout_s=timeout_s)
+            return time.monotonic() - start
+        except TimeoutError as exc:
+            reports, _, dead = self.check_accounts(months, wanted)
+            summaries = "\n".join(r.summary() for r in reports.values())
+            raise TimeoutError(f"{exc}\n{summaries}\ndead letters: {dead}\n{self.diagnosis()}") from None
+
+    def check_accounts(self, months: Iterable[str] = MONTHS, accounts: Iterable[str] | None = None
+                       ) -> tuple[dict[str, verify.Report], dict[str, list[str]], dict[str, list]]:
+        """Per account: (verify report, duplicates + rows of another account), and the dead letters by topic."""
+        reports, problems = {}, {}
+        conn = self.stack.postgres.connect()
+        try:
+            for account in accounts or self.accounts:
+                schema = schema_for(account)
+                reports[account] = verify.verify(conn, self.truths[account], list(months), schema=schema)
+                problems[account] = verify.duplicate_report(conn, schema=schema) + [
+                    p for other in self.accounts if other != account
+                    for p in verify.foreign_rows(conn, self.truths[other], schema=schema)]
+        finally:
+            conn.close()
+        dead = {t: m for t, m in self.stack.dead_letters(timeout_s=0.3).items() if m}
+        self.remember_tokens()
+        return reports, problems, dead
+
+
 @pytest.fixture(scope="module")
-def chaos() -> Iterator[Chaos]:
+def chaos(request: pytest.FixtureRequest) -> Iterator[Chaos]:
+    """The module's chaos stack; a module that sets SANDBOX_ACCOUNTS (local.stack.sandbox.AccountSpec list) gets
+    a sandbox serving those companies and an AccountsChaos."""
+    accounts = getattr(request.module, "SANDBOX_ACCOUNTS", None)
     try:
         for check in (local_stack.postgres_bin_dir, local_stack.check_pubsub_emulator,
                       local_stack.check_firestore_emulator):
@@ -228,8 +331,8 @@ def chaos() -> Iterator[Chaos]:
             pytest.fail(f"CI=true and a required tool is missing: {exc}", pytrace=False)
         pytest.skip(str(exc))
     stack = LocalStack(profile="small", rate_per_s=SCALED_RATE, function_env=FUNCTION_ENV,
-                       ack_deadline_s=30, handle_signals=False).start()
+                       ack_deadline_s=30, handle_signals=False, sandbox_accounts=accounts).start()
     try:
-        yield Chaos(stack)
+        yield AccountsChaos(stack, [spec.name for spec in accounts]) if accounts else Chaos(stack)
     finally:
         stack.stop()

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from local import verify
-from local.sandbox.dataset import build_profile
+from local.sandbox.dataset import build_account_dataset, build_profile
 from local.sandbox.jsonutil import dumps
 
 MONTHS = ("2026-01", "2026-02")
@@ -106,3 +106,49 @@ def test_each_kind_of_damage_is_reported(conn, truth):
     assert f"nfe {incoming} stored but should not be: an incoming NF-e" in text
     assert f"produto_sku {unknown!r} (unknown to Bling): encontrado" in text
     assert not verify.is_complete(conn, truth, MONTHS)
+
+
+@pytest.fixture
+def account_schema(db_env, postgres):
+    """An account's schema made as the connect flow makes it (shared.migrate), dropped after the test."""
+    from shared import migrate
+    from shared.accounts import schema_for
+
+    migrate.ensure_account_schema("verify-a")
+    schema = schema_for("verify-a")
+    yield schema
+    c = postgres.connect()
+    try:
+        c.cursor().execute("DO $$ BEGIN EXECUTE format('DROP SCHEMA %I CASCADE', 'bling_verify_a'); END $$")
+        c.commit()
+    finally:
+        c.close()
+
+
+def test_an_account_schema_is_checked_on_its_own(conn, truth, account_schema):
+    """schema=: the checks read that schema only (no fallback to public), and foreign_rows names rows that belong
+    to another account's truth."""
+    cur = conn.cursor()
+    cur.execute("SELECT set_config('search_path', %s, false)", (account_schema,))
+    exp = _load(conn, truth, MONTHS)
+    cur.execute("SELECT set_config('search_path', 'public', false)")
+    conn.commit()
+    report = verify.verify(conn, truth, MONTHS, schema=account_schema)
+    assert report.ok, report.summary()
+    assert verify.is_complete(conn, truth, MONTHS, schema=account_schema)
+    assert verify.duplicate_report(conn, schema=account_schema) == []
+    assert verify.db_counts(conn, schema=account_schema)["nfe"] == len(exp.nfe)
+    assert verify.schema_tables(conn, account_schema) >= set(verify.TABLES)
+    # public is empty: the data went to the account's schema only, and the default reads public
+    assert set(verify.db_counts(conn).values()) == {0}
+    assert not verify.verify(conn, truth, MONTHS).ok
+    other = verify.normalize_truth(json.loads(dumps(build_account_dataset("small", 7, 1).truth()),
+                                              parse_float=decimal.Decimal))
+    assert verify.foreign_rows(conn, other, schema=account_schema) == []
+    own = verify.foreign_rows(conn, truth, schema=account_schema)
+    assert own and own[0].startswith("nfe: "), own  # the check does find rows when they are there
+
+
+def test_a_schema_name_that_is_not_an_identifier_is_refused(conn):
+    with pytest.raises(ValueError, match="not a schema name"):
+        verify.db_counts(conn, schema="bling_a, public")
