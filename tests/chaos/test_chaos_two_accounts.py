@@ -99,7 +99,10 @@ def test_two_accounts_access_token_expiring_under_several_instances_is_refreshed
     assert unexpected_errors(lines) == []
     assert token_problems(chaos.stack, chaos.truths, allowed_statuses=(401,)) == []
     rejected = {a: chaos.account_stats(a)["responses_by_status"].get("401", 0) for a in ACCOUNTS}
-    assert rejected[ACCOUNT_B] == 0, rejected
+    # B's only 401s in February are an instance's first call with B's own January token (the pair another instance
+    # refreshed in January is re-read from Firestore, not refreshed again: 0 token calls above): at most one per
+    # function process that calls Bling. A's expiry costs B nothing more.
+    assert rejected[ACCOUNT_B] <= len(("lister", "detail", "enrich")), rejected
     record("two accounts: access token expires under several instances",
            fault="each account's access tokens expire after its 15th call (January, both loading), then only "
                  "loja-a's by the admin endpoint in the middle of February",
