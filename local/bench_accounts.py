@@ -2,9 +2,9 @@
 
 For each N in --accounts (default 1, 2, 4), a LocalStack of its own whose sandbox serves N companies
 (local.stack.sandbox.AccountSpec: the `history-small` profile, seed 146 + k, each company its own id range and its
-own limiter at 3 req/s × speedup); every account is connected through the auth function, then one
-{"month": …, "account": …} message per month of the range per account is published at once. Bling's limits are
-scaled in time as in the other bench parts (local.bench_pipeline: the sandbox allows 3 × speedup per account, the
+own limiter at 3 req/s × speedup); every account is connected through the auth function, then one range message
+{"start": …, "end": …, "account": …} per account (listed in calendar-year windows, issue 13) is published at once.
+Bling's limits are scaled in time as in the other bench parts (local.bench_pipeline: the sandbox allows 3 × speedup per account, the
 functions get BLING_RATE_BUDGET_PER_S = 2.8 × speedup, latency ÷ speedup).
 
 Measured per N:
@@ -132,7 +132,7 @@ class AccountsBench:
 
     def measure(self) -> dict[str, Any]:
         from local import stack as stack_mod
-        from local.bench_pipeline import REAL_BUDGET_PER_S, REAL_RATE_PER_S, all_months
+        from local.bench_pipeline import REAL_BUDGET_PER_S, REAL_RATE_PER_S, all_months, range_message
         from local.stack.sandbox import AccountSpec
 
         names = account_names(self.n)
@@ -157,9 +157,9 @@ class AccountsBench:
                 stack.authorize(account=name)
             truths = {name: _truth(stack.sandbox.url, name) for name in names}
             stack.sandbox.reset_stats()
-            self.progress(f"accounts ×{self.n}: publishing {len(months)} months for each of {', '.join(names)}")
+            self.progress(f"accounts ×{self.n}: publishing {months[0]}..{months[-1]} for each of {', '.join(names)}")
             t0_wall, t0 = time.time(), time.monotonic()
-            _publish(stack, [{"month": m, "account": name} for m in months for name in names])
+            _publish(stack, [{**range_message(months), "account": name} for name in names])
             done = self._wait_complete(stack, truths, months, t0)
             wall = max(done.values()) - t0
             t_complete_wall = t0_wall + wall
