@@ -4,8 +4,8 @@ For each N in --accounts (default 1, 2, 4), a LocalStack of its own whose sandbo
 (local.stack.sandbox.AccountSpec: the `history-small` profile, seed 146 + k, each company its own id range and its
 own limiter at 3 req/s × speedup); every account is connected through the auth function, then one range message
 {"start": …, "end": …, "account": …} per account (listed in calendar-year windows, issue 13) is published at once.
-Bling's limits are scaled in time as in the other bench parts (local.bench_pipeline: the sandbox allows 3 × speedup per account, the
-functions get BLING_RATE_BUDGET_PER_S = 2.8 × speedup, latency ÷ speedup).
+Bling's limits are scaled in time as in the other bench parts (local.bench_pipeline: the sandbox allows
+3 × speedup per account, the functions get BLING_RATE_BUDGET_PER_S = 2.8 × speedup, latency ÷ speedup).
 
 Measured per N:
   wall        first publish → every account's schema complete (local.verify.is_complete on bling_<slug>)
