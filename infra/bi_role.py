@@ -22,6 +22,8 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from shared import log
+from shared.config import read_settings
+from shared.db import Database
 from shared.ops.accounts_db import LEGACY_READER_ROLE as ROLE
 from shared.ops.accounts_db import set_login_password
 
@@ -31,9 +33,13 @@ def main() -> int:
     if not password:
         print("BI_PASSWORD is empty: add a version to the bling-bi-password secret (docs/RUNBOOK.md)", file=sys.stderr)
         return 1
-    with log.bind(function="bi_role"):
-        set_login_password(ROLE, password)
-        log.info("BI role can log in with the bling-bi-password secret", role=ROLE)
+    database = Database(read_settings())  # the composition root of this script
+    try:
+        with log.bind(function="bi_role"):
+            set_login_password(database, ROLE, password)
+            log.info("BI role can log in with the bling-bi-password secret", role=ROLE)
+    finally:
+        database.close()
     return 0
 
 

@@ -6,7 +6,7 @@ The import is timed inside the child (perf_counter around exec_module); the chil
 + import) is timed outside too. `-X importtime` of one extra run names the heaviest top-level imports.
 
 Loading: N invoices (cloned from the sandbox's history dataset with new ids and access keys) upserted with
-shared.nfe_store.upsert_nfe, one transaction per invoice through shared.db.transaction, as the detail function
+shared.nfe_store.upsert_nfe, one transaction per invoice through shared.db.Database.transaction, as the detail function
 stores them, into a throwaway PostgreSQL cluster with the migrations applied.
 """
 from __future__ import annotations
@@ -147,25 +147,29 @@ def measure_loading(n: int, run_dir: Path, seed: int = 42,
         cluster.migrate()
         os.environ.update(cluster.env())
         os.environ.pop("CLOUD_SQL_INSTANCE", None)
-        from shared import config, db, nfe_store
+        from shared import config, nfe_store
+        from shared.db import Database
 
         config.reset_settings_cache()
-        db.reset_connection()
         settings = config.get_settings()
-        with db.transaction() as cur:  # the parcelas' foreign key needs the payment forms (enrich's job)
-            for fid, form in forms.items():
-                cur.execute("INSERT INTO forma_pagamento (id, descricao, encontrada) VALUES (%s, %s, true) "
-                            "ON CONFLICT (id) DO NOTHING", (fid, form.get("descricao")))
-        progress(f"loading: upserting {n} invoices ({rows_expected} rows) into PostgreSQL ...")
-        outcomes: dict[str, int] = {}
-        started = time.perf_counter()
-        for nfe in invoices:
-            with db.transaction() as cur:
-                outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, "bench-loading").outcome or "stale"
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        elapsed = time.perf_counter() - started
-        counts = {t: db.fetch_all(f"SELECT count(*) FROM {t}")[0][0] for t in ("nfe", "nfe_item", "nfe_parcela")}
-        db.reset_connection()
+        database = Database(settings)  # this measurement's own, closed before its cluster goes
+        try:
+            with database.transaction() as cur:  # the parcelas' foreign key needs the payment forms (enrich's job)
+                for fid, form in forms.items():
+                    cur.execute("INSERT INTO forma_pagamento (id, descricao, encontrada) VALUES (%s, %s, true) "
+                                "ON CONFLICT (id) DO NOTHING", (fid, form.get("descricao")))
+            progress(f"loading: upserting {n} invoices ({rows_expected} rows) into PostgreSQL ...")
+            outcomes: dict[str, int] = {}
+            started = time.perf_counter()
+            for nfe in invoices:
+                with database.transaction() as cur:
+                    outcome = nfe_store.upsert_nfe(cur, nfe, settings.timezone, "bench-loading").outcome or "stale"
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            elapsed = time.perf_counter() - started
+            counts = {t: database.fetch_all(f"SELECT count(*) FROM {t}")[0][0]
+                      for t in ("nfe", "nfe_item", "nfe_parcela")}
+        finally:
+            database.close()
     finally:
         os.environ.clear()
         os.environ.update(saved_env)

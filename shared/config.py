@@ -145,8 +145,8 @@ def read_settings() -> Settings:
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """read_settings() cached, for code that starts a process and is not a function (shared.db's connection, local
-    tooling); functions and library code get their settings from their composition root (shared.deps.Deps)."""
+    """read_settings() cached, for local tooling that starts a process and is not a function; functions, commands
+    and library code get their settings from their composition root (shared.deps.Deps, or the command's own)."""
     return read_settings()
 
 

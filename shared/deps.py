@@ -1,9 +1,9 @@
 """The composition root's parts (ADR 010): built once per process, at module scope in each functions/<name>/main.py
 (as the Google samples create their clients once), and passed down instead of looked up in module globals.
 
-The Google clients are created on first use, not when Deps is built: importing a main.py (a cold start, a test
-collecting it) must not open a channel. `cached_property` writes the instance's __dict__ directly, so the frozen
-dataclass still refuses every other assignment.
+The Google clients and the database's connections are created on first use, not when Deps is built: importing a
+main.py (a cold start, a test collecting it) must not open a channel. `cached_property` writes the instance's
+__dict__ directly, so the frozen dataclass still refuses every other assignment.
 
 What belongs to one Bling account (its token store, client, rate ledger, daily-limit state, database schema) is
 an `Account`, built on first use by `account(account_id)` and kept per id: two accounts never share one. The id is
@@ -31,7 +31,7 @@ from shared.bling.rate_budget import FLEET_LEDGER_KEY, RateLedger
 from shared.bling.retry_policy import Outcome, Rule
 from shared.bling.token_store import TokenStore
 from shared.config import Settings, read_settings
-from shared.db import SchemaDb
+from shared.db import Database, SchemaDb
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +77,11 @@ class Deps:
     @classmethod
     def from_environment(cls) -> Deps:
         return cls(read_settings())
+
+    @functools.cached_property
+    def database(self) -> Database:
+        """This process's database (one connection per thread, each opened on first use)."""
+        return Database(self.settings)
 
     @functools.cached_property
     def firestore(self) -> Any:
@@ -126,6 +131,12 @@ class Deps:
             return account_ledger
         return FleetBudget(account_ledger, self.fleet_ledger, self.fleet_errors, self.settings.rate_max_wait_s)
 
+    def close(self) -> None:
+        """Close the database's connections, if any were opened (the end of a command run in-process, of a test
+        environment); the clients need no closing."""
+        if "database" in self.__dict__:
+            self.database.close()
+
     def account(self, account_id: str) -> Account:
         """The parts of one Bling account (a slug: ValueError otherwise), built once per id."""
         account_id = parse_account_id(account_id)
@@ -138,7 +149,8 @@ class Deps:
         tokens = self.new_token_store(account_id)
         ledger = RateLedger(self.collection(topology.RATE_TICKS), self.settings, account_id)
         daily = DailyLimit(self.collection(topology.RATE_STATE), self.settings.timezone, account_id)
-        database = SchemaDb(schema_for(account_id), _Once(lambda: migrate.ensure_account_schema(account_id)))
+        database = SchemaDb(self.database, schema_for(account_id),
+                            _Once(lambda: migrate.ensure_account_schema(self.database, account_id)))
         return Account(account_id, tokens, ledger, daily, self.new_client(tokens, self.fleet_budget(ledger), daily),
                        database)
 

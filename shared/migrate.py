@@ -20,8 +20,10 @@ import sys
 
 import pg8000.dbapi
 
-from shared import db, log
+from shared import log
 from shared.accounts import account_for_schema, reader_role_for, schema_for
+from shared.config import read_settings
+from shared.db import Database
 
 MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent.parent / "migrations"
 _FILE_PATTERN = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
@@ -43,10 +45,10 @@ def migration_files(directory: pathlib.Path = MIGRATIONS_DIR) -> list[pathlib.Pa
     return files
 
 
-def apply_all(schema: str | None = None, directory: pathlib.Path = MIGRATIONS_DIR) -> list[str]:
+def apply_all(database: Database, schema: str | None = None, directory: pathlib.Path = MIGRATIONS_DIR) -> list[str]:
     """Apply the files `schema` has not applied yet (None: the connection's default, public); their names."""
     applied_now: list[str] = []
-    with db.transaction(schema) as cur:
+    with database.transaction(schema) as cur:
         if schema is not None:
             cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
             if cur.fetchone() is None:  # search_path would name nothing: CREATE TABLE would fail less clearly
@@ -57,7 +59,7 @@ def apply_all(schema: str | None = None, directory: pathlib.Path = MIGRATIONS_DI
     for path in migration_files(directory):
         sql = path.read_text(encoding="utf-8")
         checksum = hashlib.sha256(sql.encode()).hexdigest()
-        with db.transaction(schema) as cur:
+        with database.transaction(schema) as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", LOCK_KEY)
             cur.execute("SELECT checksum FROM schema_migrations WHERE filename = %s", (path.name,))
             row = cur.fetchone()
@@ -76,9 +78,9 @@ def apply_all(schema: str | None = None, directory: pathlib.Path = MIGRATIONS_DI
     return applied_now
 
 
-def account_schemas() -> list[str]:
+def account_schemas(database: Database) -> list[str]:
     """Every account schema in this database: `bling_<slug>` schemas holding schema_migrations, by name."""
-    rows = db.fetch_all(r"""SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
+    rows = database.fetch_all(r"""SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
                             WHERE c.relname = 'schema_migrations' AND c.relkind = 'r'
                               AND n.nspname LIKE 'bling\_%' ORDER BY n.nspname""")
     schemas = []
@@ -92,9 +94,9 @@ def account_schemas() -> list[str]:
     return schemas
 
 
-def public_holds_install() -> bool:
+def public_holds_install(database: Database) -> bool:
     """Whether public still holds a single-account install (its schema_migrations) that nobody adopted."""
-    return bool(db.fetch_all("SELECT to_regclass('public.schema_migrations') IS NOT NULL")[0][0])
+    return bool(database.fetch_all("SELECT to_regclass('public.schema_migrations') IS NOT NULL")[0][0])
 
 
 def ensure_reader_role(cur: pg8000.dbapi.Cursor, account: str) -> bool:
@@ -154,17 +156,17 @@ def role_exists(cur: pg8000.dbapi.Cursor, role: str) -> bool:
     return cur.fetchone() is not None
 
 
-def ensure_account_schema(account: str, directory: pathlib.Path = MIGRATIONS_DIR) -> list[str]:
+def ensure_account_schema(database: Database, account: str, directory: pathlib.Path = MIGRATIONS_DIR) -> list[str]:
     """Create `account`'s schema when missing, apply the migrations it lacks, create or repair its reader role.
     Idempotent (every deployment runs it for every account). Returns the migrations applied now."""
     schema = schema_for(account)
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", LOCK_KEY)  # two creators of one schema: one waits
         cur.execute("SELECT set_config('bling.schema', %s, true)", (schema,))
         cur.execute("DO $$ BEGIN EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', current_setting('bling.schema'));"
                     " END $$")
-    applied = apply_all(schema, directory)
-    with db.transaction() as cur:
+    applied = apply_all(database, schema, directory)
+    with database.transaction() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", LOCK_KEY)
         has_reader = ensure_reader_role(cur, account)
     if not has_reader:
@@ -173,23 +175,27 @@ def ensure_account_schema(account: str, directory: pathlib.Path = MIGRATIONS_DIR
     return applied
 
 
-def migrate_all(directory: pathlib.Path = MIGRATIONS_DIR) -> dict[str, list[str]]:
+def migrate_all(database: Database, directory: pathlib.Path = MIGRATIONS_DIR) -> dict[str, list[str]]:
     """`python -m shared.migrate`: every account schema, and public while it holds an un-adopted install (or the
     database has no account yet). Schema → migrations applied now."""
-    accounts = [account_for_schema(s) for s in account_schemas()]
+    accounts = [account_for_schema(s) for s in account_schemas(database)]
     applied: dict[str, list[str]] = {}
-    if public_holds_install() or not accounts:
-        applied["public"] = apply_all(None, directory)
+    if public_holds_install(database) or not accounts:
+        applied["public"] = apply_all(database, None, directory)
     for account in accounts:
-        applied[schema_for(account)] = ensure_account_schema(account, directory)
+        applied[schema_for(account)] = ensure_account_schema(database, account, directory)
     return applied
 
 
 def main() -> int:
-    with log.bind(function="migrate"):
-        applied = migrate_all()
-        log.info("migrations up to date", applied_now=applied, schemas=sorted(applied),
-                 applied_count=sum(len(files) for files in applied.values()))
+    database = Database(read_settings())  # the composition root of this command
+    try:
+        with log.bind(function="migrate"):
+            applied = migrate_all(database)
+            log.info("migrations up to date", applied_now=applied, schemas=sorted(applied),
+                     applied_count=sum(len(files) for files in applied.values()))
+    finally:
+        database.close()
     return 0
 
 

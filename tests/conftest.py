@@ -52,8 +52,7 @@ def missing(reason: str) -> None:
 # (module, function). Looked up by name so a module that does not exist yet (or lost a hook) does not break tests.
 _RESET_HOOKS = (
     ("shared.config", "reset_settings_cache"),
-    ("shared.db", "reset_connection"),
-    ("tests.integration.process_deps", "forget_deps"),  # the test process's Deps (clients, account parts)
+    ("tests.integration.process_deps", "forget_deps"),  # the test process's Deps (clients, account parts, database)
 )
 
 
@@ -133,10 +132,9 @@ def db_env(postgres: PostgresCluster) -> dict[str, str]:
     env = postgres.env()
     os.environ.update(env)
     os.environ.pop("CLOUD_SQL_INSTANCE", None)
-    from shared import config, db
+    from shared import config
 
     config.reset_settings_cache()
-    db.reset_connection()
     if not postgres.is_running():  # a previous test stopped it (chaos); bring it back
         postgres.start()
     postgres.truncate_all(keep=postgres.seed_tables)

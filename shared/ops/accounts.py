@@ -53,7 +53,7 @@ def _yes(value: object) -> str:
 
 def connect(deps: Deps, account: str) -> str:
     """The account's schema (migrations, reader role), then the registry (pending); returns the start URL."""
-    applied = migrate.ensure_account_schema(account)
+    applied = migrate.ensure_account_schema(deps.database, account)
     record = deps.accounts.register(account)
     log.info("account connected: open the start URL to authorize it", account=account, status=str(record.status),
              schema=schema_for(account), applied_now=applied)
@@ -85,7 +85,8 @@ def adopt(deps: Deps, account: str) -> None:
     if others:
         raise SystemExit(f"refusing to adopt {account}: this deployment already has accounts ({', '.join(others)}); "
                          "adopt upgrades a single-account install into its first account only")
-    tables = accounts_db.adopt_public_schema(account)  # first: it refuses (and changes nothing) on a bad database
+    # First: it refuses (and changes nothing) on a bad database.
+    tables = accounts_db.adopt_public_schema(deps.database, account)
     try:
         firestore = account_upgrade.adopt_firestore(deps, account)
     except account_upgrade.AdoptionRefused as exc:
@@ -123,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     deps = Deps.from_environment()  # the composition root of this command
+    try:
+        return _run(deps, args, stdin)
+    finally:
+        deps.close()
+
+
+def _run(deps: Deps, args: argparse.Namespace, stdin: TextIO | None) -> int:
     if args.command == "list":
         listed, unattributed = account_status.entries(deps)
         print(json.dumps(listed, indent=2) if args.json else table(listed))
@@ -147,7 +155,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
         elif args.command == "adopt":
             adopt(deps, account)
         else:
-            role = accounts_db.grant_reader(account, accounts_db.read_password(stdin or sys.stdin))
+            role = accounts_db.grant_reader(deps.database, account, accounts_db.read_password(stdin or sys.stdin))
             print(f"{role} can log in and reads schema {schema_for(account)} only "
                   f"(psql \"host=127.0.0.1 port=5432 dbname={deps.settings.db_name} user={role}\")")
     return 0

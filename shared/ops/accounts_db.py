@@ -25,8 +25,10 @@ from typing import TextIO
 
 import pg8000.dbapi
 
-from shared import db, log, migrate
+from shared import log, migrate
 from shared.accounts import READER_ROLE_PREFIX, parse_account_id, reader_role_for, schema_for
+from shared.config import read_settings
+from shared.db import Database
 
 # The role migration 004 creates for a single-account install; after `adopt` it reads the first account.
 LEGACY_READER_ROLE = "bling_bi"
@@ -50,7 +52,7 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def set_login_password(role: str, password: str) -> None:
+def set_login_password(database: Database, role: str, password: str) -> None:
     """Give a read-only role (bling_bi or an account's bling_bi_<slug>) LOGIN and this password; idempotent,
     so rotating is running it again.
 
@@ -64,7 +66,7 @@ def set_login_password(role: str, password: str) -> None:
         raise SystemExit(f"the password must be at least {MIN_PASSWORD_LENGTH} characters "
                          "(docs/RUNBOOK.md shows how to generate one)")
     log.register_secret(password)
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         if not migrate.role_exists(cur, role):
             raise SystemExit(f"role {role} does not exist: run python -m shared.migrate (or accounts_db create) first,"
                              " as a user that may create roles")
@@ -84,10 +86,10 @@ def read_password(stream: TextIO) -> str:
     return value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
 
 
-def grant_reader(account: str, password: str) -> str:
+def grant_reader(database: Database, account: str, password: str) -> str:
     """LOGIN + password for `account`'s reader role (created by create/adopt/migrate). Returns the role name."""
     role = reader_role_for(account)
-    set_login_password(role, password)
+    set_login_password(database, role, password)
     return role
 
 
@@ -105,13 +107,13 @@ class Adoption:
         return not self.moved
 
 
-def adopt_public_schema(account: str) -> Adoption:
+def adopt_public_schema(database: Database, account: str) -> Adoption:
     """Make today's single-account install (its tables in public) the data of `account`, in one transaction.
     Idempotent: once adopted, a second run moves nothing. Refuses when public holds no install and the account
     has none either, or when the account's schema already holds tables (two installs are never merged)."""
     account = parse_account_id(account)
     schema = schema_for(account)
-    with db.transaction() as cur:
+    with database.transaction() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", migrate.LOCK_KEY)  # no migration runs meanwhile
         # A dashboard's long query holds a lock ALTER must wait for: fail in 10 s rather than queue every writer.
         cur.execute("SELECT set_config('lock_timeout', '10s', true)")
@@ -219,29 +221,36 @@ def _account_arg(value: str) -> str:
 
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
+    database = Database(read_settings())  # the composition root of this command
+    try:
+        _run(args, database, stdin or sys.stdin)
+    finally:
+        database.close()
+    return 0
+
+
+def _run(args: argparse.Namespace, database: Database, stdin: TextIO) -> None:
     if args.command == "list":
-        for schema in migrate.account_schemas():
+        for schema in migrate.account_schemas(database):
             print(schema)
-        if migrate.public_holds_install():
+        if migrate.public_holds_install(database):
             print("public (single-account install, not adopted)")
-        return 0
+        return
     account: str = args.account
     with log.bind(function="accounts_db", account=account):
         if args.command == "create":
-            applied = migrate.ensure_account_schema(account)
+            applied = migrate.ensure_account_schema(database, account)
             log.info("account schema ready", schema=schema_for(account), applied_now=applied)
         elif args.command == "adopt":
-            adoption = adopt_public_schema(account)
+            adoption = adopt_public_schema(database, account)
             if adoption.already_adopted:
                 log.info("already adopted: nothing to do", schema=adoption.schema)
             else:
                 log.info("public install adopted", schema=adoption.schema, moved=list(adoption.moved),
                          moved_count=len(adoption.moved), reader_role=adoption.reader_role)
         else:
-            role = grant_reader(account, read_password(stdin or sys.stdin))
+            role = grant_reader(database, account, read_password(stdin))
             log.info("reader role can log in", role=role)
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -159,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account", type=account_arg, help="one account (default: every active account)")
     args = parser.parse_args(argv)
     deps = Deps.from_environment()  # the composition root of this command
+    try:
+        return _run(deps, args)
+    finally:
+        deps.close()
+
+
+def _run(deps: Deps, args: argparse.Namespace) -> int:
     body = {"month": args.month} if args.month else {"start": args.start, "end": args.end}
     request = parse_schedule_request(json.dumps(body).encode(), deps.settings)
     run_id = f"reconcile-{datetime.datetime.now(tz=datetime.UTC):%Y%m%dT%H%M%S}"

@@ -1,8 +1,9 @@
 """The test process's composition root: one shared.deps.Deps per test environment, as a function process has one.
 
 The in-process functions (pipeline_driver) and the tests' own Bling calls, token store and Firestore reads use the
-same Deps, so they share one account's parts as the code of one instance does. It is built again when the settings
-it was built from are not today's, or after forget_deps() (tests/conftest.py, between tests).
+same Deps, so they share one account's parts (and its database connections) as the code of one instance does. It
+is built again, the previous one's connections closed, when the settings it was built from are not today's, or
+after forget_deps() (tests/conftest.py, between tests).
 
 The tests run as one account, DEFAULT_ACCOUNT (local.stack), unless they name another: `authorize()` stores its
 pair and makes it active in the registry, as the auth function's callback does."""
@@ -16,7 +17,7 @@ from shared.accounts import schema_for
 from shared.bling.client import BlingClient
 from shared.bling.rate_budget import RateLedger
 from shared.bling.token_store import TokenStore
-from shared.db import SchemaDb
+from shared.db import Database, SchemaDb
 from shared.deps import Account, Deps
 
 _deps: Deps | None = None
@@ -26,19 +27,32 @@ def current_deps() -> Deps:
     global _deps
     settings = config.read_settings()
     if _deps is None or _deps.settings != settings:
-        _deps = Deps(settings)
+        _replace(Deps(settings))
+    assert _deps is not None
     return _deps
 
 
 def use_deps(deps: Deps) -> None:
     """Run with these parts (e.g. a faster retry table) until forget_deps()."""
-    global _deps
-    _deps = deps
+    _replace(deps)
 
 
 def forget_deps() -> None:
+    """Drop the Deps, closing its database connections (on every thread that opened one): nothing of one test
+    environment reaches the next, and the many tests never pile up connections (max_connections)."""
+    _replace(None)
+
+
+def _replace(deps: Deps | None) -> None:
     global _deps
-    _deps = None
+    previous, _deps = _deps, deps
+    if previous is not None and previous is not deps:
+        previous.close()
+
+
+def database() -> Database:
+    """The test process's database (its Deps'), read when called: the settings of this moment's environment."""
+    return current_deps().database
 
 
 def account(account_id: str = DEFAULT_ACCOUNT) -> Account:
@@ -48,7 +62,7 @@ def account(account_id: str = DEFAULT_ACCOUNT) -> Account:
 
 def account_db(account_id: str = DEFAULT_ACCOUNT) -> SchemaDb:
     """The account's database as the store functions take it (no Firestore needed: for tests with db_env only)."""
-    return SchemaDb(schema_for(account_id))
+    return SchemaDb(database(), schema_for(account_id))
 
 
 def authorize(pair: dict[str, Any], account_id: str = DEFAULT_ACCOUNT) -> None:

@@ -58,3 +58,17 @@ def test_deps_cannot_be_changed_after_it_is_built():
     deps = Deps(read_settings())
     with pytest.raises(dataclasses.FrozenInstanceError):
         deps.settings = read_settings()  # type: ignore[misc]
+
+
+def test_the_database_is_the_deps_own_and_every_account_schema_uses_it(monkeypatch):
+    """Issue 12: no module-level connection state; each composition root owns one Database (opened lazily)."""
+    from shared import db
+
+    monkeypatch.setenv("DB_HOST", "db.invalid")
+    first, second = Deps(read_settings()), Deps(read_settings())
+    assert isinstance(first.database, db.Database) and first.database is first.database
+    assert first.database is not second.database
+    assert first.account("loja-a").db.database is first.database is first.account("acme").db.database
+    assert not any(hasattr(db, name) for name in ("transaction", "fetch_all", "execute", "connect", "_local"))
+    first.close()  # nothing was opened: nothing to close, no connection attempted
+    Deps(read_settings()).close()  # a Deps that never built its database does not build one to close it

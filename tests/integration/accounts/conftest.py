@@ -40,7 +40,8 @@ class AccountDatabase:
 @pytest.fixture
 def account_db(postgres, request) -> Iterator[AccountDatabase]:
     """Parametrize indirectly with False for a plain database owner (the local stack's user: no CREATEROLE)."""
-    from shared import config, db
+    from shared import config
+    from tests.integration.process_deps import forget_deps
 
     may_create_roles = getattr(request, "param", True)
 
@@ -56,11 +57,11 @@ def account_db(postgres, request) -> Iterator[AccountDatabase]:
     os.environ.update(env)
     os.environ.pop("CLOUD_SQL_INSTANCE", None)
     config.reset_settings_cache()
-    db.reset_connection()
+    forget_deps()  # the test process's database is now this one
     try:
         yield AccountDatabase(env, suffix, socket)
     finally:
-        db.reset_connection()
+        forget_deps()  # its connections closed before the database goes
         cur.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         cur.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"bling\\_bi\\_%{suffix}",))
         for (role,) in cur.fetchall():

@@ -12,6 +12,7 @@ import pytest
 from shared import db, migrate
 from shared.accounts import reader_role_for, schema_for
 from shared.ops import accounts_db
+from tests.integration.process_deps import database
 
 PERMISSION_DENIED = "42501"
 READ_ONLY_TRANSACTION = "25006"
@@ -20,13 +21,14 @@ READ_ONLY_TRANSACTION = "25006"
 def _two_accounts_with_rows(account_db) -> tuple[str, str]:
     a, b = account_db.account("alfa"), account_db.account("beta")
     for account, ids in ((a, (1, 2, 3)), (b, (9,))):
-        migrate.ensure_account_schema(account)
+        migrate.ensure_account_schema(database(), account)
         for nfe_id in ids:
-            db.execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (%s, 1, 5, '{}')", (nfe_id,),
+            database().execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (%s, 1, 5, '{}')", (nfe_id,),
                        schema=schema_for(account))
-        db.execute("INSERT INTO contato (id, nome) VALUES (%s, %s)", (ids[0], account), schema=schema_for(account))
-    migrate.apply_all()  # public: an un-adopted install with a row of its own
-    db.execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (100, 1, 5, '{}')")
+        database().execute("INSERT INTO contato (id, nome) VALUES (%s, %s)", (ids[0], account),
+                           schema=schema_for(account))
+    migrate.apply_all(database())  # public: an un-adopted install with a row of its own
+    database().execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (100, 1, 5, '{}')")
     return a, b
 
 
@@ -78,8 +80,8 @@ def test_a_table_a_later_migration_creates_is_readable_by_its_account_only(accou
         "CREATE TABLE tabela_nova (id bigint PRIMARY KEY);\nINSERT INTO tabela_nova VALUES (42);\n"
         "CREATE VIEW tabela_nova_v AS SELECT id FROM tabela_nova;\n")
     # apply_all alone, not ensure_account_schema: no GRANT runs after the file, only the default privileges.
-    assert migrate.apply_all(schema_for(a), new) == ["900_tabela_nova.sql"]
-    assert migrate.apply_all(schema_for(b), new) == ["900_tabela_nova.sql"]
+    assert migrate.apply_all(database(), schema_for(a), new) == ["900_tabela_nova.sql"]
+    assert migrate.apply_all(database(), schema_for(b), new) == ["900_tabela_nova.sql"]
 
     conn = _login(account_db, a)
     try:
@@ -96,13 +98,14 @@ def test_a_table_a_later_migration_creates_is_readable_by_its_account_only(accou
 
 def test_rerunning_ensure_revokes_a_grant_made_by_hand_on_another_account(account_db):
     a, b = _two_accounts_with_rows(account_db)
-    db.execute(f"GRANT USAGE ON SCHEMA {schema_for(b)} TO {reader_role_for(a)}")
-    db.execute(f"GRANT SELECT ON {schema_for(b)}.nfe TO {reader_role_for(a)}")
-    db.execute(f"GRANT SELECT ON public.nfe TO {reader_role_for(a)}")
-    db.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema_for(b)} GRANT SELECT ON TABLES TO {reader_role_for(a)}")
+    database().execute(f"GRANT USAGE ON SCHEMA {schema_for(b)} TO {reader_role_for(a)}")
+    database().execute(f"GRANT SELECT ON {schema_for(b)}.nfe TO {reader_role_for(a)}")
+    database().execute(f"GRANT SELECT ON public.nfe TO {reader_role_for(a)}")
+    database().execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema_for(b)} "
+                       f"GRANT SELECT ON TABLES TO {reader_role_for(a)}")
 
-    migrate.ensure_account_schema(a)
-    db.execute(f"CREATE TABLE {schema_for(b)}.tabela_depois (id int)")  # the default privilege is gone too
+    migrate.ensure_account_schema(database(), a)
+    database().execute(f"CREATE TABLE {schema_for(b)}.tabela_depois (id int)")  # the default privilege is gone too
 
     conn = _login(account_db, a)
     try:
@@ -111,13 +114,13 @@ def test_rerunning_ensure_revokes_a_grant_made_by_hand_on_another_account(accoun
     finally:
         conn.close()
     # The table's own ACL, apart from USAGE on its schema: no default privilege survived to grant it.
-    assert db.fetch_all("SELECT has_table_privilege(%s, %s, 'SELECT')",
+    assert database().fetch_all("SELECT has_table_privilege(%s, %s, 'SELECT')",
                         (reader_role_for(a), f"{schema_for(b)}.tabela_depois")) == [[False]]
 
 
 def test_grant_reader_reads_the_password_from_stdin_and_never_prints_it(account_db, capsys):
     account = account_db.account("alfa")
-    migrate.ensure_account_schema(account)
+    migrate.ensure_account_schema(database(), account)
     password = "pw-" + uuid.uuid4().hex
 
     assert accounts_db.main(["grant-reader", account, "--password-stdin"], stdin=io.StringIO(password)) == 0
@@ -134,4 +137,4 @@ def test_grant_reader_reads_the_password_from_stdin_and_never_prints_it(account_
     with pytest.raises(SystemExit):  # argparse: a password argument does not exist, stdin is required
         accounts_db.main(["grant-reader", account])
     with pytest.raises(ValueError, match="not a read-only role"):
-        accounts_db.set_login_password(account_db.env["DB_USER"], password)
+        accounts_db.set_login_password(database(), account_db.env["DB_USER"], password)

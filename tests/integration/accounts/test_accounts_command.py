@@ -10,13 +10,13 @@ import uuid
 
 import pytest
 
-from shared import db, migrate, parking, topology
+from shared import migrate, parking, topology
 from shared.account_registry import AccountStatus
 from shared.accounts import reader_role_for, schema_for
 from shared.bling import token_crypto
 from shared.messages import PubSubMessage
 from shared.ops import accounts
-from tests.integration.process_deps import current_deps, parked_collection
+from tests.integration.process_deps import current_deps, database, parked_collection
 
 AUTH_URL = "https://southamerica-east1-p.cloudfunctions.net/bling-auth"
 
@@ -38,7 +38,7 @@ def _pair(n: int = 1) -> dict[str, object]:
 
 
 def _tables(schema: str) -> set[str]:
-    return {r[0] for r in db.fetch_all("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))}
+    return {r[0] for r in database().fetch_all("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))}
 
 
 def test_connect_registers_the_account_pending_creates_its_schema_and_prints_the_start_url(env, capsys):
@@ -51,7 +51,8 @@ def test_connect_registers_the_account_pending_creates_its_schema_and_prints_the
     assert f"{AUTH_URL}/start?account={account}" in out
     assert _status(account) is AccountStatus.PENDING
     assert {"nfe", "etl_run", "schema_migrations"} <= _tables(schema_for(account))
-    assert db.fetch_all("SELECT count(*) FROM pg_roles WHERE rolname = %s", (reader_role_for(account),)) == [[1]]
+    assert database().fetch_all("SELECT count(*) FROM pg_roles WHERE rolname = %s",
+                                (reader_role_for(account),)) == [[1]]
 
 
 def test_a_bad_slug_is_refused_before_anything_is_written(env, capsys):
@@ -59,7 +60,7 @@ def test_a_bad_slug_is_refused_before_anything_is_written(env, capsys):
         accounts.main(["connect", "Lojas_Stilli"])
     assert "not a slug" in capsys.readouterr().err
     assert current_deps().accounts.all(fresh=True) == {}
-    assert migrate.account_schemas() == []
+    assert migrate.account_schemas(database()) == []
 
 
 def test_list_shows_every_account_with_its_authorization_and_parked_work(env, capsys):
@@ -90,7 +91,7 @@ def test_pause_resume_and_remove_change_only_the_status_and_keep_the_data(env, c
     with pytest.raises(SystemExit, match="never authorized"):
         accounts.main(["resume", account])  # pending: it must be authorized first
     current_deps().accounts.mark_authorized(account)
-    db.execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (1, 1, 5, '{}')", schema=schema_for(account))
+    database().execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (1, 1, 5, '{}')", schema=schema_for(account))
 
     assert accounts.main(["pause", account, "--reason", "client on holiday"]) == 0
     record = current_deps().accounts.get(account, fresh=True)
@@ -105,8 +106,9 @@ def test_pause_resume_and_remove_change_only_the_status_and_keep_the_data(env, c
     assert _status(account) is AccountStatus.REMOVED
     assert f"DROP SCHEMA {schema_for(account)} CASCADE;" in out
     assert f"DROP ROLE IF EXISTS {reader_role_for(account)};" in out
-    assert db.fetch_all("SELECT count(*) FROM nfe", schema=schema_for(account)) == [[1]]  # printed, never run
-    assert db.fetch_all("SELECT count(*) FROM pg_roles WHERE rolname = %s", (reader_role_for(account),)) == [[1]]
+    assert database().fetch_all("SELECT count(*) FROM nfe", schema=schema_for(account)) == [[1]]  # printed, never run
+    assert database().fetch_all("SELECT count(*) FROM pg_roles WHERE rolname = %s",
+                                (reader_role_for(account),)) == [[1]]
     with pytest.raises(SystemExit, match="not connected"):
         accounts.main(["pause", env.account("nobody")])
 
@@ -132,8 +134,8 @@ def test_grant_reader_gives_the_accounts_role_a_login_that_reads_its_schema(env,
 def test_adopt_makes_the_single_account_install_the_first_account_once(env, capsys):
     from shared.bling import token_store
 
-    migrate.apply_all()  # today's install: tables in public, the token in <prefix>_oauth/bling
-    db.execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (7, 1, 5, '{}')")
+    migrate.apply_all(database())  # today's install: tables in public, the token in <prefix>_oauth/bling
+    database().execute("INSERT INTO nfe (id, tipo, situacao, raw) VALUES (7, 1, 5, '{}')")
     pair = _pair()
     current_deps().account(token_store.LEGACY_DOC_ID).token_store.store_authorization(pair)
     account = env.account("lojas")
@@ -144,20 +146,20 @@ def test_adopt_makes_the_single_account_install_the_first_account_once(env, caps
     assert "(0 moved now), token already moved" in capsys.readouterr().out
 
     assert _status(account) is AccountStatus.ACTIVE
-    assert db.fetch_all("SELECT id FROM nfe", schema=schema_for(account)) == [[7]]
-    assert not migrate.public_holds_install()
+    assert database().fetch_all("SELECT id FROM nfe", schema=schema_for(account)) == [[7]]
+    assert not migrate.public_holds_install(database())
     assert current_deps().account(account).token_store.status()["token_stored"] is True
     assert not current_deps().collection(topology.OAUTH).document(token_store.LEGACY_DOC_ID).get().exists
 
 
 def test_adopt_is_refused_when_another_account_exists_and_changes_nothing(env):
-    migrate.apply_all()
+    migrate.apply_all(database())
     current_deps().accounts.register(env.account("outra"))
 
     with pytest.raises(SystemExit, match="already has accounts"):
         accounts.main(["adopt", env.account("lojas")])
 
-    assert migrate.public_holds_install() and migrate.account_schemas() == []
+    assert migrate.public_holds_install(database()) and migrate.account_schemas(database()) == []
     assert sorted(current_deps().accounts.all(fresh=True)) == [env.account("outra")]
 
 
@@ -177,7 +179,7 @@ def test_reconcile_compares_each_active_account_with_its_own_schema(env, sandbox
     window = Window("r", datetime.date(2026, 1, 1), datetime.date(2026, 1, 31))
     listed = reconcile.bling_ids(current_deps(), current_deps().account(a), window)
     nfe_id, situacao = sorted(listed.items())[0]
-    db.execute("INSERT INTO nfe (id, tipo, situacao, data_emissao, raw) VALUES (%s, 1, %s, '2026-01-15', '{}')",
+    database().execute("INSERT INTO nfe (id, tipo, situacao, data_emissao, raw) VALUES (%s, 1, %s, '2026-01-15', '{}')",
                (nfe_id, situacao), schema=schema_for(a))
     capsys.readouterr()
 

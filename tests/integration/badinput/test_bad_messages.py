@@ -153,7 +153,6 @@ def test_an_unknown_nfe_id_is_recorded_failed_after_one_call_and_not_retried(sto
     after = snapshot(postgres)
     assert {t: r for t, r in after.items() if t != "etl_window_nfe"} == \
         {t: r for t, r in before.items() if t != "etl_window_nfe"}
-    from shared import db
     assert [tuple(r) for r in account_db().fetch_all("SELECT resultado, chamadas_api FROM etl_window_nfe "
                                            "WHERE nfe_id = 987654321")] == [("failed", 1)]
     record("bad input: unknown NF-e id", fault="an NF-e batch naming an id Bling does not have (404)",

@@ -121,7 +121,6 @@ def test_bad_scheduler_input_is_logged_once_and_dropped(bad, db_env, pubsub_topo
 
 
 def rows_from_env(sql):
-    from shared import db
     return account_db().fetch_all(sql)[0][0]
 
 

@@ -16,7 +16,7 @@ import requests
 from local.processes import pid_alive, port_is_free
 from local.stack import REPO_ROOT, FunctionServer, PostgresCluster, create_topology, new_run_dir, publish_json, pull_all
 from shared.topology import Route
-from tests.integration.process_deps import account_db, current_deps
+from tests.integration.process_deps import account_db, current_deps, database
 
 HERE = Path(__file__).resolve().parent
 TEST_FUNCTIONS = HERE / "fn_testing.py"
@@ -27,7 +27,6 @@ pytestmark = pytest.mark.slow
 def test_postgres_cluster_migrated_scram_and_restart(postgres, db_env):
     import pg8000.dbapi
 
-    from shared import db
 
     tables = {name.rsplit(".", 1)[-1] for name in postgres.tables()}
     assert {"schema_migrations", "nfe", "etl_run"} <= tables
@@ -35,32 +34,30 @@ def test_postgres_cluster_migrated_scram_and_restart(postgres, db_env):
     with pytest.raises(pg8000.dbapi.DatabaseError):
         pg8000.dbapi.connect(host="127.0.0.1", port=postgres.port, database=postgres.database, user=postgres.user,
                              password="wrong-password")
-    assert db.fetch_all("SELECT current_user")[0][0] == "bling_etl"
+    assert database().fetch_all("SELECT current_user")[0][0] == "bling_etl"
 
     old_pid = postgres.pid
     postgres.restart()
     assert postgres.port == int(db_env["DB_PORT"])
     assert postgres.pid != old_pid and not pid_alive(old_pid)
-    db.reset_connection()
+    database().reset_connection()
     assert account_db().fetch_all("SELECT count(*) FROM schema_migrations")[0][0] == len(
         list((REPO_ROOT / "migrations").glob("*.sql")))
 
 
 def test_db_env_truncates_between_tests_part1(db_env, postgres):
-    from shared import db
 
-    db.execute("CREATE TABLE IF NOT EXISTS stack_probe (id int PRIMARY KEY)")
-    db.execute("INSERT INTO stack_probe VALUES (1)")
-    assert db.fetch_all("SELECT count(*) FROM stack_probe")[0][0] == 1
+    database().execute("CREATE TABLE IF NOT EXISTS stack_probe (id int PRIMARY KEY)")
+    database().execute("INSERT INTO stack_probe VALUES (1)")
+    assert database().fetch_all("SELECT count(*) FROM stack_probe")[0][0] == 1
 
 
 def test_db_env_truncates_between_tests_part2(db_env, postgres):
-    from shared import db
 
-    assert db.fetch_all("SELECT count(*) FROM stack_probe")[0][0] == 0
+    assert database().fetch_all("SELECT count(*) FROM stack_probe")[0][0] == 0
     for table in postgres.seed_tables - {"schema_migrations"}:  # lookup tables filled by migrations are kept
         assert account_db().fetch_all(f'SELECT count(*) FROM "{table}"')[0][0] > 0
-    db.execute("DROP TABLE stack_probe")
+    database().execute("DROP TABLE stack_probe")
 
 
 def test_firestore_reset(firestore_env):

@@ -113,8 +113,9 @@ def account_schema(db_env, postgres):
     """An account's schema made as the connect flow makes it (shared.migrate), dropped after the test."""
     from shared import migrate
     from shared.accounts import schema_for
+    from tests.integration.process_deps import database
 
-    migrate.ensure_account_schema("verify-a")
+    migrate.ensure_account_schema(database(), "verify-a")
     schema = schema_for("verify-a")
     yield schema
     c = postgres.connect()
