@@ -16,7 +16,8 @@ Parts (all by default, in this order; --only picks some):
   small      the `history-small` profile (150 NF-e over the same 62 months, seed --small-seed) at --speedup
   small-real the same at Bling's real speed (3 req/s, 150 ms latency; ≈ 3 min)
   baseline   the same history through local/baseline_collector.py (sequential, 0.35 s ÷ speedup between calls)
-  accounts   --accounts N accounts (default 1,2,4) backfilled at once, each at its own limit (local/bench_accounts.py)
+  accounts   --accounts N accounts (default 1,2,4) backfilled at once, each at its own limit, time scaled by
+             --accounts-speedup (local/bench_accounts.py)
 
 Every backfill is measured against the fewest calls that could deliver its data (local.bench_report.fewest_calls,
 from the sandbox's truth): calls made ÷ fewest, and wall time ÷ (fewest ÷ the account's limit); the targets of
@@ -85,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "a pipeline part has settled (default 5 after a backfill, 4 after a re-run or daily run)")
     p.add_argument("--accounts", default="1,2,4", help="part accounts: the numbers of accounts backfilled at once "
                    "(local/bench_accounts.py)")
+    p.add_argument("--accounts-speedup", type=float, default=2.0, help="part accounts: Bling's limits scaled by "
+                   "this instead of --speedup (N × 3 req/s × it must fit the machine: see local/bench_accounts.py)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default {DEFAULT_JSON.relative_to(REPO_ROOT)}")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
@@ -99,8 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not (len(first) == 7 and len(last or first) == 7 and first <= (last or first)):
         p.error("--months is YYYY-MM..YYYY-MM")
     args.month_range = (first, last or first)
-    if args.scale <= 0 or args.speedup <= 0:
-        p.error("--scale and --speedup must be positive")
+    if args.scale <= 0 or args.speedup <= 0 or args.accounts_speedup <= 0:
+        p.error("--scale, --speedup and --accounts-speedup must be positive")
     return args
 
 

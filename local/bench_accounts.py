@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from local.bench_report import Row, fmt_pct, fmt_s
+from local.stack.push_relay import PRODUCTION_MAX_INSTANCES
 
 DEFAULT_COUNTS = (1, 2, 4)
 DEFAULT_MONTHS = ("2021-01", "2026-02")
@@ -80,7 +81,7 @@ def rows(runs: dict[int, dict[str, Any]]) -> list[Row]:
         out += [
             Row(f"{label}: wall, first publish → every account complete",
                 f"{fmt_s(s['wall_s'])} ({r['accepted_until_complete']} requests, "
-                f"{r.get('nfe_total', '?')} NF-e)", "", None, s["wall_s"]),
+                f"{r.get('nfe_total', '?')} NF-e, ×{r['speedup']:g})", "", None, s["wall_s"]),
             Row(f"{label}: throughput ÷ (N × limit)", f"{s['requests_per_s']:.1f}/s ÷ ({n} × {r['limit_per_s']:g}/s) "
                 f"= {fmt_pct(ratio)}", f"≥ {THROUGHPUT_TARGET * 100:g} %",
                 None if ratio is None else ratio >= THROUGHPUT_TARGET, ratio),
@@ -129,6 +130,7 @@ class AccountsBench:
     run: str | None = None
     threads: int | None = None
     profile: str = "history-small"
+    push_concurrency: dict[str, int] | None = None
 
     def measure(self) -> dict[str, Any]:
         from local import stack as stack_mod
@@ -143,7 +145,8 @@ class AccountsBench:
         specs = [AccountSpec(name, self.profile, _SEED + k, rate_per_s=limit)
                  for k, name in enumerate(names)]
         stack = stack_mod.LocalStack(self.run, rate_per_s=limit, latency_s=self.real_latency_s / self.speedup,
-                                     function_env=env, sandbox_accounts=specs)
+                                     function_env=env, sandbox_accounts=specs,
+                                     push_concurrency=self.push_concurrency or PRODUCTION_MAX_INSTANCES)
         months = all_months(*self.months)
         try:
             stack.start()
@@ -221,7 +224,8 @@ class AccountsBench:
         if dead:
             problems.append(f"dead letters {dead}")
         ops, calls = ledger_cost(stack.log_lines(), t0_wall)
-        return {"n": self.n, "wall_s": wall, "limit_per_s": limit, "accepted_until_complete": len(accepted),
+        return {"n": self.n, "speedup": self.speedup, "wall_s": wall, "limit_per_s": limit,
+                "accepted_until_complete": len(accepted),
                 "responses_429": sum(a["responses_429"] for a in per_account.values()), "nfe_total": nfe_total,
                 "ledger_ops": ops, "ledger_requests": calls, "per_account": per_account,
                 "nothing_lost": not problems, "problems": "; ".join(problems)[:200]}
@@ -299,7 +303,7 @@ def bench_part(bench: Any) -> None:
     started = time.monotonic()
     args = bench.args
     counts = [int(x) for x in args.accounts.split(",") if x.strip()]
-    table, bench.details["accounts"] = run_all(counts, bench.say, bench.run_dir.name, speedup=args.speedup,
+    table, bench.details["accounts"] = run_all(counts, bench.say, bench.run_dir.name, speedup=args.accounts_speedup,
                                                real_latency_s=args.latency_ms / 1000.0, timeout_s=args.timeout,
                                                threads=args.threads, months=args.month_range)
     bench.rows += table

@@ -15,17 +15,20 @@ if TYPE_CHECKING:
 
 
 def create_topology(emulator: PubSubEmulator, endpoints: Mapping[str, str], project: str | None = None,
-                    routes: Iterable[Route] | None = None, ack_deadline_s: int | None = None) -> None:
+                    routes: Iterable[Route] | None = None, ack_deadline_s: int | None = None,
+                    push: bool = True) -> None:
     """Create what shared.topology declares: per route the topic, its dead-letter topic, the push subscription to
-    `<endpoint>/projects/<P>/topics/<topic>` (so the CloudEvent source is right) with its dead-letter policy, and
-    the `-dead-letter-hold` pull subscription. endpoints maps function name -> base URL. The ack deadline defaults
-    to the route's value.
+    push_endpoint() with its dead-letter policy, and the `-dead-letter-hold` pull subscription. endpoints maps
+    function name -> base URL. The ack deadline defaults to the route's value.
 
     No retry policy, unlike production (infra/pubsub.tf): the emulator (0.8.20) loses messages under one. With
     min/max backoff set, a message whose push failed twice is neither redelivered nor dead-lettered (measured:
     14 of 60 messages lost at a 50 % push failure rate, 0 of 60 without the policy; docs/decisions/005).
     Without it the emulator retries a failed push after 1 s, and still counts attempts for the dead-letter
-    policy."""
+    policy.
+
+    push=False leaves the routes' subscriptions without push config, for a local.stack.push_relay.PushRelay to
+    deliver (to push_endpoint(), as the push would)."""
     from google.api_core import exceptions
 
     from shared import topology
@@ -44,16 +47,24 @@ def create_topology(emulator: PubSubEmulator, endpoints: Mapping[str, str], proj
                 "topic": dlq_path, "ack_deadline_seconds": 60})
         if route.function not in endpoints:
             continue
-        push = f"{endpoints[route.function].rstrip('/')}/projects/{project}/topics/{route.topic}"
+        subscription: dict[str, Any] = {
+            "name": subscriber.subscription_path(project, route.subscription),
+            "topic": topic_path,
+            "ack_deadline_seconds": ack_deadline_s or route.ack_deadline_s,
+            "dead_letter_policy": {"dead_letter_topic": dlq_path,
+                                   "max_delivery_attempts": route.max_delivery_attempts},
+        }
+        if push:
+            subscription["push_config"] = {"push_endpoint": push_endpoint(endpoints[route.function], project,
+                                                                          route.topic)}
         with contextlib.suppress(exceptions.AlreadyExists):
-            subscriber.create_subscription(request={
-                "name": subscriber.subscription_path(project, route.subscription),
-                "topic": topic_path,
-                "push_config": {"push_endpoint": push},
-                "ack_deadline_seconds": ack_deadline_s or route.ack_deadline_s,
-                "dead_letter_policy": {"dead_letter_topic": dlq_path,
-                                       "max_delivery_attempts": route.max_delivery_attempts},
-            })
+            subscriber.create_subscription(request=subscription)
+
+
+def push_endpoint(function_url: str, project: str, topic: str) -> str:
+    """Where a route's messages are pushed: <function>/projects/<P>/topics/<topic>, so that functions-framework's
+    conversion of a raw Pub/Sub push gives the CloudEvent the topic as its source, as in production."""
+    return f"{function_url.rstrip('/')}/projects/{project}/topics/{topic}"
 
 
 def publish_json(emulator: PubSubEmulator, topic: str, payload: Any, project: str | None = None,

@@ -20,7 +20,8 @@ from local.stack.base import DEFAULT_ACCOUNT, DEFAULT_PROJECT, REPO_ROOT, ChildP
 from local.stack.emulators import FirestoreEmulator, PubSubEmulator
 from local.stack.functions import FunctionServer, function_servers
 from local.stack.postgres import PostgresCluster
-from local.stack.pubsub import create_topology, publish_json, pull_all
+from local.stack.pubsub import create_topology, publish_json, pull_all, push_endpoint
+from local.stack.push_relay import PushRelay
 from local.stack.sandbox import AccountSpec, Sandbox
 from shared.accounts import schema_for
 
@@ -58,11 +59,14 @@ class LocalStack:
       ack_deadline_s push ack deadline (the route's when None); failed pushes are retried after 1 s (see
                      create_topology for why there is no retry policy locally)
       function_env   extra environment for every function (e.g. BLING_RATE_BUDGET_PER_S, THREADS)
+      push_concurrency {function: loops}: deliver through a local.stack.push_relay.PushRelay with that many
+                     messages in flight per function (push_relay.PRODUCTION_MAX_INSTANCES is production's) instead
+                     of the emulator's push (two at once per subscription)
       keep_pgdata    leave the stopped cluster's data directory in .stack/<run>/pgdata (make demo does)
       project        the Google Cloud project id used with the emulators
 
-    The Pub/Sub emulator pushes at most 2 messages at once per subscription, so a local run is less parallel than
-    production (docs/BENCHMARKS.md).
+    The Pub/Sub emulator pushes at most 2 messages at once per subscription, so a local run without
+    push_concurrency is less parallel than production (docs/BENCHMARKS.md).
     """
 
     def __init__(self, run: str | None = None, *, profile: str = "small", seed: int = 42, rate_per_s: float = 3.0,
@@ -71,6 +75,7 @@ class LocalStack:
                  functions: Iterable[str] | None = None,
                  extra_functions: Mapping[str, tuple[str, str, str | Path]] | None = None,
                  ack_deadline_s: int | None = None, function_env: Mapping[str, str] | None = None,
+                 push_concurrency: Mapping[str, int] | None = None,
                  keep_pgdata: bool = False, project: str = DEFAULT_PROJECT, handle_signals: bool = True) -> None:
         from shared import topology
         from shared.bling import token_crypto
@@ -85,6 +90,8 @@ class LocalStack:
         self.extra_functions = dict(extra_functions or {})
         self.ack_deadline_s = ack_deadline_s
         self.function_env = dict(function_env or {})
+        self.push_concurrency = dict(push_concurrency) if push_concurrency else None
+        self.push_relay: PushRelay | None = None
         # The key of the stored Bling tokens (ADR 008): random per stack, as Secret Manager holds one per project.
         self.token_key = token_crypto.new_key()
         self.keep_pgdata = keep_pgdata
@@ -185,13 +192,28 @@ class LocalStack:
 
     def create_topology(self) -> None:
         create_topology(self._pubsub(), {name: fn.url for name, fn in self.functions.items()}, project=self.project,
-                        ack_deadline_s=self.ack_deadline_s)
+                        ack_deadline_s=self.ack_deadline_s, push=self.push_concurrency is None)
+        if self.push_concurrency is not None and self.push_relay is None:
+            self.push_relay = self._push_relay(self.push_concurrency).start()
+
+    def _push_relay(self, concurrency: Mapping[str, int]) -> PushRelay:
+        from shared import topology
+
+        subscriber = self._pubsub().subscriber()
+        routes = {r.function: (subscriber.subscription_path(self.project, r.subscription),
+                               push_endpoint(self.functions[r.function].url, self.project, r.topic))
+                  for r in topology.ROUTES if r.function in self.functions}
+        deadlines = {r.function: float(self.ack_deadline_s or r.ack_deadline_s) for r in topology.ROUTES}
+        return PushRelay(subscriber, routes, concurrency, deadlines)
 
     def stop(self) -> None:
         """Stop every process (all components at once; PostgreSQL destroyed unless keep_pgdata). Safe to call twice."""
         if self._stopped:
             return
         self._stopped = True
+        if self.push_relay is not None:
+            _quietly(self.push_relay.stop)
+            self.push_relay = None
         self._track()
         # Side by side, not one after another: each component may take its whole stop timeout (SIGTERM, wait,
         # SIGKILL) on a loaded machine, and a CI job cancelled with SIGTERM has a grace period to respect.
