@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shared import firestore_client, migrate, parking, pubsub, topology
+from shared.account_lanes import AccountLanes, LanePolicy
 from shared.account_registry import AccountRegistry
 from shared.accounts import parse_account_id, schema_for
 from shared.bling import http
@@ -99,6 +100,16 @@ class Deps:
     def accounts(self) -> AccountRegistry:
         """The Bling accounts this deployment serves (runtime data in Firestore)."""
         return AccountRegistry(self.firestore, self.collection(topology.ACCOUNTS))
+
+    @functools.cached_property
+    def lanes(self) -> AccountLanes:
+        """How many of one account's messages each function works on at once (ADR 013)."""
+        return AccountLanes(self.firestore, self.collection(topology.LANES))
+
+    @property
+    def lane_policy(self) -> LanePolicy:
+        """Every function's lanes per account (BLING_LANES_PER_ACCOUNT, BLING_LANE_LEASE_S, BLING_LANE_WAIT_S)."""
+        return LanePolicy(self.settings.lanes_per_account, self.settings.lane_lease_s, self.settings.lane_wait_s)
 
     @functools.cached_property
     def oauth(self) -> OAuthClient:

@@ -81,6 +81,7 @@ CHECKPOINTS = Collection("checkpoints", datetime.timedelta(days=30))
 ENRICH_CLAIMS = Collection("enrich_claims", datetime.timedelta(minutes=5))  # a fetch in flight
 PARKED = Collection("parked")  # work kept until a human fixes something: never dropped by a TTL
 ACCOUNTS = Collection("accounts")  # the Bling accounts this deployment serves (shared.account_registry): runtime data
+LANES = Collection("account_lanes")  # one reused document per account and function (shared.account_lanes)
 
 COLLECTIONS: tuple[Collection, ...] = (OAUTH, OAUTH_STATES, OAUTH_CODES, RATE_TICKS, RATE_STATE, TOKEN_METER,
-                                       CHECKPOINTS, ENRICH_CLAIMS, PARKED, ACCOUNTS)
+                                       CHECKPOINTS, ENRICH_CLAIMS, PARKED, ACCOUNTS, LANES)

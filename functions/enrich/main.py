@@ -10,9 +10,9 @@ from typing import Any
 
 import functions_framework
 
-from shared import enrichment, log, record_failures, topology
+from shared import enrichment, lane_turns, log, record_failures, topology
 from shared.bling.client import count_calls
-from shared.deps import Deps
+from shared.deps import Account, Deps
 from shared.domain import EntityKind
 from shared.enrichment import CONTACT, SKU
 from shared.errors import EtlError
@@ -27,6 +27,13 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 def on_enrich(message: PubSubMessage) -> None:
     request = EnrichRequest.parse(message.data)
     account = deps.account(deps.accounts.resolve(request.account))
+    with log.bind(account=account.account_id, run_id=request.run_id), \
+            lane_turns.turn(deps, topology.ENRICH, account.account_id, request.to_json()) as now:
+        if now:
+            _enrich(message, request, account)
+
+
+def _enrich(message: PubSubMessage, request: EnrichRequest, account: Account) -> None:
     name, database = account.account_id, account.db
     settings = deps.settings
     # The claims' owner: the message id is the same on every redelivery, so a redelivery after a crash takes
@@ -36,7 +43,7 @@ def on_enrich(message: PubSubMessage) -> None:
     bling = account.client
     max_age = settings.enrich_max_age_days
     claims = deps.collection(topology.ENRICH_CLAIMS)
-    with log.bind(account=name, run_id=request.run_id), count_calls() as calls:
+    with count_calls() as calls:
         # The claims end with this block, before anything is republished: a record retried in a message of its own
         # must find no claim of ours in its way.
         with enrichment.claimed(claims, name, CONTACT,
