@@ -11,6 +11,7 @@ import pytest
 from local import verify
 from shared import topology
 from shared.account_lanes import AccountLanes, LanePolicy
+from shared.account_registry import AccountStatus
 from shared.accounts import schema_for
 from tests.integration.accounts.test_accounts_pipeline import (  # two_companies: the fixture
     JANUARY,
@@ -95,7 +96,7 @@ def test_a_window_of_an_account_with_busy_lanes_is_put_back_unrun_and_then_liste
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [line["event"] for line in lines if line.get("event") == "lane_busy_requeued"] == ["lane_busy_requeued"]
     requeued = next(line for line in lines if line.get("event") == "lane_busy_requeued")
-    assert requeued["account"] == A and requeued["function"] == "lister" and requeued["severity"] == "INFO"
+    assert requeued["account"] == A and requeued["function"] == "lister" and requeued["severity"] == "DEBUG"
 
     # Another account is not held up by A's busy lanes.
     pipeline = Pipeline(pubsub_topology)
@@ -113,3 +114,18 @@ def test_a_window_of_an_account_with_busy_lanes_is_put_back_unrun_and_then_liste
         assert verify.verify(conn, verify.normalize_truth(two_companies.truth(account=A)), [JANUARY]).ok
     finally:
         conn.close()
+
+
+def test_with_one_active_account_every_instance_may_work_on_it(two_companies, postgres, pubsub_topology):
+    deps = current_deps()
+    deps.accounts.set_status(B, AccountStatus.PAUSED, "the test")
+    deps.accounts.active(fresh=True)
+    held = [deps.lanes.enter(A, "lister", deps.lane_policy) for _ in range(deps.lane_policy.capacity)]
+    assert all(held)
+
+    pipeline = Pipeline(pubsub_topology)
+    pipeline.deliver(topology.SCHEDULE.topic, {"month": JANUARY, "account": A})
+    pipeline.drain()  # listed in a third lister instance: nothing was put back
+
+    assert stored_ids(postgres, A) == january_ids(two_companies, A)
+    assert pipeline.delivered[topology.WINDOWS.topic] == 1
