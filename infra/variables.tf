@@ -45,9 +45,9 @@ variable "function_max_instances" {
     instance's max_connections (25 on db-f1-micro): see the arithmetic in functions.tf before raising these.
   EOT
   type = object({
-    scheduler = optional(number, 2)
-    lister    = optional(number, 2)
-    detail    = optional(number, 5)
+    scheduler = optional(number, 1)
+    lister    = optional(number, 4)
+    detail    = optional(number, 6)
     enrich    = optional(number, 3)
     auth      = optional(number, 2)
   })

@@ -51,6 +51,9 @@ class AccountLanes:
         self._collection = collection
         self._clock = clock
         self._sleep = sleep
+        # When this process last looked for an ended lease of (account, function): an instance that keeps meeting
+        # full lanes looks once per third of a lease, not on every message it puts back.
+        self._looked_for_ended: dict[tuple[str, str], float] = {}
 
     @contextlib.contextmanager
     def lane(self, account: str, function: str, policy: LanePolicy) -> Iterator[bool]:
@@ -75,12 +78,15 @@ class AccountLanes:
             self.leave(held)
 
     def enter(self, account: str, function: str, policy: LanePolicy) -> Lane | None:
-        """A free lane, taken; else, after policy.wait_s, a free or expired one; else None."""
+        """A free lane, taken; else, after policy.wait_s, a free one or one whose lease ended; else None."""
         refs = [self._collection.document(f"{account}|{function}|{k}") for k in range(policy.capacity)]
         lane = self._take_free(refs, policy)
         if lane is None:
             self._sleep(policy.wait_s)
-            lane = self._take_free(refs, policy) or self._take_expired(refs, policy)
+            lane = self._take_free(refs, policy)
+        if lane is None and self._clock() - self._looked_for_ended.get((account, function), 0.0) >= policy.lease_s / 3:
+            self._looked_for_ended[(account, function)] = self._clock()
+            lane = self._take_expired(refs, policy)
         return lane
 
     def leave(self, lane: Lane) -> None:
