@@ -28,12 +28,14 @@ from google.api_core import exceptions as gexc
 @dataclasses.dataclass(frozen=True)
 class LanePolicy:
     """capacity: lanes per account and function (0: no limit); lease_s: a holder's lease, renewed every third of
-    it while the holder works; wait_s: how long an instance that found the lanes full waits before it looks once
-    more and, still full, puts the message back (the wait keeps an instance with only that account's messages to
-    deliver from spinning through them)."""
+    it while the holder works; wait_s: how long an instance that has just put a message back waits, at the next
+    full lanes, before it looks once more; the wait doubles with every message it puts back in a row, up to
+    max_wait_s, and is gone once it runs one. So an instance passes quickly over a few busy accounts' messages to
+    reach another account's, and one with nothing but busy accounts' messages to deliver does not spin on them."""
     capacity: int
     lease_s: float
     wait_s: float
+    max_wait_s: float = 0.5
 
 
 @dataclasses.dataclass
@@ -54,6 +56,7 @@ class AccountLanes:
         # When this process last looked for an ended lease of (account, function): an instance that keeps meeting
         # full lanes looks once per third of a lease, not on every message it puts back.
         self._looked_for_ended: dict[tuple[str, str], float] = {}
+        self._put_back_in_a_row = 0  # this process's messages that found full lanes since one got a lane
 
     @contextlib.contextmanager
     def lane(self, account: str, function: str, policy: LanePolicy) -> Iterator[bool]:
@@ -78,15 +81,18 @@ class AccountLanes:
             self.leave(held)
 
     def enter(self, account: str, function: str, policy: LanePolicy) -> Lane | None:
-        """A free lane, taken; else, after policy.wait_s, a free one or one whose lease ended; else None."""
+        """A free lane, taken; else (after the wait of LanePolicy) a free one or one whose lease ended; else None."""
         refs = [self._collection.document(f"{account}|{function}|{k}") for k in range(policy.capacity)]
         lane = self._take_free(refs, policy)
-        if lane is None:
-            self._sleep(policy.wait_s)
+        streak = self._put_back_in_a_row
+        if lane is None and streak:
+            self._sleep(min(policy.wait_s * 2 ** (streak - 1), policy.max_wait_s))
             lane = self._take_free(refs, policy)
-        if lane is None and self._clock() - self._looked_for_ended.get((account, function), 0.0) >= policy.lease_s / 3:
+        looked = self._looked_for_ended.get((account, function), 0.0)
+        if lane is None and self._clock() - looked >= policy.lease_s / 3:
             self._looked_for_ended[(account, function)] = self._clock()
             lane = self._take_expired(refs, policy)
+        self._put_back_in_a_row = 0 if lane is not None else streak + 1
         return lane
 
     def leave(self, lane: Lane) -> None:

@@ -70,7 +70,8 @@ class Settings:
     fleet_rate_per_s: float
     fleet_errors_per_10s: int
     # A function works on at most this many messages of one account at once (shared.account_lanes, ADR 013);
-    # 0 = no limit. An instance that waited lane_wait_s for one puts the message back at the end of the queue; a
+    # 0 = no limit. An instance finding them full puts the message back at the end of the queue (waiting lane_wait_s,
+    # doubled with each put-back in a row, before it does: shared.account_lanes.LanePolicy); a
     # lane's lease (renewed while held) frees the lane of an instance that died.
     lanes_per_account: int
     lane_wait_s: float
@@ -129,7 +130,7 @@ def read_settings() -> Settings:
         fleet_rate_per_s=_env_float("BLING_FLEET_RATE_PER_S", 0.0),
         fleet_errors_per_10s=_env_int("BLING_FLEET_ERRORS_PER_10S", 0),
         lanes_per_account=_env_int("BLING_LANES_PER_ACCOUNT", 2),
-        lane_wait_s=_env_float("BLING_LANE_WAIT_S", 0.1),
+        lane_wait_s=_env_float("BLING_LANE_WAIT_S", 0.05),
         lane_lease_s=_env_float("BLING_LANE_LEASE_S", 30.0),
         oauth_state_ttl_s=_env_int("OAUTH_STATE_TTL_S", 600),
         auth_public_url=_env("AUTH_PUBLIC_URL", "<auth function URL>"),

@@ -36,7 +36,10 @@ def test_a_function_holds_at_most_capacity_lanes_of_one_account(lanes):
     first, second = lanes.enter(A, "detail", LONG), lanes.enter(A, "detail", LONG)
     assert first and second and first.ref.id != second.ref.id
     started = time.monotonic()
-    assert lanes.enter(A, "detail", LONG) is None  # full: waited for one, then gave up
+    assert lanes.enter(A, "detail", LONG) is None  # full: put back at once, the first in a row
+    assert time.monotonic() - started < LONG.wait_s
+    started = time.monotonic()
+    assert lanes.enter(A, "detail", LONG) is None  # the second in a row waits, looks again, and gives up
     assert time.monotonic() - started >= LONG.wait_s
     # Another account's lanes, and the same account's lanes in another function, are their own.
     assert lanes.enter(B, "detail", LONG) and lanes.enter(A, "enrich", LONG)
@@ -44,6 +47,19 @@ def test_a_function_holds_at_most_capacity_lanes_of_one_account(lanes):
     lanes.leave(first)
     assert lanes.holders(A, "detail", 2) == 1
     assert lanes.enter(A, "detail", LONG)
+
+
+def test_an_instance_waits_longer_with_each_message_it_puts_back_in_a_row(firestore_env):
+    deps, waits = current_deps(), []
+    lanes = AccountLanes(deps.firestore, deps.collection(topology.LANES), sleep=waits.append)
+    policy = LanePolicy(capacity=1, lease_s=600, wait_s=0.05, max_wait_s=0.3)
+    assert lanes.enter(A, "detail", policy)
+    for _ in range(5):
+        assert lanes.enter(A, "detail", policy) is None
+    assert waits == [0.05, 0.1, 0.2, 0.3]  # none before the first put-back; doubled, then capped
+    assert lanes.enter(B, "detail", policy)  # a message that runs ends the streak
+    assert lanes.enter(A, "detail", policy) is None
+    assert waits[4:] == []
 
 
 def test_the_lane_of_an_instance_that_died_frees_when_its_lease_ends(lanes):
@@ -79,7 +95,7 @@ def test_a_window_of_an_account_with_busy_lanes_is_put_back_unrun_and_then_liste
         two_companies, postgres, pubsub_topology, capsys):
     deps = current_deps()
     policy = deps.lane_policy
-    assert (policy.capacity, policy.lease_s, policy.wait_s) == (2, 30.0, 0.1)  # the defaults
+    assert (policy.capacity, policy.lease_s, policy.wait_s) == (2, 30.0, 0.05)  # the defaults
     held = [deps.lanes.enter(A, "lister", policy) for _ in range(policy.capacity)]  # two instances of A at work
     two_companies.reset_stats()
 
