@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +225,18 @@ class PubSubCapture:
 
     def pull_data(self, topic: str, timeout_s: float = 3.0) -> list[Any]:
         return [m["data"] for m in self.pull(topic, timeout_s=timeout_s)]
+
+    def pull_topics(self, topics: Iterable[str], timeout_s: float = 0.5) -> list[tuple[str, dict]]:
+        """[(topic, message)] of what the topics hold, waiting up to timeout_s for the first message on ANY of them:
+        one wait for all, where pull() per topic waits its whole timeout on each topic that stays empty (what a
+        test that expects nothing on several topics would pay once per topic)."""
+        topics = list(topics)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [(topic, m) for topic in topics for m in self.pull(topic, timeout_s=0)]
+            if found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
 
 
 @pytest.fixture
