@@ -324,10 +324,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
         started.stop()
 
 
-@pytest.fixture
-def local_stack_factory() -> Iterator[Callable[..., LocalStack]]:
-    """Factory for tests that need their own configuration: local_stack_factory(**LocalStack kwargs) -> started
-    stack, stopped after the test."""
+def _stack_factory() -> Iterator[Callable[..., LocalStack]]:
     stacks: list[LocalStack] = []
 
     def factory(**kwargs: Any) -> LocalStack:
@@ -340,3 +337,17 @@ def local_stack_factory() -> Iterator[Callable[..., LocalStack]]:
     finally:
         for started in stacks:
             started.stop()
+
+
+@pytest.fixture
+def local_stack_factory() -> Iterator[Callable[..., LocalStack]]:
+    """Factory for tests that need their own configuration: local_stack_factory(**LocalStack kwargs) -> started
+    stack, stopped after the test."""
+    yield from _stack_factory()
+
+
+@pytest.fixture(scope="module")
+def module_stack_factory() -> Iterator[Callable[..., LocalStack]]:
+    """local_stack_factory for a stack several tests of a module share (starting one costs seconds): stopped after
+    the module's last test, unless a test stopped it before."""
+    yield from _stack_factory()

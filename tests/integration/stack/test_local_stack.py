@@ -163,6 +163,14 @@ def _stack_kwargs(**extra):
                 function_env={"STACK_TEST_MARKER": "hello"}, **extra)
 
 
+@pytest.fixture(scope="module")
+def echo_stack(module_stack_factory):
+    """One echo stack for the tests below that need a running stack but not a fresh one: the log-reading test
+    writes a line of its own, and the chaos-helper test (the last, in file order) restarts parts of it, then
+    stops it and checks nothing is left."""
+    return module_stack_factory(**_stack_kwargs())
+
+
 def test_local_stack_start_stop_leaves_nothing(local_stack_factory):
     """Two stacks in a row; each one's processes are gone and its ports free after stop()."""
     for _ in range(2):
@@ -182,8 +190,8 @@ def test_local_stack_start_stop_leaves_nothing(local_stack_factory):
         assert (stack.run_dir / "logs" / "echo.log").exists()
 
 
-def test_local_stack_wait_for_quiet_and_log_lines(local_stack_factory):
-    stack = local_stack_factory(**_stack_kwargs())
+def test_local_stack_wait_for_quiet_and_log_lines(echo_stack):
+    stack = echo_stack
     log = stack.functions["echo"].log_path
     with log.open("a") as fh:
         fh.write(json.dumps({"severity": "INFO", "message": "hello from test"}) + "\n")
@@ -254,8 +262,8 @@ def test_postgres_cluster_standalone_twice(postgres):
 
 
 @pytest.mark.chaos
-def test_chaos_helpers_restart_postgres_and_functions(local_stack_factory):
-    stack = local_stack_factory(**_stack_kwargs())
+def test_chaos_helpers_restart_postgres_and_functions(echo_stack):
+    stack = echo_stack
     port = stack.postgres.port
     stack.restart_postgres()
     assert stack.postgres.port == port and stack.postgres.is_running()
