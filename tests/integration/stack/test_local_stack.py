@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -199,6 +200,28 @@ def test_local_stack_wait_for_quiet_and_log_lines(echo_stack):
     assert any(e.get("message") == "hello from test" and e["_function"] == "echo" for e in stack.log_lines())
     with pytest.raises(TimeoutError):
         stack.wait_for_quiet(quiet_s=0.2, timeout_s=1, predicate=lambda: False)
+
+
+def test_dead_letters_watches_every_hold_for_the_whole_timeout_at_once(echo_stack):
+    """A dead letter already held and one that reaches the last route's hold while the check runs are both
+    returned (and acknowledged), after one timeout for all the holds, not one per route."""
+    from shared import topology
+
+    first, last = topology.ROUTES[0], topology.ROUTES[-1]
+    echo_stack.publish(first.dead_letter_topic, {"held": "before"})
+    late = threading.Timer(0.3, echo_stack.publish, args=(last.dead_letter_topic, {"held": "during"}))
+    started = time.monotonic()
+    late.start()
+    try:
+        held = echo_stack.dead_letters(timeout_s=1.0)
+    finally:
+        late.join()
+    elapsed = time.monotonic() - started
+
+    assert {t: [m["data"] for m in ms] for t, ms in held.items() if ms} == {
+        first.topic: [{"held": "before"}], last.topic: [{"held": "during"}]}
+    assert 1.0 <= elapsed < 2.0, elapsed  # one after the other: a timeout per empty route
+    assert {t: ms for t, ms in echo_stack.dead_letters(timeout_s=0.2).items() if ms} == {}  # acknowledged
 
 
 _SIGTERM_SCRIPT = """
