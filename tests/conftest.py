@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,18 @@ class PubSubCapture:
     def pull_data(self, topic: str, timeout_s: float = 3.0) -> list[Any]:
         return [m["data"] for m in self.pull(topic, timeout_s=timeout_s)]
 
+    def pull_topics(self, topics: Iterable[str], timeout_s: float = 0.5) -> list[tuple[str, dict]]:
+        """[(topic, message)] of what the topics hold, waiting up to timeout_s for the first message on ANY of them:
+        one wait for all, where pull() per topic waits its whole timeout on each topic that stays empty (what a
+        test that expects nothing on several topics would pay once per topic)."""
+        topics = list(topics)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [(topic, m) for topic in topics for m in self.pull(topic, timeout_s=0)]
+            if found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
+
 
 @pytest.fixture
 def pubsub_topology(pubsub_env: PubSubEmulator, gcp_project: str) -> PubSubCapture:
@@ -312,10 +324,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
         started.stop()
 
 
-@pytest.fixture
-def local_stack_factory() -> Iterator[Callable[..., LocalStack]]:
-    """Factory for tests that need their own configuration: local_stack_factory(**LocalStack kwargs) -> started
-    stack, stopped after the test."""
+def _stack_factory() -> Iterator[Callable[..., LocalStack]]:
     stacks: list[LocalStack] = []
 
     def factory(**kwargs: Any) -> LocalStack:
@@ -328,3 +337,17 @@ def local_stack_factory() -> Iterator[Callable[..., LocalStack]]:
     finally:
         for started in stacks:
             started.stop()
+
+
+@pytest.fixture
+def local_stack_factory() -> Iterator[Callable[..., LocalStack]]:
+    """Factory for tests that need their own configuration: local_stack_factory(**LocalStack kwargs) -> started
+    stack, stopped after the test."""
+    yield from _stack_factory()
+
+
+@pytest.fixture(scope="module")
+def module_stack_factory() -> Iterator[Callable[..., LocalStack]]:
+    """local_stack_factory for a stack several tests of a module share (starting one costs seconds): stopped after
+    the module's last test, unless a test stopped it before."""
+    yield from _stack_factory()

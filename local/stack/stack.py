@@ -391,10 +391,18 @@ class LocalStack:
         return pull_all(self._pubsub(), subscription, project=self.project, **kwargs)
 
     def dead_letters(self, timeout_s: float = 2.0) -> dict[str, list[dict[str, Any]]]:
-        """Pull (and ack) every dead-letter hold subscription: {topic: [messages]}."""
+        """Pull (and ack) every dead-letter hold subscription: {topic: [messages]}. Every hold is watched for the
+        whole timeout_s, all of them at once (one after the other, an empty check cost timeout_s per route)."""
         from shared import topology
 
-        return {r.topic: self.pull(r.dead_letter_subscription, timeout_s=timeout_s) for r in topology.ROUTES}
+        held: dict[str, list[dict[str, Any]]] = {r.topic: [] for r in topology.ROUTES}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for route in topology.ROUTES:
+                held[route.topic] += self.pull(route.dead_letter_subscription, timeout_s=0)
+            if time.monotonic() >= deadline:
+                return held
+            time.sleep(0.05)
 
     # -- OAuth
     def authorize(self, timeout_s: float = 30.0, replace: bool = False, account: str | None = None,

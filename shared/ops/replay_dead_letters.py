@@ -25,8 +25,10 @@ from shared.ops import account_arg
 
 _DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
 # A pull on an empty subscription is answered empty when (nearly) this long has passed, and an empty answer ends
-# the replay: the command's run time on an emptied subscription (was 30 s; the emulator answers after 9 s).
-_PULL_TIMEOUT_S = 10
+# the replay: the command's run time on an emptied subscription (was 30 s; the emulator answers after 9 s). The
+# command keeps it; a test passes less to replay() (the emulator answers an empty pull 1 s before its deadline, so
+# 1 s is an empty answer at once, and a pull that finds messages returns them at once whatever the timeout).
+PULL_TIMEOUT_S = 10.0
 
 
 def message_account(data: bytes, attributes: dict[str, str]) -> str:
@@ -40,8 +42,10 @@ def message_account(data: bytes, attributes: dict[str, str]) -> str:
     return str(body.get("account") or "") if isinstance(body, dict) else ""
 
 
-def replay(deps: Deps, route: topology.Route, max_messages: int, dry_run: bool, account: str | None = None) -> int:
-    """Replay up to max_messages dead letters of `route` (only `account`'s when given); the number replayed."""
+def replay(deps: Deps, route: topology.Route, max_messages: int, dry_run: bool, account: str | None = None,
+           pull_timeout_s: float = PULL_TIMEOUT_S) -> int:
+    """Replay up to max_messages dead letters of `route` (only `account`'s when given); the number replayed.
+    pull_timeout_s: how long each pull may wait for a message (the last, empty one waits about that long)."""
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
     settings = deps.settings
@@ -55,7 +59,7 @@ def replay(deps: Deps, route: topology.Route, max_messages: int, dry_run: bool, 
         while replayed < max_messages:
             response = subscriber.pull(request={"subscription": subscription,
                                                 "max_messages": min(100, max_messages - replayed)},
-                                       timeout=_PULL_TIMEOUT_S)
+                                       timeout=pull_timeout_s)
             if not response.received_messages or all(r.message.message_id in skipped
                                                       for r in response.received_messages):
                 skipped_ack_ids += [r.ack_id for r in response.received_messages]

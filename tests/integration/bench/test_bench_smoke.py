@@ -33,11 +33,12 @@ def _require_tools() -> None:
 def test_bench_prints_one_table_and_writes_json(tmp_path: Path) -> None:
     _require_tools()
     out = tmp_path / "bench.json"
-    argv = [sys.executable, "-m", "local.bench", "--scale", "0.05", "--months", "2025-11..2026-02",
-            "--rerun-month", "2026-01", "--loading-invoices", "200", "--coldstart-runs", "1", "--json", str(out),
+    argv = [sys.executable, "-m", "local.bench", "--scale", "0.05", "--months", "2026-01..2026-02",
+            "--rerun-month", "2026-01", "--loading-invoices", "50", "--coldstart-runs", "1", "--json", str(out),
             "--only", "coldstart,loading,backfill,rerun,daily,faults,small,baseline",
-            # a fault run that shows in a few seconds: 1 s hangs, 10 % faults, a token expiry every 3 s
-            "--fault-share", "0.1", "--hang-s", "1", "--token-expiry-s", "3",
+            # a fault run that shows in a few seconds: 1 s hangs, 10 % faults, a token expiry every 2 s (two months
+            # of the history × 0.05 are 9 NF-e: the fault run lasts ~6 s, so a 401 still comes up)
+            "--fault-share", "0.1", "--hang-s", "1", "--token-expiry-s", "2",
             # settled after 2 s without a log line (push retries come after 1 s): the rows are checked, not timing
             "--quiet-s", "2"]
     proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,

@@ -11,7 +11,6 @@ import importlib.util
 import itertools
 import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +79,13 @@ class Pipeline:
         self.deliver(topology.SCHEDULE.topic, schedule_payload)
         self.drain(max_rounds)
 
-    def _pull_round(self, wait_s: float = 0.5) -> list[tuple[str, Any]]:
-        """What every downstream topic holds, waiting up to wait_s for the first message on ANY of them (one wait
-        per round, not one per topic: the handlers return only after their publishes were accepted, so a round
-        that finds nothing on all three topics is the end; the wait is for the emulator's delivery lag)."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            pending = [(r.topic, m) for r in topology.ROUTES[1:] for m in self.capture.pull(r.topic, timeout_s=0)]
-            if pending or time.monotonic() >= deadline:
-                return pending
-            time.sleep(0.05)
-
     def drain(self, max_rounds: int = 50) -> None:
         for _ in range(max_rounds):
-            pending = self._pull_round()
+            # What every downstream topic holds (one wait per round for all three: the handlers return only after
+            # their publishes were accepted, so a round that finds nothing is the end). The wait is a margin for the
+            # emulator's delivery lag, which was never seen: a message whose publish was accepted was in the next
+            # pull 300 times out of 300 (it was 0.5 s, paid once per drain, ~45 drains in the suite).
+            pending = self.capture.pull_topics([r.topic for r in topology.ROUTES[1:]], timeout_s=0.2)
             if not pending:
                 return
             if self.rng:

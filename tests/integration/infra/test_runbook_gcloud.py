@@ -2,9 +2,10 @@
 flags it is given: each command group is walked with `gcloud <group> --help` and each flag looked up in the
 command's own help (its flags, plus the gcloud-wide ones), offline.
 
-Help texts are cached per SDK version in build/gcloud-help/. The first run fetches the missing ones depth by depth,
-each depth in one interpreter that loads the CLI once (gcloud_help_batch.py), instead of a gcloud process (~0.7 s)
-per help text; a path the batch could not answer is asked of a `gcloud ... --help` process as before.
+Help texts are cached per SDK version in build/gcloud-help/. The first run fetches the missing ones in one
+interpreter that loads the CLI once and walks every command line (gcloud_help_batch.py --walk), instead of a gcloud
+process (~0.7 s) per help text; what that left missing is fetched depth by depth, and a path no batch could answer
+is asked of a `gcloud ... --help` process as before.
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from gcloud_help_text import children, command_words, plain
 from infra_hcl import REPO
 
 _DOCS = ("docs/RUNBOOK.md", "README.md")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _OPERATORS = {"|", "||", "&&", ";", "&", "(", ")", ";;"}
 _BATCH = Path(__file__).resolve().parent / "gcloud_help_batch.py"
 
@@ -99,30 +100,36 @@ class GcloudHelp:
         sdk_lib = Path(os.path.realpath(shutil.which("gcloud") or "gcloud")).parent.parent / "lib"
         if not (sdk_lib / "gcloud.py").is_file():
             return  # not a standard SDK layout: text() asks gcloud one path at a time
+        walks = [json.dumps(command_words(c)) for c in commands if self._first_missing(c) is not None]
+        if walks:
+            self._fetch_batch(sdk_lib, ["--walk", *walks])
         for _depth in range(12):
-            missing = set()
-            for command in commands:
-                try:
-                    problems_of(command, _CacheOnly(self))
-                except _NotCached as exc:
-                    missing.add(exc.path)
+            missing = {path for path in map(self._first_missing, commands) if path is not None}
             if not missing:
                 return
-            if not self._fetch_batch(sdk_lib, sorted(missing)):
+            if not self._fetch_batch(sdk_lib, ["/".join(p) for p in sorted(missing)]):
                 return
 
-    def _fetch_batch(self, sdk_lib: Path, paths: list[tuple[str, ...]]) -> bool:
+    def _first_missing(self, command: list[str]) -> tuple[str, ...] | None:
+        """The first help text problems_of(command) would read that is not cached yet (None: all are)."""
+        try:
+            problems_of(command, _CacheOnly(self))
+        except _NotCached as exc:
+            return exc.path
+        return None
+
+    def _fetch_batch(self, sdk_lib: Path, args: list[str]) -> bool:
+        """Run gcloud_help_batch.py with args and cache every help text it rendered."""
         out = self.cache / f".batch-{os.getpid()}.json"
         python = os.environ.get("CLOUDSDK_PYTHON") or shutil.which("python3") or sys.executable
-        result = subprocess.run([python, str(_BATCH), str(sdk_lib), str(out), *("/".join(p) for p in paths)],
+        result = subprocess.run([python, str(_BATCH), str(sdk_lib), str(out), *args],
                                 capture_output=True, text=True, timeout=300, env=self._env())
         if result.returncode != 0 or not out.is_file():
             return False
         texts = json.loads(out.read_text(encoding="utf-8"))
         out.unlink()
-        for path in paths:
-            if "/".join(path) in texts:
-                self._cached(path).write_text(_ANSI.sub("", texts["/".join(path)]), encoding="utf-8")
+        for path, text in texts.items():
+            self._cached(tuple(path.split("/")) if path else ()).write_text(plain(text), encoding="utf-8")
         return True
 
     def text(self, path: tuple[str, ...]) -> str | None:
@@ -131,7 +138,7 @@ class GcloudHelp:
             return cached.read_text(encoding="utf-8") or None
         result = subprocess.run(["gcloud", *path, "--help"], capture_output=True, text=True, timeout=120,
                                 env=self._env())
-        text = _ANSI.sub("", result.stdout) if result.returncode == 0 else ""
+        text = plain(result.stdout) if result.returncode == 0 else ""
         cached.write_text(text, encoding="utf-8")
         return text or None
 
@@ -155,29 +162,21 @@ class _CacheOnly:
         return cached.read_text(encoding="utf-8") or None
 
 
-def _children(help_text: str) -> set[str]:
-    """Names listed under GROUPS and COMMANDS of a group's help."""
-    names = set()
-    for section in re.findall(r"^(?:GROUPS|COMMANDS)\n(.*?)(?=^\S|\Z)", help_text, flags=re.S | re.M):
-        names |= set(re.findall(r"^     ([a-z][a-z0-9-]*)$", section, flags=re.M))
-    return names
-
-
 def problems_of(command: list[str], gcloud: GcloudHelp) -> list[str]:
-    words = [t for t in command[1:] if not t.startswith("-")]
+    words = command_words(command)
     path: tuple[str, ...] = ()
     text = gcloud.text(path)
     for word in words:
-        children = _children(text)
-        if not children:
+        names = children(text)
+        if not names:
             break  # a command: the remaining words are its positional arguments
-        if word not in children:
+        if word not in names:
             return [f"`gcloud {' '.join(path)}` has no group or command {word!r}"]
         path += (word,)
         text = gcloud.text(path)
         if text is None:
             return [f"`gcloud {' '.join(path)} --help` fails"]
-    if _children(text):
+    if children(text):
         return [f"`gcloud {' '.join(path)}` is a group, not a command"]
     known = set(re.findall(r"--(?:\[no-\])?([a-z0-9][a-z0-9-]*)", text))
     problems = []

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -163,6 +164,14 @@ def _stack_kwargs(**extra):
                 function_env={"STACK_TEST_MARKER": "hello"}, **extra)
 
 
+@pytest.fixture(scope="module")
+def echo_stack(module_stack_factory):
+    """One echo stack for the tests below that need a running stack but not a fresh one: the log-reading test
+    writes a line of its own, and the chaos-helper test (the last, in file order) restarts parts of it, then
+    stops it and checks nothing is left."""
+    return module_stack_factory(**_stack_kwargs())
+
+
 def test_local_stack_start_stop_leaves_nothing(local_stack_factory):
     """Two stacks in a row; each one's processes are gone and its ports free after stop()."""
     for _ in range(2):
@@ -182,8 +191,8 @@ def test_local_stack_start_stop_leaves_nothing(local_stack_factory):
         assert (stack.run_dir / "logs" / "echo.log").exists()
 
 
-def test_local_stack_wait_for_quiet_and_log_lines(local_stack_factory):
-    stack = local_stack_factory(**_stack_kwargs())
+def test_local_stack_wait_for_quiet_and_log_lines(echo_stack):
+    stack = echo_stack
     log = stack.functions["echo"].log_path
     with log.open("a") as fh:
         fh.write(json.dumps({"severity": "INFO", "message": "hello from test"}) + "\n")
@@ -191,6 +200,28 @@ def test_local_stack_wait_for_quiet_and_log_lines(local_stack_factory):
     assert any(e.get("message") == "hello from test" and e["_function"] == "echo" for e in stack.log_lines())
     with pytest.raises(TimeoutError):
         stack.wait_for_quiet(quiet_s=0.2, timeout_s=1, predicate=lambda: False)
+
+
+def test_dead_letters_watches_every_hold_for_the_whole_timeout_at_once(echo_stack):
+    """A dead letter already held and one that reaches the last route's hold while the check runs are both
+    returned (and acknowledged), after one timeout for all the holds, not one per route."""
+    from shared import topology
+
+    first, last = topology.ROUTES[0], topology.ROUTES[-1]
+    echo_stack.publish(first.dead_letter_topic, {"held": "before"})
+    late = threading.Timer(0.3, echo_stack.publish, args=(last.dead_letter_topic, {"held": "during"}))
+    started = time.monotonic()
+    late.start()
+    try:
+        held = echo_stack.dead_letters(timeout_s=1.0)
+    finally:
+        late.join()
+    elapsed = time.monotonic() - started
+
+    assert {t: [m["data"] for m in ms] for t, ms in held.items() if ms} == {
+        first.topic: [{"held": "before"}], last.topic: [{"held": "during"}]}
+    assert 1.0 <= elapsed < 2.0, elapsed  # one after the other: a timeout per empty route
+    assert {t: ms for t, ms in echo_stack.dead_letters(timeout_s=0.2).items() if ms} == {}  # acknowledged
 
 
 _SIGTERM_SCRIPT = """
@@ -254,8 +285,8 @@ def test_postgres_cluster_standalone_twice(postgres):
 
 
 @pytest.mark.chaos
-def test_chaos_helpers_restart_postgres_and_functions(local_stack_factory):
-    stack = local_stack_factory(**_stack_kwargs())
+def test_chaos_helpers_restart_postgres_and_functions(echo_stack):
+    stack = echo_stack
     port = stack.postgres.port
     stack.restart_postgres()
     assert stack.postgres.port == port and stack.postgres.is_running()
