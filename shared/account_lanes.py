@@ -56,7 +56,10 @@ class AccountLanes:
         # When this process last looked for an ended lease of (account, function): an instance that keeps meeting
         # full lanes looks once per third of a lease, not on every message it puts back.
         self._looked_for_ended: dict[tuple[str, str], float] = {}
-        self._put_back_in_a_row = 0  # this process's messages that found full lanes since one got a lane
+        # Per thread, the messages that found full lanes since one got a lane: an instance serves one request at a
+        # time (infra/functions.tf), so a thread is an instance; a local process serving several at once has one
+        # streak per request thread, not one for all.
+        self._streak = threading.local()
 
     @contextlib.contextmanager
     def lane(self, account: str, function: str, policy: LanePolicy) -> Iterator[bool]:
@@ -84,7 +87,7 @@ class AccountLanes:
         """A free lane, taken; else (after the wait of LanePolicy) a free one or one whose lease ended; else None."""
         refs = [self._collection.document(f"{account}|{function}|{k}") for k in range(policy.capacity)]
         lane = self._take_free(refs, policy)
-        streak = self._put_back_in_a_row
+        streak: int = getattr(self._streak, "count", 0)
         if lane is None and streak:
             self._sleep(min(policy.wait_s * 2 ** (streak - 1), policy.max_wait_s))
             lane = self._take_free(refs, policy)
@@ -92,7 +95,7 @@ class AccountLanes:
         if lane is None and self._clock() - looked >= policy.lease_s / 3:
             self._looked_for_ended[(account, function)] = self._clock()
             lane = self._take_expired(refs, policy)
-        self._put_back_in_a_row = 0 if lane is not None else streak + 1
+        self._streak.count = 0 if lane is not None else streak + 1
         return lane
 
     def leave(self, lane: Lane) -> None:
