@@ -5,7 +5,10 @@ For each N in --accounts (default 1, 2, 4), a LocalStack of its own whose sandbo
 own limiter at 3 req/s × speedup); every account is connected through the auth function, then one range message
 {"start": …, "end": …, "account": …} per account (listed in calendar-year windows, issue 13) is published at once.
 Bling's limits are scaled in time as in the other bench parts (local.bench_pipeline: the sandbox allows
-3 × speedup per account, the functions get BLING_RATE_BUDGET_PER_S = 2.8 × speedup, latency ÷ speedup).
+3 × speedup per account, the functions get BLING_RATE_BUDGET_PER_S = 2.8 × speedup, latency ÷ speedup), by
+--accounts-speedup (2: N × 3 × speedup requests/s must fit the machine, and 3 × speedup must be whole, the sandbox
+allowing ⌊rate⌋ a second). Messages are delivered through local.stack.push_relay with as many at once per function
+as production has instances (the emulator's own push serves two per subscription; docs/BENCHMARKS.md).
 
 Measured per N:
   wall        first publish → every account's schema complete (local.verify.is_complete on bling_<slug>)
@@ -122,7 +125,7 @@ class AccountsBench:
     """One run: n accounts on a stack of their own, backfilled at once, measured, stopped."""
 
     n: int
-    speedup: float = 10.0
+    speedup: float = 2.0
     months: tuple[str, str] = DEFAULT_MONTHS
     real_latency_s: float = 0.15
     timeout_s: float = 900.0

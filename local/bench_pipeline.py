@@ -194,7 +194,7 @@ class PipelineBench:
             stored_ids = {r[0] for r in verify._rows(conn, "SELECT id FROM nfe")}
         finally:
             conn.close()
-        # The stack has settled: a held message is in its hold subscription already (0.3 s per route, was 1 s).
+        # The stack has settled: a held message is in its hold subscription already (one 0.3 s watch of every route).
         dead = {t: len(m) for t, m in stack.dead_letters(timeout_s=0.3).items() if m}
         errors = [e.get("message", "")[:200] for e in stack.log_lines() if e.get("severity") in ("ERROR", "CRITICAL")]
         accepted_in_wall = sum(1 for r in records if r.get("counted") and r["t_wall"] <= t_complete_wall)

@@ -1,6 +1,7 @@
 """detail: fetches and upserts the NF-e of one batch, then asks the enrich function for their contacts and SKUs.
 
-The batch runs for the account it names (its Bling client and schema; shared.account_registry resolves it first).
+The batch runs for the account it names (its Bling client and schema; shared.account_registry resolves it first),
+in one of that account's lanes while several accounts are active (shared.lane_turns, ADR 013).
 An invoice whose own detail call keeps failing transiently is retried in a message of its own and, after that
 message's last delivery attempt, recorded failed in the audit (shared.record_failures, ADR 009)."""
 import functions_framework
