@@ -1,9 +1,10 @@
 """enrich: loads the contacts and products (by SKU) referenced by stored invoices, when missing or stale.
 
-The request runs for the account it names (its Bling client, claims and schema; shared.account_registry resolves
-it first), in one of that account's lanes while several accounts are active (shared.lane_turns, ADR 013). A contact or SKU whose own Bling call keeps failing transiently is retried in a message of its own, and
-given up with one ERROR after that message's last delivery attempt (reconcile reports it unresolved): it never
-blocks the others of its message (shared.record_failures, ADR 009)."""
+The request runs for the account it names (its Bling client, claims and schema; shared.account_registry resolves it
+first), in one of that account's lanes while several accounts are active (shared.lane_turns, ADR 013). A contact or
+SKU whose own Bling call keeps failing transiently is retried in a message of its own, and given up with one ERROR
+after that message's last delivery attempt (reconcile reports it unresolved): it never blocks the others of its
+message (shared.record_failures, ADR 009)."""
 import functools
 import uuid
 from typing import Any

@@ -1,13 +1,13 @@
-"""lister: pages Bling's GET /nfe for one window (up to a calendar year) and publishes the NF-e ids in batches for
-the detail function, each batch naming the audit row of its invoices' emission month.
+"""lister: pages Bling's GET /nfe for one window (up to a calendar year) and publishes the NF-e ids in batches for the
+detail function, each batch naming the audit row of its invoices' emission month.
 
-The window runs for the account it names (its Bling client, checkpoints and schema; shared.account_registry
-resolves it first), in one of that account's lanes while several accounts are active (shared.lane_turns, ADR 013). A redelivered window resumes from its Firestore checkpoint; a window already listed in this run
-is acknowledged without calling Bling. Reaching the page cap marks the window failed (ERROR) instead of pretending
-it is complete. When the last window of a run reaches listed or failed, one INFO line event="run_completed" says so
-(exactly once per run, decided in SQL: audit.complete_run_if_done); the missed-run alert counts those lines. A daily
-run that completes with no failed window is recorded as the account's last successful daily run.
-"""
+The window runs for the account it names (its Bling client, checkpoints and schema; shared.account_registry resolves
+it first), in one of that account's lanes while several accounts are active (shared.lane_turns, ADR 013). A
+redelivered window resumes from its Firestore checkpoint; a window already listed in this run is acknowledged
+without calling Bling. Reaching the page cap marks the window failed (ERROR) instead of pretending it is complete.
+When the last window of a run reaches listed or failed, one INFO line event="run_completed" says so (exactly once
+per run, decided in SQL: audit.complete_run_if_done); the missed-run alert counts those lines. A daily run that
+completes with no failed window is recorded as the account's last successful daily run."""
 import datetime
 
 import functions_framework
