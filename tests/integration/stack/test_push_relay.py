@@ -105,7 +105,7 @@ def test_the_emulator_pushes_two_at_once_the_relay_as_many_as_production(pubsub_
             _wait(lambda: len(relayed.bodies) >= 10)
         finally:
             relay.stop()
-        assert relayed.max_in_flight == PRODUCTION_MAX_INSTANCES["detail"] == 5
+        assert relayed.max_in_flight == PRODUCTION_MAX_INSTANCES["detail"] > 2
         assert sorted(p["k"] for p in relayed.payloads()) == list(range(10))
         body = relayed.bodies[0]
         # The same envelope as the emulator's push (what functions-framework turns into a CloudEvent).
