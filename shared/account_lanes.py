@@ -124,7 +124,7 @@ class AccountLanes:
                 continue
 
     def holders(self, account: str, function: str, capacity: int) -> int:
-        """The lanes held now, leases not ended (for status and tests)."""
+        """The lanes held now, leases not ended (what a test or a diagnosis reads)."""
         now = self._clock()
         return sum(1 for k in range(capacity)
                    if _held(self._collection.document(f"{account}|{function}|{k}").get(), now))
