@@ -85,7 +85,7 @@ class AccountLanes:
 
     def enter(self, account: str, function: str, policy: LanePolicy) -> Lane | None:
         """A free lane, taken; else (after the wait of LanePolicy) a free one or one whose lease ended; else None."""
-        refs = [self._collection.document(f"{account}|{function}|{k}") for k in range(policy.capacity)]
+        refs = self._refs(account, function, policy.capacity)
         lane = self._take_free(refs, policy)
         streak: int = getattr(self._streak, "count", 0)
         if lane is None and streak:
@@ -126,8 +126,11 @@ class AccountLanes:
     def holders(self, account: str, function: str, capacity: int) -> int:
         """The lanes held now, leases not ended (what a test or a diagnosis reads)."""
         now = self._clock()
-        return sum(1 for k in range(capacity)
-                   if _held(self._collection.document(f"{account}|{function}|{k}").get(), now))
+        return sum(1 for snap in self._firestore.get_all(self._refs(account, function, capacity)) if _held(snap, now))
+
+    def _refs(self, account: str, function: str, capacity: int) -> list[Any]:
+        """The documents of the account's lanes in the function: `<account>|<function>|<k>`."""
+        return [self._collection.document(f"{account}|{function}|{k}") for k in range(capacity)]
 
     def _take_free(self, refs: list[Any], policy: LanePolicy) -> Lane | None:
         for ref in refs:
