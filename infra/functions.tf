@@ -2,16 +2,17 @@
 #
 # Instance limits, connections and the Bling budget (defaults of var.function_max_instances):
 #   Every instance serves one request at a time (concurrency 1) and keeps a pool of one Cloud SQL connection.
-#   DB connections at full scale-out: scheduler 1 + lister 4 + detail 6 + enrich 3 = 14.
+#   DB connections at full scale-out: scheduler 1 + lister 4 + detail 5 + enrich 4 = 14.
 #   db-f1-micro allows 25, of which Cloud SQL reserves 3 for its superuser: 22 usable.
 #   14 + 1 (migrations from Cloud Build) + 2 (an operator's psql) = 17, leaving 5 for max_instance_count's brief
 #   overshoot during a traffic surge (Cloud Functions may exceed it for a short time).
 #   Bling allows 3 requests/s per account. One account's instances share its budget of BLING_RATE_BUDGET_PER_S
 #   (2.8/s) through Firestore, so more instances do not mean more requests for it; they are for several accounts
-#   backfilling at once: while two or more are active, a function works on at most two messages of one account
-#   (lanes, docs/decisions/013), and these limits let four accounts list, and their detail and enrich run, side by
-#   side. The scheduler only fans messages out: one instance. At ~1,200 NF-e a year the daily runs need a few dozen
-#   requests per account; the limits exist for backfills, where detail (one request per NF-e) is the widest stage.
+#   backfilling at once: while two or more are active, Pub/Sub pushes one message of each account at a time to each
+#   of lister, detail and enrich (ordering keys, docs/decisions/014), so these limits let four accounts list, and
+#   their detail and enrich run, side by side. A single active account's messages carry no key: all five detail
+#   instances may work on it. The scheduler only fans messages out: one instance. At ~1,200 NF-e a year the daily
+#   runs need a few dozen requests per account; the limits exist for backfills.
 
 locals {
   env_common = {

@@ -10,6 +10,7 @@ locals {
   routes = {
     "bling-schedule" = {
       function              = "scheduler"
+      message_ordering      = false
       max_delivery_attempts = 5
       minimum_backoff_s     = 10
       maximum_backoff_s     = 600
@@ -17,6 +18,7 @@ locals {
     }
     "bling-windows" = {
       function              = "lister"
+      message_ordering      = true
       max_delivery_attempts = 5
       minimum_backoff_s     = 10
       maximum_backoff_s     = 600
@@ -24,6 +26,7 @@ locals {
     }
     "bling-nfe" = {
       function              = "detail"
+      message_ordering      = true
       max_delivery_attempts = 5
       minimum_backoff_s     = 10
       maximum_backoff_s     = 600
@@ -31,6 +34,7 @@ locals {
     }
     "bling-enrich" = {
       function              = "enrich"
+      message_ordering      = true
       max_delivery_attempts = 5
       minimum_backoff_s     = 10
       maximum_backoff_s     = 600

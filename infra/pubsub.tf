@@ -39,6 +39,12 @@ resource "google_pubsub_subscription" "push" {
   ack_deadline_seconds       = each.value.ack_deadline_s
   message_retention_duration = local.seven_days
 
+  # A message of an account carries the account as its ordering key while two or more accounts are active, so
+  # push delivers one message of each account at a time and the accounts run side by side
+  # (docs/decisions/014-one-ordering-key-per-account.md). Immutable: turning it on replaces the subscription, and
+  # its backlog with it; the RUNBOOK's upgrade drains the subscriptions first.
+  enable_message_ordering = each.value.message_ordering
+
   retry_policy {
     minimum_backoff = "${each.value.minimum_backoff_s}s"
     maximum_backoff = "${each.value.maximum_backoff_s}s"

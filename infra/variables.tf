@@ -47,8 +47,8 @@ variable "function_max_instances" {
   type = object({
     scheduler = optional(number, 1)
     lister    = optional(number, 4)
-    detail    = optional(number, 6)
-    enrich    = optional(number, 3)
+    detail    = optional(number, 5)
+    enrich    = optional(number, 4)
     auth      = optional(number, 2)
   })
   default = {}

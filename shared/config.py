@@ -69,13 +69,6 @@ class Settings:
     # (Bling blocks the IP at 600 in 10 s), and error answers per 10 s (Bling blocks it at 300).
     fleet_rate_per_s: float
     fleet_errors_per_10s: int
-    # A function works on at most this many messages of one account at once (shared.account_lanes, ADR 013);
-    # 0 = no limit. An instance finding them full puts the message back at the end of the queue (waiting lane_wait_s,
-    # doubled with each put-back in a row, before it does: shared.account_lanes.LanePolicy); a
-    # lane's lease (renewed while held) frees the lane of an instance that died.
-    lanes_per_account: int
-    lane_wait_s: float
-    lane_lease_s: float
     # How long a state issued by the auth function's /start stays valid.
     oauth_state_ttl_s: int
     # Public URL of the auth function, quoted in the ERROR that asks a human to re-authorize.
@@ -129,9 +122,6 @@ def read_settings() -> Settings:
         rate_max_wait_s=_env_float("BLING_RATE_MAX_WAIT_S", 60.0),
         fleet_rate_per_s=_env_float("BLING_FLEET_RATE_PER_S", 0.0),
         fleet_errors_per_10s=_env_int("BLING_FLEET_ERRORS_PER_10S", 0),
-        lanes_per_account=_env_int("BLING_LANES_PER_ACCOUNT", 2),
-        lane_wait_s=_env_float("BLING_LANE_WAIT_S", 0.05),
-        lane_lease_s=_env_float("BLING_LANE_LEASE_S", 30.0),
         oauth_state_ttl_s=_env_int("OAUTH_STATE_TTL_S", 600),
         auth_public_url=_env("AUTH_PUBLIC_URL", "<auth function URL>"),
         auth_admin_key=_env("AUTH_ADMIN_KEY"),

@@ -20,8 +20,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from shared import firestore_client, migrate, parking, pubsub, topology
-from shared.account_lanes import AccountLanes, LanePolicy
+from shared import account_order, firestore_client, migrate, parking, pubsub, topology
 from shared.account_registry import AccountRegistry
 from shared.accounts import parse_account_id, schema_for
 from shared.bling import http
@@ -102,16 +101,6 @@ class Deps:
         return AccountRegistry(self.firestore, self.collection(topology.ACCOUNTS))
 
     @functools.cached_property
-    def lanes(self) -> AccountLanes:
-        """How many of one account's messages each function works on at once (ADR 013)."""
-        return AccountLanes(self.firestore, self.collection(topology.LANES))
-
-    @property
-    def lane_policy(self) -> LanePolicy:
-        """Every function's lanes per account (BLING_LANES_PER_ACCOUNT, BLING_LANE_LEASE_S, BLING_LANE_WAIT_S)."""
-        return LanePolicy(self.settings.lanes_per_account, self.settings.lane_lease_s, self.settings.lane_wait_s)
-
-    @functools.cached_property
     def oauth(self) -> OAuthClient:
         """The token endpoint with this process's per-minute guard (the IP's, whichever account calls)."""
         fleet = None
@@ -187,4 +176,9 @@ class Deps:
         return str(self.publisher.topic_path(self.settings.project_id, topic))
 
     def publish_json(self, topic: str, payloads: Iterable[dict[str, Any]], **attributes: str) -> list[str]:
-        return pubsub.publish_json_with(self.publisher, self.settings.project_id, topic, payloads, 60.0, **attributes)
+        """Publish to `topic`; a message of an account (`account=` attribute) carries the ordering key that
+        shared.account_order gives it (the account's own, while two or more accounts are active)."""
+        account = attributes.get("account")
+        key = account_order.ordering_key(topic, account, len(self.accounts.active())) if account else ""
+        return pubsub.publish_json_with(self.publisher, self.settings.project_id, topic, payloads, 60.0,
+                                        ordering_key=key, **attributes)

@@ -23,6 +23,9 @@ class Route:
     min_backoff_s: int = 10
     max_backoff_s: int = 600
     ack_deadline_s: int = 540
+    # Messages carry their account as the ordering key while two or more accounts are active, and the subscription
+    # has message ordering: Pub/Sub then pushes one message of an account at a time (shared.account_order, ADR 014).
+    ordered_by_account: bool = False
 
     @property
     def subscription(self) -> str:
@@ -39,11 +42,16 @@ class Route:
 
 
 SCHEDULE = Route(topic="bling-schedule", function="scheduler", entry_point="on_schedule")
-WINDOWS = Route(topic="bling-windows", function="lister", entry_point="on_window")
-NFE = Route(topic="bling-nfe", function="detail", entry_point="on_nfe_batch")
-ENRICH = Route(topic="bling-enrich", function="enrich", entry_point="on_enrich")
+WINDOWS = Route(topic="bling-windows", function="lister", entry_point="on_window", ordered_by_account=True)
+NFE = Route(topic="bling-nfe", function="detail", entry_point="on_nfe_batch", ordered_by_account=True)
+ENRICH = Route(topic="bling-enrich", function="enrich", entry_point="on_enrich", ordered_by_account=True)
 
 ROUTES: tuple[Route, ...] = (SCHEDULE, WINDOWS, NFE, ENRICH)
+
+
+def route_of(topic: str) -> Route | None:
+    """The route fed by `topic`; None for a topic that feeds no function (a dead-letter topic)."""
+    return next((route for route in ROUTES if route.topic == topic), None)
 
 # HTTP functions: folder -> entry point. Only these are reachable from outside (auth callback).
 HTTP_FUNCTIONS: dict[str, str] = {"auth": "auth_http"}
@@ -81,7 +89,6 @@ CHECKPOINTS = Collection("checkpoints", datetime.timedelta(days=30))
 ENRICH_CLAIMS = Collection("enrich_claims", datetime.timedelta(minutes=5))  # a fetch in flight
 PARKED = Collection("parked")  # work kept until a human fixes something: never dropped by a TTL
 ACCOUNTS = Collection("accounts")  # the Bling accounts this deployment serves (shared.account_registry): runtime data
-LANES = Collection("account_lanes")  # one reused document per account and function (shared.account_lanes)
 
 COLLECTIONS: tuple[Collection, ...] = (OAUTH, OAUTH_STATES, OAUTH_CODES, RATE_TICKS, RATE_STATE, TOKEN_METER,
-                                       CHECKPOINTS, ENRICH_CLAIMS, PARKED, ACCOUNTS, LANES)
+                                       CHECKPOINTS, ENRICH_CLAIMS, PARKED, ACCOUNTS)

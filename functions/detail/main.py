@@ -1,12 +1,11 @@
 """detail: fetches and upserts the NF-e of one batch, then asks the enrich function for their contacts and SKUs.
 
-The batch runs for the account it names (its Bling client and schema; shared.account_registry resolves it first),
-in one of that account's lanes while several accounts are active (shared.lane_turns, ADR 013).
+The batch runs for the account it names (its Bling client and schema; shared.account_registry resolves it first).
 An invoice whose own detail call keeps failing transiently is retried in a message of its own and, after that
 message's last delivery attempt, recorded failed in the audit (shared.record_failures, ADR 009)."""
 import functions_framework
 
-from shared import lane_turns, log, nfe_detail, record_failures, topology
+from shared import log, nfe_detail, record_failures, topology
 from shared.deps import Account, Deps
 from shared.handler import pubsub_handler
 from shared.messages import NfeBatch, NoteRef, PubSubMessage
@@ -19,11 +18,8 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 def on_nfe_batch(message: PubSubMessage) -> None:
     batch = NfeBatch.parse(message.data)
     account = deps.account(deps.accounts.resolve(batch.account))
-    name = account.account_id
-    with log.bind(account=name, run_id=batch.run_id, window=batch.window), \
-            lane_turns.turn(deps, topology.NFE, name, batch.to_json()) as now:
-        if now:
-            _process(message, batch, account)
+    with log.bind(account=account.account_id, run_id=batch.run_id, window=batch.window):
+        _process(message, batch, account)
 
 
 def _process(message: PubSubMessage, batch: NfeBatch, account: Account) -> None:

@@ -1,17 +1,16 @@
 """enrich: loads the contacts and products (by SKU) referenced by stored invoices, when missing or stale.
 
 The request runs for the account it names (its Bling client, claims and schema; shared.account_registry resolves it
-first), in one of that account's lanes while several accounts are active (shared.lane_turns, ADR 013). A contact or
-SKU whose own Bling call keeps failing transiently is retried in a message of its own, and given up with one ERROR
-after that message's last delivery attempt (reconcile reports it unresolved): it never blocks the others of its
-message (shared.record_failures, ADR 009)."""
+first). A contact or SKU whose own Bling call keeps failing transiently is retried in a message of its own, and
+given up with one ERROR after that message's last delivery attempt (reconcile reports it unresolved): it never
+blocks the others of its message (shared.record_failures, ADR 009)."""
 import functools
 import uuid
 from typing import Any
 
 import functions_framework
 
-from shared import enrichment, lane_turns, log, record_failures, topology
+from shared import enrichment, log, record_failures, topology
 from shared.bling.client import count_calls
 from shared.deps import Account, Deps
 from shared.domain import EntityKind
@@ -28,10 +27,8 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 def on_enrich(message: PubSubMessage) -> None:
     request = EnrichRequest.parse(message.data)
     account = deps.account(deps.accounts.resolve(request.account))
-    with log.bind(account=account.account_id, run_id=request.run_id), \
-            lane_turns.turn(deps, topology.ENRICH, account.account_id, request.to_json()) as now:
-        if now:
-            _enrich(message, request, account)
+    with log.bind(account=account.account_id, run_id=request.run_id):
+        _enrich(message, request, account)
 
 
 def _enrich(message: PubSubMessage, request: EnrichRequest, account: Account) -> None:

@@ -2,17 +2,16 @@
 detail function, each batch naming the audit row of its invoices' emission month.
 
 The window runs for the account it names (its Bling client, checkpoints and schema; shared.account_registry resolves
-it first), in one of that account's lanes while several accounts are active (shared.lane_turns, ADR 013). A
-redelivered window resumes from its Firestore checkpoint; a window already listed in this run is acknowledged
-without calling Bling. Reaching the page cap marks the window failed (ERROR) instead of pretending it is complete.
-When the last window of a run reaches listed or failed, one INFO line event="run_completed" says so (exactly once
-per run, decided in SQL: audit.complete_run_if_done); the missed-run alert counts those lines. A daily run that
-completes with no failed window is recorded as the account's last successful daily run."""
+it first). A redelivered window resumes from its Firestore checkpoint; a window already listed in this run is
+acknowledged without calling Bling. Reaching the page cap marks the window failed (ERROR) instead of pretending it
+is complete. When the last window of a run reaches listed or failed, one INFO line event="run_completed" says so
+(exactly once per run, decided in SQL: audit.complete_run_if_done); the missed-run alert counts those lines. A daily
+run that completes with no failed window is recorded as the account's last successful daily run."""
 import datetime
 
 import functions_framework
 
-from shared import audit, lane_turns, listing, log, topology
+from shared import audit, listing, log, topology
 from shared.bling.client import count_calls
 from shared.deps import Account, Deps
 from shared.domain import RunKind, WindowStatus
@@ -28,11 +27,8 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 def on_window(message: PubSubMessage) -> None:
     window = Window.parse(message.data)
     account = deps.account(deps.accounts.resolve(window.account))
-    name = account.account_id
-    with log.bind(account=name, run_id=window.run_id, window=window.key), \
-            lane_turns.turn(deps, topology.WINDOWS, name, window.to_json()) as now:
-        if now:
-            _list(account, window)
+    with log.bind(account=account.account_id, run_id=window.run_id, window=window.key):
+        _list(account, window)
 
 
 def _list(account: Account, window: Window) -> None:

@@ -18,7 +18,8 @@ def create_topology(emulator: PubSubEmulator, endpoints: Mapping[str, str], proj
                     routes: Iterable[Route] | None = None, ack_deadline_s: int | None = None,
                     push: bool = True) -> None:
     """Create what shared.topology declares: per route the topic, its dead-letter topic, the push subscription to
-    push_endpoint() with its dead-letter policy, and the `-dead-letter-hold` pull subscription. endpoints maps
+    push_endpoint() with its dead-letter policy and message ordering as the route says (ADR 014), and the
+    `-dead-letter-hold` pull subscription. endpoints maps
     function name -> base URL. The ack deadline defaults to the route's value.
 
     No retry policy, unlike production (infra/pubsub.tf): the emulator (0.8.20) loses messages under one. With
@@ -53,6 +54,7 @@ def create_topology(emulator: PubSubEmulator, endpoints: Mapping[str, str], proj
             "ack_deadline_seconds": ack_deadline_s or route.ack_deadline_s,
             "dead_letter_policy": {"dead_letter_topic": dlq_path,
                                    "max_delivery_attempts": route.max_delivery_attempts},
+            "enable_message_ordering": route.ordered_by_account,
         }
         if push:
             subscription["push_config"] = {"push_endpoint": push_endpoint(endpoints[route.function], project,
@@ -79,7 +81,8 @@ def publish_json(emulator: PubSubEmulator, topic: str, payload: Any, project: st
 
 def pull_all(emulator: PubSubEmulator, subscription: str, project: str | None = None, max_messages: int = 100,
              timeout_s: float = 5.0, ack: bool = True) -> list[dict[str, Any]]:
-    """Pull (and ack) what the subscription holds: [{data (decoded JSON or bytes), attributes, id, ...}].
+    """Pull (and ack) what the subscription holds: [{data (decoded JSON or bytes), attributes, id, delivery_attempt,
+    ordering_key}]. On a subscription with message ordering a pull gets one message per key at a time.
 
     Waits up to timeout_s for the first message, then drains what is already there and returns."""
     subscriber = emulator.subscriber()
@@ -98,7 +101,8 @@ def pull_all(emulator: PubSubEmulator, subscription: str, project: str | None = 
             except ValueError:
                 data = raw
             out.append({"data": data, "attributes": dict(received.message.attributes),
-                        "id": received.message.message_id, "delivery_attempt": received.delivery_attempt})
+                        "id": received.message.message_id, "delivery_attempt": received.delivery_attempt,
+                        "ordering_key": received.message.ordering_key})
         if response.received_messages:
             if ack:
                 subscriber.acknowledge(request={"subscription": path,

@@ -25,7 +25,7 @@ from typing import Any
 import requests
 
 # Terraform's defaults of var.function_max_instances (infra/variables.tf; tests/integration/stack checks they match).
-PRODUCTION_MAX_INSTANCES: Mapping[str, int] = {"scheduler": 1, "lister": 4, "detail": 6, "enrich": 3}
+PRODUCTION_MAX_INSTANCES: Mapping[str, int] = {"scheduler": 1, "lister": 4, "detail": 5, "enrich": 4}
 
 _PULL_TIMEOUT_S = 5.0  # the emulator answers an empty pull after ~2 s, so stop() waits at most that long
 _RETRY_DELAY_S = 1  # the emulator's PushLoop sets a failed message's ack deadline to 1,000 ms
@@ -41,6 +41,8 @@ def push_envelope(message: Any, subscription: str) -> dict[str, Any]:
     body = {"attributes": dict(message.attributes), "data": base64.b64encode(message.data).decode("ascii"),
             "messageId": message.message_id, "message_id": message.message_id,
             "publishTime": stamp, "publish_time": stamp}
+    if message.ordering_key:  # as a real push does (the emulator's own push omits it)
+        body["orderingKey"] = message.ordering_key
     return {"message": body, "subscription": subscription}
 
 

@@ -125,6 +125,15 @@ def test_default_instance_limits_fit_the_cloud_sql_connection_budget(tf, variabl
     assert sum(limits[name] for name in db_functions) + reserved_for_superuser + migrations + operator <= 25 - 5
 
 
+def test_default_instance_limits_let_four_accounts_run_side_by_side(tf):
+    # One message of each active account at a time per ordered route (ADR 014): an account without an instance
+    # waits, so every ordered route's function has at least one instance for each of four accounts.
+    limits = _max_instance_defaults(tf)
+    ordered = [route.function for route in topology.ROUTES if route.ordered_by_account]
+    assert ordered == ["lister", "detail", "enrich"]
+    assert min(limits[name] for name in ordered) >= 4
+
+
 # --- environment -----------------------------------------------------------------------------------------------------
 
 def test_every_environment_variable_set_on_a_function_is_read_by_shared_config(tf):
@@ -199,6 +208,7 @@ def test_every_route_is_declared_with_its_delivery_settings(tf):
             "minimum_backoff_s": route.min_backoff_s,
             "maximum_backoff_s": route.max_backoff_s,
             "ack_deadline_s": route.ack_deadline_s,
+            "message_ordering": route.ordered_by_account,
         }, topic
 
 
@@ -231,6 +241,7 @@ def test_every_route_has_a_push_subscription_with_retry_and_dead_letter_policy(t
         assert render(retry["minimum_backoff"], topic, values) == f"{route.min_backoff_s}s"
         assert render(retry["maximum_backoff"], topic, values) == f"{route.max_backoff_s}s"
         assert int(render(str(dead_letter["max_delivery_attempts"]), topic, values)) == route.max_delivery_attempts
+    assert push["enable_message_ordering"] == "${each.value.message_ordering}"
 
 
 def test_every_dead_letter_topic_has_a_hold_subscription_that_keeps_messages_7_days(tf):

@@ -5,6 +5,7 @@ message is in the dead-letter hold; the others are delivered once)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import threading
@@ -19,6 +20,7 @@ import pytest
 from local.stack import REPO_ROOT, create_topology, publish_json, pull_all
 from local.stack.pubsub import push_endpoint
 from local.stack.push_relay import PRODUCTION_MAX_INSTANCES, PushRelay
+from shared import pubsub
 from shared.topology import Route
 
 pytestmark = pytest.mark.slow
@@ -29,25 +31,31 @@ HOLD_S = 0.4
 
 
 class Endpoint:
-    """An HTTP endpoint that holds every request HOLD_S, records bodies and the most requests it had at once, and
-    answers 500 to messages whose payload says {"fail": true}."""
+    """An HTTP endpoint that holds every request HOLD_S, records bodies and the most requests it had at once (in
+    all, and per ordering key), and answers 500 to messages whose payload says {"fail": true}."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = self.max_in_flight = 0
+        self.key_in_flight: dict[str, int] = {}
+        self.key_max_in_flight: dict[str, int] = {}
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = body["message"].get("orderingKey", "")
                 with endpoint.lock:
                     endpoint.bodies.append(body)
                     endpoint.in_flight += 1
                     endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
+                    now = endpoint.key_in_flight[key] = endpoint.key_in_flight.get(key, 0) + 1
+                    endpoint.key_max_in_flight[key] = max(endpoint.key_max_in_flight.get(key, 0), now)
                 time.sleep(HOLD_S)
                 with endpoint.lock:
                     endpoint.in_flight -= 1
+                    endpoint.key_in_flight[key] -= 1
                 payload = json.loads(base64.b64decode(body["message"]["data"]))
                 self.send_response(500 if payload.get("fail") else 204)
                 self.end_headers()
@@ -136,6 +144,36 @@ def test_a_failing_push_is_retried_then_dead_lettered_and_the_others_delivered_o
     assert ks.count("bad") == ROUTE.max_delivery_attempts
     assert sorted(k for k in ks if k != "bad") == [0, 1, 2, 3]  # each good message once: acked on its 2xx
     assert relay.failed == {"detail": ROUTE.max_delivery_attempts} and relay.pushed == {"detail": 4}
+
+
+def test_an_ordered_subscription_pushes_one_message_of_a_key_at_a_time_and_unkeyed_ones_freely(
+        pubsub_env, gcp_project, endpoint):
+    # What ADR 014 relies on: with message ordering, an account's messages (its id as key) reach the function one at
+    # a time, in publish order, while the other instances serve other accounts; a message with no key is not held.
+    route = dataclasses.replace(ROUTE, topic="relay-ordered", ordered_by_account=True)
+    create_topology(pubsub_env, {route.function: endpoint.url}, project=gcp_project, routes=[route], push=False)
+    subscriber = pubsub_env.subscriber()
+    relay = PushRelay(subscriber, {route.function: (subscriber.subscription_path(gcp_project, route.subscription),
+                                                    push_endpoint(endpoint.url, gcp_project, route.topic))},
+                      {route.function: 4}, {route.function: float(route.ack_deadline_s)}).start()
+    with pubsub_env.client_env():
+        publisher = pubsub.new_publisher()
+    try:
+        for key in ("loja-a", "loja-b"):
+            pubsub.publish_json_with(publisher, gcp_project, route.topic, ({"key": key, "k": k} for k in range(4)),
+                                     ordering_key=key, account=key)
+        pubsub.publish_json_with(publisher, gcp_project, route.topic, ({"key": "", "k": k} for k in range(4)))
+        _wait(lambda: len(endpoint.bodies) >= 12)
+    finally:
+        relay.stop()
+    assert endpoint.key_max_in_flight["loja-a"] == endpoint.key_max_in_flight["loja-b"] == 1
+    assert endpoint.key_max_in_flight[""] >= 2  # the loops the keys left free served the unkeyed messages
+    assert endpoint.max_in_flight >= 3
+    for key in ("loja-a", "loja-b"):
+        assert [p["k"] for p in endpoint.payloads() if p["key"] == key] == [0, 1, 2, 3]
+        assert {b["message"]["orderingKey"] for b in endpoint.bodies if b["message"]["attributes"].get("account") ==
+                key} == {key}
+    assert relay.pushed == {"detail": 12} and not relay.failed
 
 
 def test_the_relay_concurrency_is_terraforms_max_instances():
