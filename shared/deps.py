@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -172,13 +173,15 @@ class Deps:
         """Collection `<prefix>_<name>` of one registered collection (shared.topology.COLLECTIONS)."""
         return firestore_client.collection_in(self.firestore, self.settings.firestore_prefix, registered)
 
-    def topic_path(self, topic: str) -> str:
-        return str(self.publisher.topic_path(self.settings.project_id, topic))
-
     def publish_json(self, topic: str, payloads: Iterable[dict[str, Any]], **attributes: str) -> list[str]:
-        """Publish to `topic`; a message of an account (`account=` attribute) carries the ordering key that
-        shared.account_order gives it (the account's own, while two or more accounts are active)."""
+        """Publish payloads as JSON: publish()."""
+        return self.publish(topic, (json.dumps(p, separators=(",", ":")).encode() for p in payloads), **attributes)
+
+    def publish(self, topic: str, messages: Iterable[bytes], **attributes: str) -> list[str]:
+        """Publish to `topic` and wait for Pub/Sub to take every message; a message of an account (`account=`
+        attribute) carries the ordering key shared.account_order gives it (the account's own, while two or more
+        accounts are active)."""
         account = attributes.get("account")
         key = account_order.ordering_key(topic, account, len(self.accounts.active())) if account else ""
-        return pubsub.publish_json_with(self.publisher, self.settings.project_id, topic, payloads, 60.0,
-                                        ordering_key=key, **attributes)
+        return pubsub.publish_with(self.publisher, self.settings.project_id, topic, messages, 60.0,
+                                   ordering_key=key, **attributes)

@@ -14,6 +14,7 @@ another account's: its reason (say, its daily quota) still holds.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from shared import log, topology
@@ -23,12 +24,9 @@ from shared.messages import PubSubMessage
 class Clients(Protocol):
     """What parking needs of a composition root (shared.deps.Deps, which sits above this module)."""
 
-    @property
-    def publisher(self) -> Any: ...
+    def publish(self, topic: str, messages: Iterable[bytes], **attributes: str) -> list[str]: ...
 
     def collection(self, registered: topology.Collection) -> Any: ...
-
-    def topic_path(self, topic: str) -> str: ...
 
 
 def park(parked: Any, topic: str, message: PubSubMessage, reason: str, detail: str = "",
@@ -50,8 +48,7 @@ def release_all(deps: Clients, account: str | None = None, limit: int = 10_000) 
         doc = snapshot.to_dict()
         if account is not None and doc.get("account") not in (None, account):
             continue
-        future = deps.publisher.publish(deps.topic_path(doc["topic"]), doc["data"], **(doc.get("attributes") or {}))
-        future.result(timeout=60)
+        deps.publish(doc["topic"], [doc["data"]], **(doc.get("attributes") or {}))
         snapshot.reference.delete()
         released += 1
     if released:

@@ -22,8 +22,15 @@ def new_publisher() -> Any:
 
 def publish_json_with(client: Any, project_id: str, topic: str, payloads: Iterable[dict[str, Any]],
                       timeout_s: float = 60.0, ordering_key: str = "", **attributes: str) -> list[str]:
-    """Publish every payload as compact JSON through `client`, with `ordering_key` ("" for none), and wait for all
-    of them (or TimeoutError, or the publish's error).
+    """Publish every payload as compact JSON: publish_with()."""
+    return publish_with(client, project_id, topic, (json.dumps(p, separators=(",", ":")).encode() for p in payloads),
+                        timeout_s, ordering_key, **attributes)
+
+
+def publish_with(client: Any, project_id: str, topic: str, messages: Iterable[bytes], timeout_s: float = 60.0,
+                 ordering_key: str = "", **attributes: str) -> list[str]:
+    """Publish every message through `client`, with `ordering_key` ("" for none), and wait for all of them (or
+    TimeoutError, or the publish's error); their message ids.
 
     A failed publish with a key pauses that key in the client: every later publish with it would fail at once, in
     this instance, for as long as it lives. So a failure resumes the key before it is raised; the caller's delivery
@@ -31,8 +38,7 @@ def publish_json_with(client: Any, project_id: str, topic: str, payloads: Iterab
     path = str(client.topic_path(project_id, topic))
     key = {"ordering_key": ordering_key} if ordering_key else {}
     try:
-        pending = [client.publish(path, json.dumps(p, separators=(",", ":")).encode(), **key, **attributes)
-                   for p in payloads]
+        pending = [client.publish(path, data, **key, **attributes) for data in messages]
         _, not_done = futures.wait(pending, timeout=timeout_s, return_when=futures.ALL_COMPLETED)
         if not_done:
             raise TimeoutError(f"{len(not_done)} of {len(pending)} publishes to {topic} did not complete")

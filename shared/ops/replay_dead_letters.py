@@ -82,8 +82,7 @@ def replay(deps: Deps, route: topology.Route, max_messages: int, dry_run: bool, 
                     subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_ids": [received.ack_id],
                                                             "ack_deadline_seconds": 0})
                     continue
-                future = deps.publisher.publish(deps.topic_path(route.topic), message.data, **attributes)
-                future.result(timeout=60)
+                deps.publish(route.topic, [message.data], **attributes)
                 subscriber.acknowledge(request={"subscription": subscription, "ack_ids": [received.ack_id]})
                 replayed += 1
             if dry_run:

@@ -1,16 +1,20 @@
 """Ordering keys per account (shared.account_order, ADR 014), against the emulators, the sandbox and PostgreSQL:
 while two or more accounts are active, every message the functions publish for an account carries its id as the
-ordering key (so Pub/Sub pushes one message of the account at a time: tests/integration/stack/test_push_relay.py);
-with one active account none does, and a failed keyed publish does not stop the key for the next delivery."""
+ordering key (so Pub/Sub pushes one message of the account at a time: tests/integration/stack/test_push_relay.py),
+and so does the work released from parking or replayed from the dead letters; with one active account none does;
+and a failed keyed publish does not stop the key for the next delivery."""
 from __future__ import annotations
 
 import pytest
 from google.api_core import exceptions
 
-from shared import pubsub, topology
+from local.stack import create_topology
+from shared import parking, pubsub, topology
 from shared.account_registry import AccountStatus
+from shared.messages import PubSubMessage
+from shared.ops import replay_dead_letters
 from tests.conftest import PubSubCapture
-from tests.integration.accounts.test_accounts_pipeline import JANUARY, A, B, two_companies  # noqa: F401 (fixture)
+from tests.integration.accounts.test_accounts_pipeline import JANUARY, A, B, two_companies  # the fixture
 from tests.integration.data.pipeline_driver import envelope, handler
 from tests.integration.process_deps import current_deps
 
@@ -55,3 +59,18 @@ def test_a_failed_keyed_publish_does_not_stop_the_key_for_the_next_delivery(pubs
     # The redelivery's publish, in the same instance (the same client), with the same key.
     pubsub.publish_json_with(publisher, gcp_project, topic, [{"k": 2}], ordering_key=A, account=A)
     assert [(m["data"], m["ordering_key"]) for m in capture.pull(topic)] == [({"k": 2}, A)]
+
+
+def test_parked_work_and_replayed_dead_letters_go_back_with_their_accounts_key(two_companies, pubsub_topology):
+    deps = current_deps()
+    batch = b'{"run_id":"r1","window":"2026-01","notes":[[1,"2026-01-02"]],"account":"loja-b"}'
+    parking.park(deps.collection(topology.PARKED), topology.NFE.topic,
+                 PubSubMessage(data=batch, attributes={"account": B}, message_id="parked-1"),
+                 "DailyLimitReached", account=B)
+    assert parking.release_all(deps, B) == 1
+    create_topology(pubsub_topology.emulator, {}, project=pubsub_topology.project)  # the dead-letter holds
+    pubsub.publish_with(deps.publisher, deps.settings.project_id, topology.NFE.dead_letter_topic, [batch],
+                        account=B)
+    assert replay_dead_letters.replay(deps, topology.NFE, 10, dry_run=False, pull_timeout_s=2) == 1
+    released = pubsub_topology.pull(topology.NFE.topic)
+    assert [(m["data"]["account"], m["ordering_key"]) for m in released] == [(B, B), (B, B)]
