@@ -149,7 +149,8 @@ class AccountsBench:
                  for k, name in enumerate(names)]
         stack = stack_mod.LocalStack(self.run, rate_per_s=limit, latency_s=self.real_latency_s / self.speedup,
                                      function_env=env, sandbox_accounts=specs,
-                                     push_concurrency=self.push_concurrency or PRODUCTION_MAX_INSTANCES)
+                                     push_concurrency=self.push_concurrency or PRODUCTION_MAX_INSTANCES,
+                                     message_ordering=True)  # production's delivery, ordering keys included
         months = all_months(*self.months)
         try:
             stack.start()

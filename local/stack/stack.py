@@ -62,6 +62,8 @@ class LocalStack:
       push_concurrency {function: loops}: deliver through a local.stack.push_relay.PushRelay with that many
                      messages in flight per function (push_relay.PRODUCTION_MAX_INSTANCES is production's) instead
                      of the emulator's push (two at once per subscription)
+      message_ordering message ordering on the subscriptions that have it in production (ADR 014); off by default,
+                     because the emulator then never dead-letters (local.stack.pubsub.create_topology)
       keep_pgdata    leave the stopped cluster's data directory in .stack/<run>/pgdata (make demo does)
       project        the Google Cloud project id used with the emulators
 
@@ -75,7 +77,7 @@ class LocalStack:
                  functions: Iterable[str] | None = None,
                  extra_functions: Mapping[str, tuple[str, str, str | Path]] | None = None,
                  ack_deadline_s: int | None = None, function_env: Mapping[str, str] | None = None,
-                 push_concurrency: Mapping[str, int] | None = None,
+                 push_concurrency: Mapping[str, int] | None = None, message_ordering: bool = False,
                  keep_pgdata: bool = False, project: str = DEFAULT_PROJECT, handle_signals: bool = True) -> None:
         from shared import topology
         from shared.bling import token_crypto
@@ -92,6 +94,7 @@ class LocalStack:
         self.function_env = dict(function_env or {})
         self.push_concurrency = dict(push_concurrency) if push_concurrency else None
         self.push_relay: PushRelay | None = None
+        self.message_ordering = message_ordering
         # The key of the stored Bling tokens (ADR 008): random per stack, as Secret Manager holds one per project.
         self.token_key = token_crypto.new_key()
         self.keep_pgdata = keep_pgdata
@@ -192,7 +195,8 @@ class LocalStack:
 
     def create_topology(self) -> None:
         create_topology(self._pubsub(), {name: fn.url for name, fn in self.functions.items()}, project=self.project,
-                        ack_deadline_s=self.ack_deadline_s, push=self.push_concurrency is None)
+                        ack_deadline_s=self.ack_deadline_s, push=self.push_concurrency is None,
+                        message_ordering=self.message_ordering)
         if self.push_concurrency is not None and self.push_relay is None:
             self.push_relay = self._push_relay(self.push_concurrency).start()
 
