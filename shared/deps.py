@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -175,7 +174,7 @@ class Deps:
 
     def publish_json(self, topic: str, payloads: Iterable[dict[str, Any]], **attributes: str) -> list[str]:
         """Publish payloads as JSON: publish()."""
-        return self.publish(topic, (json.dumps(p, separators=(",", ":")).encode() for p in payloads), **attributes)
+        return self.publish(topic, (pubsub.json_bytes(p) for p in payloads), **attributes)
 
     def publish(self, topic: str, messages: Iterable[bytes], **attributes: str) -> list[str]:
         """Publish to `topic` and wait for Pub/Sub to take every message; a message of an account (`account=`

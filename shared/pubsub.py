@@ -1,7 +1,7 @@
 """Publishing JSON messages, waiting for every future before the function returns.
 
 A function that returns before its publishes complete can lose them (the CPU is throttled after the response), so
-publish_json_with() blocks until Pub/Sub has accepted every message. The client is the composition root's
+publish_with() blocks until Pub/Sub has accepted every message. The client is the composition root's
 (shared.deps.Deps), created once per process, with message ordering on: a message may carry an ordering key
 (shared.account_order, ADR 014).
 """
@@ -20,11 +20,9 @@ def new_publisher() -> Any:
         publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
 
 
-def publish_json_with(client: Any, project_id: str, topic: str, payloads: Iterable[dict[str, Any]],
-                      timeout_s: float = 60.0, ordering_key: str = "", **attributes: str) -> list[str]:
-    """Publish every payload as compact JSON: publish_with()."""
-    return publish_with(client, project_id, topic, (json.dumps(p, separators=(",", ":")).encode() for p in payloads),
-                        timeout_s, ordering_key, **attributes)
+def json_bytes(payload: dict[str, Any]) -> bytes:
+    """A message's data: the payload as compact JSON."""
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def publish_with(client: Any, project_id: str, topic: str, messages: Iterable[bytes], timeout_s: float = 60.0,

@@ -53,11 +53,11 @@ def test_a_failed_keyed_publish_does_not_stop_the_key_for_the_next_delivery(pubs
         publisher = pubsub.new_publisher()
     topic = "account-order-probe"
     with pytest.raises(exceptions.NotFound):  # the topic does not exist yet: this publish fails
-        pubsub.publish_json_with(publisher, gcp_project, topic, [{"k": 1}], ordering_key=A, account=A)
+        pubsub.publish_with(publisher, gcp_project, topic, [b'{"k":1}'], ordering_key=A, account=A)
     capture = PubSubCapture(pubsub_env, gcp_project)
     capture.add_topic(topic)
     # The redelivery's publish, in the same instance (the same client), with the same key.
-    pubsub.publish_json_with(publisher, gcp_project, topic, [{"k": 2}], ordering_key=A, account=A)
+    pubsub.publish_with(publisher, gcp_project, topic, [b'{"k":2}'], ordering_key=A, account=A)
     assert [(m["data"], m["ordering_key"]) for m in capture.pull(topic)] == [({"k": 2}, A)]
 
 

@@ -160,10 +160,10 @@ def test_an_ordered_subscription_pushes_one_message_of_a_key_at_a_time_and_unkey
     with pubsub_env.client_env():
         publisher = pubsub.new_publisher()
     try:
-        for key in ("loja-a", "loja-b"):
-            pubsub.publish_json_with(publisher, gcp_project, route.topic, ({"key": key, "k": k} for k in range(4)),
-                                     ordering_key=key, account=key)
-        pubsub.publish_json_with(publisher, gcp_project, route.topic, ({"key": "", "k": k} for k in range(4)))
+        for key in ("loja-a", "loja-b", ""):
+            messages = [pubsub.json_bytes({"key": key, "k": k}) for k in range(4)]
+            pubsub.publish_with(publisher, gcp_project, route.topic, messages, ordering_key=key,
+                                **({"account": key} if key else {}))
         _wait(lambda: len(endpoint.bodies) >= 12)
     finally:
         relay.stop()
