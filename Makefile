@@ -6,8 +6,15 @@ VENV_PY := .venv/bin/python
 setup:
 	@bash local/setup.sh
 
+# The whole suite in two runs. First the unit and integration tiers on two workers (pytest-xdist; --dist loadfile
+# keeps each file, and its module fixtures, in one worker, and each worker starts servers of its own): their tests
+# mostly wait on the emulators, PostgreSQL and the sandbox. Then the chaos and e2e tiers, one test at a time: each
+# runs the whole deployment as processes, with deadlines that another stack on the same two cores would eat into.
+PARALLEL_TESTS := tests/unit tests/integration
+
 test: setup
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest -n 2 --dist loadfile $(PARALLEL_TESTS) $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest tests $(addprefix --ignore=,$(PARALLEL_TESTS)) $(PYTEST_ARGS)
 
 # The server-free tier alone (tests/unit: paging, row mapping, decisions, handler mapping; seconds).
 unit: setup
