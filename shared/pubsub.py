@@ -1,4 +1,4 @@
-"""Publishing JSON messages, waiting for every future before the function returns.
+"""Publishing messages (JSON payloads or raw data), waiting for every future before the function returns.
 
 A function that returns before its publishes complete can lose them (the CPU is throttled after the response), so
 publish_with() blocks until Pub/Sub has accepted every message. The client is the composition root's
