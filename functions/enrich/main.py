@@ -1,7 +1,7 @@
 """enrich: loads the contacts and products (by SKU) referenced by stored invoices, when missing or stale.
 
-The request runs for the account it names (its Bling client, claims and schema; shared.account_registry resolves it
-first). A contact or SKU whose own Bling call keeps failing transiently is retried in a message of its own, and
+The request runs for the account it names (its Bling client, claims and schema; shared.account_registry resolves
+it first). A contact or SKU whose own Bling call keeps failing transiently is retried in a message of its own, and
 given up with one ERROR after that message's last delivery attempt (reconcile reports it unresolved): it never
 blocks the others of its message (shared.record_failures, ADR 009)."""
 import functools
@@ -12,7 +12,7 @@ import functions_framework
 
 from shared import enrichment, log, record_failures, topology
 from shared.bling.client import count_calls
-from shared.deps import Account, Deps
+from shared.deps import Deps
 from shared.domain import EntityKind
 from shared.enrichment import CONTACT, SKU
 from shared.errors import EtlError
@@ -27,11 +27,6 @@ deps = Deps.from_environment()  # the composition root: once per process (ADR 01
 def on_enrich(message: PubSubMessage) -> None:
     request = EnrichRequest.parse(message.data)
     account = deps.account(deps.accounts.resolve(request.account))
-    with log.bind(account=account.account_id, run_id=request.run_id):
-        _enrich(message, request, account)
-
-
-def _enrich(message: PubSubMessage, request: EnrichRequest, account: Account) -> None:
     name, database = account.account_id, account.db
     settings = deps.settings
     # The claims' owner: the message id is the same on every redelivery, so a redelivery after a crash takes
@@ -41,7 +36,7 @@ def _enrich(message: PubSubMessage, request: EnrichRequest, account: Account) ->
     bling = account.client
     max_age = settings.enrich_max_age_days
     claims = deps.collection(topology.ENRICH_CLAIMS)
-    with count_calls() as calls:
+    with log.bind(account=name, run_id=request.run_id), count_calls() as calls:
         # The claims end with this block, before anything is republished: a record retried in a message of its own
         # must find no claim of ours in its way.
         with enrichment.claimed(claims, name, CONTACT,
