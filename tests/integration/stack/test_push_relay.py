@@ -80,11 +80,11 @@ def endpoint() -> Iterator[Endpoint]:
     served.server.server_close()
 
 
-def _relay(emulator: Any, project: str, url: str, loops: int) -> PushRelay:
+def _relay(emulator: Any, project: str, url: str, loops: int, route: Route = ROUTE) -> PushRelay:
     subscriber = emulator.subscriber()
-    routes = {ROUTE.function: (subscriber.subscription_path(project, ROUTE.subscription),
-                               push_endpoint(url, project, ROUTE.topic))}
-    return PushRelay(subscriber, routes, {ROUTE.function: loops}, {ROUTE.function: float(ROUTE.ack_deadline_s)})
+    routes = {route.function: (subscriber.subscription_path(project, route.subscription),
+                               push_endpoint(url, project, route.topic))}
+    return PushRelay(subscriber, routes, {route.function: loops}, {route.function: float(route.ack_deadline_s)})
 
 
 def _wait(condition: Any, timeout_s: float = 30.0) -> None:
@@ -153,10 +153,7 @@ def test_an_ordered_subscription_pushes_one_message_of_a_key_at_a_time_and_unkey
     route = dataclasses.replace(ROUTE, topic="relay-ordered", ordered_by_account=True)
     create_topology(pubsub_env, {route.function: endpoint.url}, project=gcp_project, routes=[route], push=False,
                     message_ordering=True)
-    subscriber = pubsub_env.subscriber()
-    relay = PushRelay(subscriber, {route.function: (subscriber.subscription_path(gcp_project, route.subscription),
-                                                    push_endpoint(endpoint.url, gcp_project, route.topic))},
-                      {route.function: 4}, {route.function: float(route.ack_deadline_s)}).start()
+    relay = _relay(pubsub_env, gcp_project, endpoint.url, 4, route).start()
     with pubsub_env.client_env():
         publisher = pubsub.new_publisher()
     try:
